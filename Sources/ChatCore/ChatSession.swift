@@ -1,0 +1,86 @@
+import SocketIO
+
+/// The original chat protocol for one client connection: `join {username}` enters the room
+/// given at connect, `say {text}` broadcasts to it, disconnecting after a join broadcasts a
+/// quit. Runs on the connection's event loop; answers go back as Socket.IO packets for this
+/// client alone.
+public final class ChatSession {
+    public let roomID: String
+    public private(set) var username: String?
+    private let limits: ChatLimits
+    private let hub: RoomHub
+    private let shard: RoomShard
+    private unowned let member: RoomMember
+    private var sayBucket: TokenBucket
+    private let now: () -> UInt64
+
+    public init(roomID: String, limits: ChatLimits, hub: RoomHub, shard: RoomShard, member: RoomMember, now: @escaping () -> UInt64) {
+        self.roomID = roomID
+        self.limits = limits
+        self.hub = hub
+        self.shard = shard
+        self.member = member
+        self.now = now
+        self.sayBucket = TokenBucket(rate: limits.sayRate, burst: limits.sayBurst, now: now())
+    }
+
+    public var isJoined: Bool { username != nil }
+
+    /// Handles one event; returns the packets to send back to this client (acks, errors).
+    public func handleEvent(name: String, arguments: [JSONValue], ackID: Int?) -> [SocketPacket] {
+        let result: Result<Void, ChatError>
+        switch name {
+        case "join":
+            hub.metrics.joins.increment()
+            result = join(arguments.first)
+        case "say":
+            hub.metrics.says.increment()
+            result = say(arguments.first)
+        default:
+            hub.metrics.otherEvents.increment()
+            // Unknown events are ignored (new client features stay harmless), but an ack is owed.
+            guard let ackID else { return [] }
+            let error = ChatError(.invalidEvent, "unknown event '\(name.prefix(64))'")
+            hub.metrics.countError(error.reason.rawValue)
+            return [.ack(ackID, [error.ackPayload])]
+        }
+        switch result {
+        case .success:
+            return ackID.map { [.ack($0, [.object([("ok", .bool(true))])])] } ?? []
+        case .failure(let error):
+            hub.metrics.countError(error.reason.rawValue)
+            var replies: [SocketPacket] = [.event("error", [error.eventPayload])]
+            if let ackID { replies.append(.ack(ackID, [error.ackPayload])) }
+            return replies
+        }
+    }
+
+    private func join(_ argument: JSONValue?) -> Result<Void, ChatError> {
+        guard username == nil else { return .failure(ChatError(.alreadyJoined, "already joined as '\(username!)'")) }
+        let name = argument?["username"]?.stringValue
+        if let error = limits.validateUsername(name) { return .failure(error) }
+        username = name
+        hub.join(member, room: roomID, shard: shard)
+        hub.publish(.join(room: roomID, username: name!))
+        return .success(())
+    }
+
+    private func say(_ argument: JSONValue?) -> Result<Void, ChatError> {
+        guard let username else { return .failure(ChatError(.notJoined, "emit join {username} before say")) }
+        guard sayBucket.take(now: now()) else {
+            return .failure(ChatError(.rateLimited, "more than \(limits.sayRate) says per second (burst \(limits.sayBurst))"))
+        }
+        let text = argument?["text"]?.stringValue
+        if let error = limits.validateText(text) { return .failure(error) }
+        hub.publish(.say(room: roomID, username: username, text: text!))
+        return .success(())
+    }
+
+    /// The client left (namespace disconnect or transport close).
+    public func leave() {
+        guard let username else { return }
+        self.username = nil
+        hub.leave(member, room: roomID, shard: shard)
+        hub.publish(.quit(room: roomID, username: username))
+    }
+}

@@ -1,0 +1,75 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// A node's rooms: one `RoomShard` per event loop, the node-wide member count per room that
+/// decides when to subscribe or unsubscribe at the fanout, and the entry point for messages
+/// that the fanout delivers.
+public final class RoomHub: FanoutDelivery, @unchecked Sendable {
+    public let shards: [RoomShard]
+    public let fanout: any Fanout
+    public let metrics: ChatMetrics
+    private let shardByLoop: [ObjectIdentifier: RoomShard]
+    // Touched only on join and leave, never per message.
+    private let memberCounts = NIOLockedValueBox<[String: Int]>([:])
+
+    public init(eventLoops: [any EventLoop], fanout: any Fanout, metrics: ChatMetrics) {
+        let shards = eventLoops.map { RoomShard(eventLoop: $0, metrics: metrics) }
+        self.shards = shards
+        self.fanout = fanout
+        self.metrics = metrics
+        self.shardByLoop = Dictionary(uniqueKeysWithValues: shards.map { (ObjectIdentifier($0.eventLoop), $0) })
+        fanout.start(delivery: self)
+    }
+
+    public func shard(for eventLoop: any EventLoop) -> RoomShard {
+        guard let shard = shardByLoop[ObjectIdentifier(eventLoop)] else {
+            preconditionFailure("event loop \(eventLoop) has no room shard")
+        }
+        return shard
+    }
+
+    /// Rooms with at least one local member.
+    public var roomCount: Int { memberCounts.withLockedValue { $0.count } }
+
+    public var localRooms: [String] { memberCounts.withLockedValue { Array($0.keys) } }
+
+    /// Called on the shard's loop. The fanout hears of a room's first member before any message
+    /// from it is published, so no echo or interest is missed.
+    public func join(_ member: RoomMember, room: String, shard: RoomShard) {
+        shard.add(member, to: room)
+        memberCounts.withLockedValue { counts in
+            let count = (counts[room] ?? 0) + 1
+            counts[room] = count
+            if count == 1 { fanout.subscribe(room: room) }
+        }
+    }
+
+    public func leave(_ member: RoomMember, room: String, shard: RoomShard) {
+        shard.remove(member, from: room)
+        memberCounts.withLockedValue { counts in
+            guard let count = counts[room] else { return }
+            if count <= 1 {
+                counts[room] = nil
+                fanout.unsubscribe(room: room)
+            } else {
+                counts[room] = count - 1
+            }
+        }
+    }
+
+    public func publish(_ message: ChatMessage) {
+        fanout.publish(message)
+    }
+
+    /// Hands a broadcast to every shard: inline for the current loop, one hop for the others.
+    /// Tasks from one loop to another run in order, so each publisher's order is kept.
+    public func deliverLocally(_ broadcast: ChatBroadcast) {
+        for shard in shards {
+            if shard.eventLoop.inEventLoop {
+                shard.deliver(broadcast)
+            } else {
+                shard.eventLoop.execute { shard.deliver(broadcast) }
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import ChatCore
+import ClusterConfig
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One chatmesh node: the client listener (HTTP, Engine.IO, WebSocket), its rooms and its
+/// fanout. `start()` binds and returns; `stop()` closes every client and the listener.
+public final class ChatNode: @unchecked Sendable {
+    public let nodeName: String
+    private let group: MultiThreadedEventLoopGroup
+    private let context: ServerContext
+    private let listen: HostPort
+    private var serverChannel: (any Channel)?
+    private let logger: Logger
+
+    public init(config: ClusterConfig, node: NodeEntry, fanout: any Fanout = LocalFanout(), threads: Int? = nil, logger: Logger) {
+        self.nodeName = node.name
+        self.listen = node.listen
+        self.logger = logger
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
+        let metrics = ServerMetrics()
+        let loops = Array(group.makeIterator())
+        let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: metrics.chat)
+        self.context = ServerContext(
+            nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger
+        )
+    }
+
+    /// The bound client address (useful when the config asked for port 0).
+    public var localAddress: SocketAddress? { serverChannel?.localAddress }
+
+    public func start() throws {
+        let context = self.context
+        let outbound = context.limits.outboundBuffer
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: max(1, outbound / 2), high: max(2, outbound)))
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                let upgrader = WebSocketUpgrade(context: context).makeUpgrader()
+                let router = HTTPRouter(context: context)
+                return channel.pipeline.configureHTTPServerPipeline(
+                    withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
+                ).flatMap {
+                    channel.pipeline.addHandler(router, name: HTTPRouter.name)
+                }
+            }
+        let channel = try bootstrap.bind(host: listen.host, port: listen.port).wait()
+        serverChannel = channel
+        logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+    }
+
+    /// Blocks until the listener is closed.
+    public func waitUntilClosed() throws {
+        try serverChannel?.closeFuture.wait()
+    }
+
+    /// Stops accepting, tells every client to go (Engine.IO close), and stops the event loops.
+    public func stop(timeout: TimeAmount = .seconds(2)) {
+        logger.info("stopping", metadata: ["connections": "\(context.sessions.count)"])
+        try? serverChannel?.close().wait()
+        let closed = context.sessions.all().map { session in
+            session.eventLoop.submit { session.close(.serverClose, notifyClient: true) }
+        }
+        _ = try? EventLoopFuture.andAllComplete(closed, on: group.next()).wait()
+        // Give the close frames a moment to leave the sockets before the loops stop.
+        _ = try? group.next().scheduleTask(in: .milliseconds(100)) {}.futureResult.wait()
+        try? group.syncShutdownGracefully()
+    }
+}

@@ -1,0 +1,395 @@
+import ChatCore
+import EngineIO
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+import SocketIO
+
+/// One client's Engine.IO session and everything above it (its Socket.IO connection and its
+/// chat session). All state is touched on `eventLoop`, the loop of the connection that opened
+/// the session; requests and frames that arrive on other loops hop here first.
+///
+/// Outbound data goes to whichever transport is primary: a queue drained by long-polling GETs,
+/// or the WebSocket channel. Both are bounded by `outbound_buffer`: a client that stops reading
+/// is cut off, and the room goes on.
+final class EngineSession: RoomMember, @unchecked Sendable {
+    let sid: String
+    let eventLoop: any EventLoop
+    private let context: ServerContext
+    private let query: [String: String]
+    private var logger: Logger
+
+    private var state: EngineSessionState
+    private var socketIO = SocketIOServerSession()
+    private var chat: ChatSession?
+    private let shard: RoomShard
+
+    // Long-polling: encoded packets waiting for a GET, and the GET waiting for packets.
+    private var pollQueue: [ByteBuffer] = []
+    private var pollQueueBytes = 0
+    private var pendingPoll: HTTPResponder?
+
+    // WebSocket: the primary transport once upgraded (or from the start), and an upgrade probe.
+    private var webSocket: (any Channel)?
+    private var probe: (any Channel)?
+
+    private var pingTimer: Scheduled<Void>?
+    private var pongTimer: Scheduled<Void>?
+    private var upgradeTimer: Scheduled<Void>?
+    private var connectTimer: Scheduled<Void>?
+
+    var broadcastFlushPending = false
+
+    init(eventLoop: any EventLoop, transport: EngineRequest.Transport, query: [String: String], context: ServerContext) {
+        self.sid = SessionID.make()
+        self.eventLoop = eventLoop
+        self.context = context
+        self.query = query
+        self.state = EngineSessionState(transport: transport)
+        self.shard = context.hub.shard(for: eventLoop)
+        var logger = context.logger
+        logger[metadataKey: "sid"] = "\(sid)"
+        self.logger = logger
+    }
+
+    var handshake: EngineHandshake {
+        EngineHandshake(
+            sid: sid, upgrades: state.sendsOverPolling ? ["websocket"] : [],
+            pingIntervalMs: context.engine.pingIntervalMs, pingTimeoutMs: context.engine.pingTimeoutMs,
+            maxPayload: context.engine.maxPayload
+        )
+    }
+
+    // MARK: Opening
+
+    /// Starts the heartbeat and the Socket.IO connect deadline. For a WebSocket-born session the
+    /// open packet goes out as its first frame; for polling it is the handshake GET's body.
+    func open(webSocket channel: (any Channel)?) {
+        eventLoop.preconditionInEventLoop()
+        if let channel {
+            webSocket = channel
+            send(handshake.openPacket)
+        }
+        schedulePing()
+        connectTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.connectTimeoutMs))) { [self] in
+            if chat == nil, socketIO.connected.isEmpty {
+                logger.debug("no Socket.IO connect in time")
+                close(.transportClose)
+            }
+        }
+        logger.debug("session opened", metadata: ["transport": "\(channel == nil ? "polling" : "websocket")"])
+    }
+
+    // MARK: Long-polling
+
+    func handlePollGET(_ responder: HTTPResponder) {
+        eventLoop.preconditionInEventLoop()
+        guard !state.isClosed else { return responder.send(.engineError(.unknownSid, headers: responder.extraHeaders)) }
+        guard state.sendsOverPolling else { return responder.send(.engineError(.badRequest)) }
+        if let overlapping = pendingPoll {
+            // Two GETs at once: the Node server treats it as a broken client and closes the session.
+            logger.info("overlapping polling GET")
+            responder.send(.engineError(.badRequest))
+            pendingPoll = nil
+            overlapping.send(pollReply(PollingPayload.encode([EnginePacket(.close)])))
+            close(.transportError)
+            return
+        }
+        if case .upgrading(probeAnswered: true) = state.phase {
+            // The client is switching to WebSocket: release this poll at once.
+            return responder.send(pollReply(EnginePacket(.noop).encodedText()!))
+        }
+        pendingPoll = responder
+        flushPollQueue()
+    }
+
+    func handlePollPOST(_ body: String, responder: HTTPResponder) {
+        eventLoop.preconditionInEventLoop()
+        guard !state.isClosed else { return responder.send(.engineError(.unknownSid)) }
+        guard state.sendsOverPolling else { return responder.send(.engineError(.badRequest)) }
+        let packets: [EnginePacket]
+        do {
+            packets = try PollingPayload.decode(body)
+        } catch {
+            logger.info("bad polling payload", metadata: ["error": "\(error)"])
+            context.metrics.countError("parse_error")
+            responder.send(.engineError(.badRequest))
+            close(.parseError)
+            return
+        }
+        responder.send(HTTPReply(status: .ok, contentType: "text/html", text: "ok"))
+        for packet in packets where !state.isClosed {
+            receive(packet, from: .primary)
+        }
+    }
+
+    /// The connection holding the pending GET went away.
+    func pollConnectionClosed(_ channel: any Channel) {
+        eventLoop.preconditionInEventLoop()
+        guard let pending = pendingPoll, pending.channel === channel else { return }
+        pendingPoll = nil
+        if state.sendsOverPolling {
+            close(.transportClose)
+        }
+    }
+
+    private func pollReply(_ payload: String) -> HTTPReply {
+        HTTPReply(status: .ok, contentType: "text/plain; charset=UTF-8", text: payload)
+    }
+
+    private func flushPollQueue() {
+        guard let responder = pendingPoll, !pollQueue.isEmpty else { return }
+        pendingPoll = nil
+        var body = ByteBufferAllocator().buffer(capacity: pollQueueBytes + pollQueue.count)
+        for (index, packet) in pollQueue.enumerated() {
+            if index > 0 { body.writeInteger(UInt8(0x1E)) }
+            body.writeImmutableBuffer(packet)
+        }
+        pollQueue.removeAll(keepingCapacity: true)
+        pollQueueBytes = 0
+        responder.send(HTTPReply(status: .ok, contentType: "text/plain; charset=UTF-8", body: body))
+    }
+
+    // MARK: WebSocket
+
+    /// A WebSocket with this sid arrived to upgrade the session. Returns false if refused.
+    func beginUpgrade(probe channel: any Channel) -> Bool {
+        eventLoop.preconditionInEventLoop()
+        guard state.beginUpgrade() else { return false }
+        probe = channel
+        upgradeTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.upgradeTimeoutMs))) { [self] in
+            guard state.isUpgrading, let probe else { return }
+            logger.debug("upgrade timed out")
+            state.abortUpgrade()
+            self.probe = nil
+            probe.close(promise: nil)
+        }
+        return true
+    }
+
+    func receive(webSocketPacket packet: EnginePacket, on channel: any Channel) {
+        eventLoop.preconditionInEventLoop()
+        if channel === webSocket {
+            receive(packet, from: .primary)
+        } else if channel === probe {
+            receive(packet, from: .probe)
+        }
+    }
+
+    func webSocketClosed(_ channel: any Channel) {
+        eventLoop.preconditionInEventLoop()
+        if channel === webSocket {
+            webSocket = nil
+            close(.transportClose)
+        } else if channel === probe {
+            probe = nil
+            upgradeTimer?.cancel()
+            state.abortUpgrade()
+        }
+    }
+
+    // MARK: Inbound packets
+
+    private func receive(_ packet: EnginePacket, from source: EngineSessionState.Source) {
+        switch state.receive(packet, from: source) {
+        case .deliver(let payload):
+            handleSocketIO(payload)
+        case .answerProbe:
+            probe.map { write(EnginePacket(.pong, .text("probe")), to: $0, flush: true) }
+            if let responder = pendingPoll {
+                pendingPoll = nil
+                responder.send(pollReply(EnginePacket(.noop).encodedText()!))
+            }
+        case .completeUpgrade:
+            upgradeTimer?.cancel()
+            webSocket = probe
+            probe = nil
+            if let responder = pendingPoll {
+                pendingPoll = nil
+                responder.send(pollReply(EnginePacket(.noop).encodedText()!))
+            }
+            if let channel = webSocket {
+                for packet in pollQueue { channel.write(WebSocketFrame(fin: true, opcode: .text, data: packet), promise: nil) }
+                channel.flush()
+            }
+            pollQueue.removeAll()
+            pollQueueBytes = 0
+            logger.debug("upgraded to websocket")
+        case .abortProbe:
+            upgradeTimer?.cancel()
+            probe?.close(promise: nil)
+            probe = nil
+        case .heartbeat:
+            pongTimer?.cancel()
+            pongTimer = nil
+            schedulePing()
+        case .close(let reason):
+            teardown(reason, notifyClient: false)
+        case .none:
+            break
+        }
+    }
+
+    private func handleSocketIO(_ payload: EnginePacket.Payload) {
+        let input: SocketIOServerSession.Input?
+        do {
+            input = try socketIO.receive(payload)
+        } catch {
+            // As the Node server does: a client that sends an undecodable packet is closed.
+            logger.info("bad Socket.IO packet", metadata: ["error": "\(error)"])
+            context.metrics.countError("parse_error")
+            close(.parseError)
+            return
+        }
+        switch input {
+        case nil:
+            break
+        case .reply(let text):
+            sendMessage(text)
+        case .connect(let namespace, _):
+            if let error = context.chatLimits.validateRoomID(query["roomid"]) {
+                context.metrics.countError(error.reason.rawValue)
+                sendMessage(SocketIOServerSession.connectError(
+                    namespace: namespace, message: error.message,
+                    data: .object([("reason", .string(error.reason.rawValue))])
+                ))
+                return
+            }
+            connectTimer?.cancel()
+            chat = ChatSession(
+                roomID: query["roomid"]!, limits: context.chatLimits, hub: context.hub, shard: shard, member: self,
+                now: { NIODeadline.now().uptimeNanoseconds }
+            )
+            sendMessage(socketIO.acceptConnect(namespace: namespace, sid: SessionID.make()))
+        case .event(let name, let arguments, let ackID):
+            guard let chat else { return }
+            for reply in chat.handleEvent(name: name, arguments: arguments, ackID: ackID) {
+                sendMessage(SocketPacketCodec.encode(reply))
+            }
+        case .disconnect:
+            chat?.leave()
+            chat = nil
+        }
+    }
+
+    // MARK: Outbound
+
+    private func sendMessage(_ socketPacket: String) {
+        send(.message(socketPacket))
+    }
+
+    /// Sends one packet now (acks, errors, heartbeats): queued for polling, or written and flushed.
+    private func send(_ packet: EnginePacket) {
+        guard !state.isClosed else { return }
+        if state.sendsOverPolling {
+            enqueueForPolling(ByteBuffer(string: packet.encodedForPolling()))
+            flushPollQueue()
+        } else if let channel = webSocket {
+            write(packet, to: channel, flush: true)
+        }
+    }
+
+    private func write(_ packet: EnginePacket, to channel: any Channel, flush: Bool) {
+        let frame: WebSocketFrame
+        switch packet.payload {
+        case .text:
+            frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: packet.encodedText()!))
+        case .binary(let bytes):
+            frame = WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: bytes))
+        }
+        context.metrics.chat.bytesSent.increment(by: Int64(frame.data.readableBytes))
+        if flush { channel.writeAndFlush(frame, promise: nil) } else { channel.write(frame, promise: nil) }
+    }
+
+    private func enqueueForPolling(_ encoded: ByteBuffer) {
+        pollQueueBytes += encoded.readableBytes
+        pollQueue.append(encoded)
+        if pollQueueBytes > context.limits.outboundBuffer {
+            overflow()
+        }
+    }
+
+    func enqueueBroadcast(_ engineFrame: ByteBuffer) {
+        guard !state.isClosed else { return }
+        if state.sendsOverPolling {
+            enqueueForPolling(engineFrame)
+        } else if let channel = webSocket {
+            guard channel.isWritable else { return overflow() }
+            channel.write(WebSocketFrame(fin: true, opcode: .text, data: engineFrame), promise: nil)
+        }
+    }
+
+    func flushBroadcasts() {
+        guard !state.isClosed else { return }
+        if state.sendsOverPolling {
+            flushPollQueue()
+        } else {
+            webSocket?.flush()
+        }
+    }
+
+    /// The client reads slower than the room talks. Closing is deferred to the next tick so a
+    /// broadcast in progress is not re-entered by this client's quit.
+    private func overflow() {
+        guard !state.isClosed else { return }
+        logger.info("outbound buffer overflow, disconnecting client")
+        context.metrics.countError("outbound_overflow")
+        pollQueue.removeAll()
+        pollQueueBytes = 0
+        eventLoop.execute { self.close(.outboundOverflow) }
+    }
+
+    // MARK: Heartbeat
+
+    private func schedulePing() {
+        pingTimer?.cancel()
+        pingTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.pingIntervalMs))) { [self] in
+            guard !state.isClosed else { return }
+            send(EnginePacket(.ping))
+            state.pingSent()
+            pongTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.pingTimeoutMs))) { [self] in
+                if let reason = state.pongDeadlinePassed() {
+                    logger.debug("pong not received in time")
+                    teardown(reason, notifyClient: false)
+                }
+            }
+        }
+    }
+
+    // MARK: Closing
+
+    /// Closes the session from the server side. `notifyClient` sends Engine.IO `1` first, so the
+    /// client knows to reconnect (used when draining).
+    func close(_ reason: EngineSessionState.CloseReason, notifyClient: Bool = false) {
+        eventLoop.preconditionInEventLoop()
+        if notifyClient, !state.isClosed { send(EnginePacket(.close)) }
+        guard state.close(reason) else { return }
+        teardown(reason, notifyClient: notifyClient)
+    }
+
+    private func teardown(_ reason: EngineSessionState.CloseReason, notifyClient: Bool) {
+        logger.debug("session closed", metadata: ["reason": "\(reason.rawValue)"])
+        for timer in [pingTimer, pongTimer, upgradeTimer, connectTimer] { timer?.cancel() }
+        chat?.leave()
+        chat = nil
+        context.sessions.remove(sid)
+        if let responder = pendingPoll {
+            pendingPoll = nil
+            responder.send(pollReply(PollingPayload.encode([EnginePacket(.close)])))
+        }
+        pollQueue.removeAll()
+        pollQueueBytes = 0
+        if let channel = webSocket {
+            webSocket = nil
+            let code: WebSocketErrorCode = reason == .parseError ? .protocolError : .normalClosure
+            var data = channel.allocator.buffer(capacity: 2)
+            data.write(webSocketErrorCode: code)
+            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        }
+        probe?.close(promise: nil)
+        probe = nil
+    }
+}

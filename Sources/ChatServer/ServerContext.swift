@@ -1,0 +1,40 @@
+import ChatCore
+import ClusterConfig
+import Logging
+import NIOCore
+
+/// What every connection handler of one node shares: settings, the session table, the rooms,
+/// metrics and the logger. Immutable after start, so it is shared across event loops freely.
+final class ServerContext: Sendable {
+    let nodeName: String
+    let engine: EngineSettings
+    let limits: LimitSettings
+    let chatLimits: ChatLimits
+    let sessions: SessionRegistry
+    let hub: RoomHub
+    let metrics: ServerMetrics
+    let logger: Logger
+    let startedAt: NIODeadline
+
+    init(nodeName: String, engine: EngineSettings, limits: LimitSettings, hub: RoomHub, metrics: ServerMetrics, logger: Logger) {
+        self.nodeName = nodeName
+        self.engine = engine
+        self.limits = limits
+        self.chatLimits = ChatLimits(
+            usernameMax: limits.usernameMax, textMax: limits.textMax, roomIDMax: limits.roomidMax,
+            sayRate: limits.sayRate, sayBurst: limits.sayBurst
+        )
+        self.sessions = SessionRegistry()
+        self.hub = hub
+        self.metrics = metrics
+        self.logger = logger
+        self.startedAt = .now()
+    }
+
+    /// The Origin check shared by polling (CORS) and WebSocket: no Origin header (non-browser
+    /// clients) is always allowed; otherwise the allow list decides, nil meaning allow all.
+    func isOriginAllowed(_ origin: String?) -> Bool {
+        guard let origin, let allowed = engine.allowedOrigins else { return true }
+        return allowed.contains(origin)
+    }
+}

@@ -1,0 +1,81 @@
+/// The whole cluster.conf: identical on every host, it lists every node.
+public struct ClusterConfig: Sendable, Equatable {
+    public var fanout: FanoutKind
+    /// Shared mesh key; required when any mesh address is not loopback.
+    public var secret: String?
+    /// `[redis] url`; required when `fanout = redis`.
+    public var redisURL: RedisURL?
+    /// Prepended to room ids to form Redis channel names (default empty).
+    public var channelPrefix: String
+    public var engine: EngineSettings
+    public var limits: LimitSettings
+    /// In file order.
+    public var nodes: [NodeEntry]
+
+    public init(
+        fanout: FanoutKind = .mesh,
+        secret: String? = nil,
+        redisURL: RedisURL? = nil,
+        channelPrefix: String = "",
+        engine: EngineSettings = EngineSettings(),
+        limits: LimitSettings = LimitSettings(),
+        nodes: [NodeEntry] = []
+    ) {
+        self.fanout = fanout
+        self.secret = secret
+        self.redisURL = redisURL
+        self.channelPrefix = channelPrefix
+        self.engine = engine
+        self.limits = limits
+        self.nodes = nodes
+    }
+
+    /// Parses cluster.conf text; `file` is only used in error locations.
+    /// - Throws: `ConfigError` for the first problem found.
+    public static func parse(_ text: String, file: String) throws -> ClusterConfig {
+        var parser = ConfigParser(file: file)
+        return try parser.parse(text)
+    }
+
+    public func node(named name: String) -> NodeEntry? {
+        nodes.first { $0.name == name }
+    }
+
+    /// Human-readable summary for `chatmesh check-config`. The secret and the Redis
+    /// password are never printed.
+    public func summary() -> String {
+        var lines: [String] = []
+        lines.append("fanout: \(fanout.rawValue)")
+        lines.append("secret: \(secret == nil ? "not set" : "set")")
+        if let redisURL {
+            lines.append("redis: \(redisURL)\(fanout == .redis ? "" : " (unused: fanout = mesh)")")
+        } else {
+            lines.append("redis: not configured")
+        }
+        lines.append("channel_prefix: \"\(channelPrefix)\"")
+        lines.append("nodes (\(nodes.count)):")
+        let width = nodes.map { $0.name.count }.max() ?? 0
+        for node in nodes {
+            let pad = String(repeating: " ", count: width - node.name.count)
+            var line = "  \(node.name)\(pad)  listen \(node.listen)"
+            if let mesh = node.mesh { line += "  mesh \(mesh)" }
+            lines.append(line)
+        }
+        lines.append("engineio:")
+        lines.append("  ping_interval = \(engine.pingIntervalMs) ms")
+        lines.append("  ping_timeout = \(engine.pingTimeoutMs) ms")
+        lines.append("  max_payload = \(engine.maxPayload) bytes")
+        lines.append("  upgrade_timeout = \(engine.upgradeTimeoutMs) ms")
+        lines.append("  connect_timeout = \(engine.connectTimeoutMs) ms")
+        lines.append("  allowed_origins = \(engine.allowedOrigins.map { $0.joined(separator: " ") } ?? "* (any origin)")")
+        lines.append("limits:")
+        lines.append("  username_max = \(limits.usernameMax)")
+        lines.append("  text_max = \(limits.textMax)")
+        lines.append("  roomid_max = \(limits.roomidMax)")
+        lines.append("  say_rate = \(limits.sayRate) per second")
+        lines.append("  say_burst = \(limits.sayBurst)")
+        lines.append("  outbound_buffer = \(limits.outboundBuffer) bytes")
+        lines.append("  max_connections = \(limits.maxConnections)")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,76 @@
+/// How a published chat message reaches the other nodes.
+public enum FanoutKind: String, Sendable, CaseIterable {
+    /// Broker-free: nodes keep a static full mesh of TCP links.
+    case mesh
+    /// The original topology: every node publishes and subscribes through one Redis.
+    case redis
+}
+
+/// Engine.IO transport settings (`[engineio]`). Times are milliseconds, sizes bytes.
+public struct EngineSettings: Sendable, Equatable {
+    public var pingIntervalMs: Int
+    public var pingTimeoutMs: Int
+    /// Largest Engine.IO payload / WebSocket message accepted from a client.
+    public var maxPayload: Int
+    public var upgradeTimeoutMs: Int
+    /// Time allowed between the Engine.IO open and the Socket.IO CONNECT.
+    public var connectTimeoutMs: Int
+    /// Origins allowed to connect; `nil` allows every origin (`allowed_origins = *`).
+    /// Entries are lowercased `scheme://host[:port]` without a trailing slash.
+    public var allowedOrigins: [String]?
+
+    public init() {
+        pingIntervalMs = 25_000
+        pingTimeoutMs = 20_000
+        maxPayload = 1_000_000
+        upgradeTimeoutMs = 10_000
+        connectTimeoutMs = 45_000
+        allowedOrigins = nil
+    }
+}
+
+/// Per-connection and per-node limits (`[limits]`).
+public struct LimitSettings: Sendable, Equatable {
+    /// Unicode scalars.
+    public var usernameMax: Int
+    /// Unicode scalars.
+    public var textMax: Int
+    /// Printable characters.
+    public var roomidMax: Int
+    /// Says per second per connection (token bucket refill rate).
+    public var sayRate: Int
+    /// Token bucket size.
+    public var sayBurst: Int
+    /// Bytes queued to one client before it is cut off.
+    public var outboundBuffer: Int
+    /// Per node.
+    public var maxConnections: Int
+
+    public init() {
+        usernameMax = 64
+        textMax = 4096
+        roomidMax = 128
+        sayRate = 20
+        sayBurst = 40
+        outboundBuffer = 1_048_576
+        maxConnections = 10_000
+    }
+}
+
+/// One `[node NAME]` section.
+public struct NodeEntry: Sendable, Equatable {
+    public var name: String
+    /// Where Socket.IO clients, the page, /healthz and /metrics are served.
+    public var listen: HostPort
+    /// Where the other nodes dial this one; `nil` when the node takes no part in a mesh.
+    public var mesh: HostPort?
+    /// Line of the `[node NAME]` header (0 when built in code).
+    public var line: Int
+
+    public init(name: String, listen: HostPort, mesh: HostPort? = nil, line: Int = 0) {
+        self.name = name
+        self.listen = listen
+        self.mesh = mesh
+        self.line = line
+    }
+}

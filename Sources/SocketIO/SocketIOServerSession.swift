@@ -1,0 +1,68 @@
+import EngineIO
+
+/// The server side of one client's Socket.IO connection, without sockets: it turns Engine.IO
+/// messages into namespace connects, events and disconnects, reassembles binary packets, and
+/// answers CONNECT to an unknown namespace the way the official server does.
+public struct SocketIOServerSession: Sendable {
+    public enum Input: Equatable, Sendable {
+        /// CONNECT to a served namespace; the application accepts (`acceptConnect`) or refuses.
+        case connect(namespace: String, auth: JSONValue?)
+        case event(name: String, arguments: [JSONValue], ackID: Int?)
+        case disconnect(namespace: String)
+        /// A packet text to send straight back (CONNECT_ERROR for an unknown namespace).
+        case reply(String)
+    }
+
+    public let namespaces: Set<String>
+    public private(set) var connected: [String: String] = [:] // namespace -> socket sid
+    private var reassembler = BinaryReassembler()
+
+    public init(namespaces: Set<String> = ["/"]) {
+        self.namespaces = namespaces
+    }
+
+    public mutating func receive(_ payload: EnginePacket.Payload) throws(SocketIOError) -> Input? {
+        let complete: SocketPacket?
+        switch payload {
+        case .text(let text):
+            complete = try reassembler.receive(try SocketPacketCodec.decode(text[...]))
+        case .binary(let bytes):
+            complete = try reassembler.receive(attachment: bytes)
+        }
+        guard let packet = complete else { return nil }
+        return handle(packet)
+    }
+
+    private mutating func handle(_ packet: SocketPacket) -> Input? {
+        switch packet.type {
+        case .connect:
+            guard namespaces.contains(packet.namespace) else {
+                return .reply(Self.connectError(namespace: packet.namespace, message: "Invalid namespace"))
+            }
+            // A repeated CONNECT to a connected namespace is ignored, as by the Node server.
+            guard connected[packet.namespace] == nil else { return nil }
+            return .connect(namespace: packet.namespace, auth: packet.data)
+        case .event, .binaryEvent:
+            guard connected[packet.namespace] != nil, let (name, arguments) = packet.eventNameAndArguments else { return nil }
+            return .event(name: name, arguments: arguments, ackID: packet.ackID)
+        case .disconnect:
+            guard connected.removeValue(forKey: packet.namespace) != nil else { return nil }
+            return .disconnect(namespace: packet.namespace)
+        case .ack, .binaryAck, .connectError:
+            // The server asks clients for no acks, and clients send no CONNECT_ERROR.
+            return nil
+        }
+    }
+
+    /// Marks the namespace connected and returns the `40{"sid":…}` answer.
+    public mutating func acceptConnect(namespace: String, sid: String) -> String {
+        connected[namespace] = sid
+        return SocketPacketCodec.encode(SocketPacket(type: .connect, namespace: namespace, data: .object([("sid", .string(sid))])))
+    }
+
+    public static func connectError(namespace: String, message: String, data: JSONValue? = nil) -> String {
+        var members: [(String, JSONValue)] = [("message", .string(message))]
+        if let data { members.append(("data", data)) }
+        return SocketPacketCodec.encode(SocketPacket(type: .connectError, namespace: namespace, data: .object(members)))
+    }
+}

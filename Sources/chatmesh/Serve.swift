@@ -1,0 +1,109 @@
+import ArgumentParser
+import ChatServer
+import ClusterConfig
+import Dispatch
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one node of the cluster.",
+        discussion: """
+        Binds the node's `listen` address from cluster.conf and serves Socket.IO clients, the chat \
+        page (/), /healthz and /metrics there. SIGTERM or SIGINT tells every client to reconnect \
+        elsewhere (Engine.IO close) and exits.
+        """
+    )
+
+    @Option(name: .long, help: "Path of cluster.conf.")
+    var config: String = "cluster.conf"
+
+    @Option(name: .long, help: "This node's name: a [node NAME] section of the config.")
+    var node: String
+
+    @Option(name: .long, help: "Event-loop threads (default: one per core).")
+    var threads: Int?
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: LogLevelArgument = .init(.info)
+
+    func validate() throws {
+        if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
+    }
+
+    func run() throws {
+        let level = logLevel.level
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        ResourceLimits.raiseOpenFileLimit()
+        let clusterConfig: ClusterConfig
+        do {
+            clusterConfig = try ClusterConfig.load(path: config)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        guard let entry = clusterConfig.node(named: node) else {
+            let names = clusterConfig.nodes.map(\.name).joined(separator: ", ")
+            throw ValidationError("\(config): no [node \(node)] section (nodes: \(names))")
+        }
+        var logger = Logger(label: "chatmesh")
+        logger[metadataKey: "node"] = "\(entry.name)"
+        if clusterConfig.nodes.count > 1 {
+            logger.warning("cluster.conf lists other nodes, but this build has no mesh links yet: this node serves its own clients only")
+        }
+        if clusterConfig.fanout == .redis {
+            throw ValidationError("\(config): fanout = redis is not available in this build")
+        }
+
+        let chatNode = ChatNode(config: clusterConfig, node: entry, threads: threads, logger: logger)
+        do {
+            try chatNode.start()
+        } catch {
+            throw ValidationError("cannot listen on \(entry.listen): \(error)")
+        }
+
+        let stopped = DispatchSemaphore(value: 0)
+        let signals = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                logger.info("signal received, stopping", metadata: ["signal": "\(number)"])
+                chatNode.stop()
+                stopped.signal()
+            }
+            source.resume()
+            return source
+        }
+        stopped.wait()
+        withExtendedLifetime(signals) {}
+    }
+}
+
+struct LogLevelArgument: ExpressibleByArgument {
+    let level: Logger.Level
+
+    init(_ level: Logger.Level) { self.level = level }
+
+    init?(argument: String) {
+        guard let level = Logger.Level(rawValue: argument.lowercased()) else { return nil }
+        self.level = level
+    }
+
+    var defaultValueDescription: String { level.rawValue }
+    static var allValueStrings: [String] { Logger.Level.allCases.map(\.rawValue) }
+}
+
+enum ResourceLimits {
+    /// Many clients means many sockets: raise the soft open-file limit to the hard limit.
+    static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+}

@@ -1,0 +1,43 @@
+import Testing
+@testable import ClusterConfig
+
+@Test func summaryNeverContainsTheSecretOrRedisPassword() throws {
+    let text = """
+        [cluster]
+        fanout = redis
+        secret = topsecret-mesh-key
+        [redis]
+        url = redis://app:redis-pass-42@cache:6379/1
+        [node a1]
+        listen = 127.0.0.1:6001
+        mesh = 10.0.0.1:7001
+        """
+    let summary = try ClusterConfig.parse(text, file: "c.conf").summary()
+    #expect(!summary.contains("topsecret-mesh-key"))
+    #expect(!summary.contains("redis-pass-42"))
+    #expect(summary.contains("secret: set"))
+    #expect(summary.contains("redis: redis://app:***@cache:6379/1"))
+}
+
+@Test func summaryListsFanoutNodesAndSettings() throws {
+    let summary = try ClusterConfig.parse(shippedExample, file: "cluster.conf").summary()
+    let lines = summary.split(separator: "\n").map(String.init)
+    #expect(lines.first == "fanout: mesh")
+    #expect(lines.contains("secret: set"))
+    #expect(lines.contains("nodes (2):"))
+    #expect(lines.contains("  a1  listen 127.0.0.1:6001  mesh 127.0.0.1:7001"))
+    #expect(lines.contains("  a2  listen 127.0.0.1:6002  mesh 127.0.0.1:7002"))
+    #expect(lines.contains("  ping_interval = 25000 ms"))
+    #expect(lines.contains("  max_payload = 1000000 bytes"))
+    #expect(lines.contains("  allowed_origins = * (any origin)"))
+    #expect(lines.contains("  say_rate = 20 per second"))
+    #expect(lines.contains("  max_connections = 10000"))
+    #expect(!summary.contains("change-me"))
+}
+
+@Test func summarySaysWhenSecretIsNotSet() throws {
+    let summary = try ClusterConfig.parse(oneNode, file: "c.conf").summary()
+    #expect(summary.contains("secret: not set"))
+    #expect(summary.contains("redis: not configured"))
+    #expect(summary.contains("  a1  listen 127.0.0.1:6001"))
+}
