@@ -41,12 +41,16 @@ public final class ChatNode: @unchecked Sendable {
             .childChannelOption(.writeBufferWaterMark, value: .init(low: max(1, outbound / 2), high: max(2, outbound)))
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                let upgrader = WebSocketUpgrade(context: context).makeUpgrader()
-                let router = HTTPRouter(context: context)
-                return channel.pipeline.configureHTTPServerPipeline(
-                    withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in })
-                ).flatMap {
-                    channel.pipeline.addHandler(router, name: HTTPRouter.name)
+                channel.pipeline.configureHTTPServerPipeline(
+                    withServerUpgrade: (upgraders: [WebSocketUpgrade(context: context).makeUpgrader()], completionHandler: { _ in })
+                ).flatMapThrowing {
+                    // A connection that sends nothing for longer than a long-poll can wait is
+                    // dropped; after a WebSocket upgrade the Engine.IO heartbeat takes over.
+                    let idleLimit = (context.engine.pingIntervalMs + context.engine.pingTimeoutMs) / 1000 + 30
+                    try channel.pipeline.syncOperations.addHandler(
+                        IdleStateHandler(readTimeout: .seconds(Int64(idleLimit))), name: HTTPRouter.idleHandlerName
+                    )
+                    try channel.pipeline.syncOperations.addHandler(HTTPRouter(context: context), name: HTTPRouter.name)
                 }
             }
         let channel = try bootstrap.bind(host: listen.host, port: listen.port).wait()

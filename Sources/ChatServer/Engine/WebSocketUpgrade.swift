@@ -49,7 +49,9 @@ struct WebSocketUpgrade {
             session = EngineSession(eventLoop: channel.eventLoop, transport: .websocket, query: request?.query ?? [:], context: context)
             isNew = true
         }
-        return channel.pipeline.removeHandler(name: HTTPRouter.name).flatMapThrowing {
+        return channel.pipeline.removeHandler(name: HTTPRouter.name).flatMap {
+            channel.pipeline.removeHandler(name: HTTPRouter.idleHandlerName)
+        }.flatMapThrowing {
             try channel.pipeline.syncOperations.addHandlers([
                 NIOWebSocketFrameAggregator(
                     minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,

@@ -10,6 +10,7 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     static let name = "chatmesh-http-router"
+    static let idleHandlerName = "chatmesh-http-idle"
     private static let nonEngineBodyLimit = 64 * 1024
 
     private let context: ServerContext
@@ -55,6 +56,14 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
             session.eventLoop.execute { session.pollConnectionClosed(channel) }
         }
         channelContext.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context channelContext: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            channelContext.close(promise: nil)
+            return
+        }
+        channelContext.fireUserInboundEventTriggered(event)
     }
 
     private func bodyLimit(for head: HTTPRequestHead) -> Int {
