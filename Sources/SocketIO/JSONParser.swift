@@ -154,14 +154,18 @@ public struct JSONParser {
                 continue
             }
             if byte >= 0x80 {
-                guard validUTF8Sequence(at: index) else { throw fail("invalid UTF-8") }
+                // Step over the whole sequence: its continuation bytes are not lead bytes.
+                guard let length = validUTF8Sequence(at: index) else { throw fail("invalid UTF-8") }
+                index += length
+                continue
             }
             index += 1
         }
     }
 
-    /// Checks one multi-byte UTF-8 sequence without consuming it, rejecting overlongs and surrogates.
-    private func validUTF8Sequence(at position: Int) -> Bool {
+    /// Checks one multi-byte UTF-8 sequence without consuming it, rejecting overlongs and
+    /// surrogates; returns its length in bytes, or nil if it is not valid.
+    private func validUTF8Sequence(at position: Int) -> Int? {
         let lead = bytes[position]
         let length: Int
         var minimum: UInt32
@@ -170,15 +174,16 @@ public struct JSONParser {
         case 0xC2...0xDF: length = 2; minimum = 0x80; value = UInt32(lead & 0x1F)
         case 0xE0...0xEF: length = 3; minimum = 0x800; value = UInt32(lead & 0x0F)
         case 0xF0...0xF4: length = 4; minimum = 0x10000; value = UInt32(lead & 0x07)
-        default: return false
+        default: return nil
         }
-        guard position + length <= bytes.count else { return false }
+        guard position + length <= bytes.count else { return nil }
         for offset in 1..<length {
             let continuation = bytes[position + offset]
-            guard continuation & 0xC0 == 0x80 else { return false }
+            guard continuation & 0xC0 == 0x80 else { return nil }
             value = value << 6 | UInt32(continuation & 0x3F)
         }
-        return value >= minimum && value <= 0x10FFFF && !(0xD800...0xDFFF).contains(value)
+        guard value >= minimum, value <= 0x10FFFF, !(0xD800...0xDFFF).contains(value) else { return nil }
+        return length
     }
 
     private mutating func parseEscape() throws(JSONParseError) -> Unicode.Scalar {

@@ -68,10 +68,14 @@ struct Serve: ParsableCommand {
         }
 
         let stopped = DispatchSemaphore(value: 0)
+        // One serial queue for both signals, so a second signal during shutdown is ignored.
+        let signalQueue = DispatchQueue(label: "chatmesh.signals")
+        let stopOnce = StopOnce()
         let signals = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
             signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
             source.setEventHandler {
+                guard stopOnce.claim() else { return }
                 logger.info("signal received, stopping", metadata: ["signal": "\(number)"])
                 chatNode.stop()
                 stopped.signal()
@@ -81,6 +85,15 @@ struct Serve: ParsableCommand {
         }
         stopped.wait()
         withExtendedLifetime(signals) {}
+    }
+}
+
+/// Used only on the serial signal queue.
+final class StopOnce: @unchecked Sendable {
+    private var claimed = false
+    func claim() -> Bool {
+        defer { claimed = true }
+        return !claimed
     }
 }
 
