@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .target(name: "EngineIO"),
@@ -30,9 +31,21 @@ let package = Package(
             ]
         ),
         .target(
+            name: "MeshFanout",
+            dependencies: [
+                "ChatCore", "ClusterConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
             name: "ChatServer",
             dependencies: [
-                "EngineIO", "SocketIO", "ChatCore", "ClusterConfig",
+                "EngineIO", "SocketIO", "ChatCore", "ClusterConfig", "MeshFanout",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -53,6 +66,14 @@ let package = Package(
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"]),
         .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"]),
         .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"]),
+        .testTarget(
+            name: "MeshFanoutTests",
+            dependencies: [
+                "MeshFanout", "ChatCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "ChatCoreTests",
             dependencies: [

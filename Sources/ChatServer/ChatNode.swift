@@ -1,6 +1,7 @@
 import ChatCore
 import ClusterConfig
 import Logging
+import MeshFanout
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -14,17 +15,37 @@ public final class ChatNode: @unchecked Sendable {
     private let listen: HostPort
     private var serverChannel: (any Channel)?
     private let logger: Logger
+    /// The broker-free mesh, when cluster.conf lists other nodes and fanout = mesh.
+    public let mesh: MeshFanout?
 
-    public init(config: ClusterConfig, node: NodeEntry, fanout: any Fanout = LocalFanout(), threads: Int? = nil, logger: Logger) {
+    public init(config: ClusterConfig, node: NodeEntry, threads: Int? = nil, logger: Logger) {
         self.nodeName = node.name
         self.listen = node.listen
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
         let metrics = ServerMetrics()
         let loops = Array(group.makeIterator())
+        let fanout: any Fanout
+        if config.fanout == .mesh, node.mesh != nil, config.nodes.contains(where: { $0.name != node.name && $0.mesh != nil }) {
+            let mesh = MeshFanout(config: config, localNode: node, eventLoop: loops[0], logger: logger)
+            self.mesh = mesh
+            fanout = mesh
+        } else {
+            self.mesh = nil
+            fanout = LocalFanout()
+        }
         let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: metrics.chat)
+        let mesh = self.mesh
         self.context = ServerContext(
-            nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger
+            nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger,
+            healthDetails: {
+                guard let mesh else { return [] }
+                let status = mesh.peerStatus()
+                return [("mesh", .object([
+                    ("peers_up", .array(status.up.map { .string($0) })),
+                    ("peers_down", .array(status.down.map { .string($0) })),
+                ]))]
+            }
         )
     }
 
@@ -32,6 +53,8 @@ public final class ChatNode: @unchecked Sendable {
     public var localAddress: SocketAddress? { serverChannel?.localAddress }
 
     public func start() throws {
+        // The mesh listener first: a node is reachable by its peers before it takes clients.
+        try mesh?.bind()
         let context = self.context
         let outbound = context.limits.outboundBuffer
         let bootstrap = ServerBootstrap(group: group)
@@ -71,6 +94,7 @@ public final class ChatNode: @unchecked Sendable {
             session.eventLoop.submit { session.close(.serverClose, notifyClient: true) }
         }
         _ = try? EventLoopFuture.andAllComplete(closed, on: group.next()).wait()
+        mesh?.stop()
         // Give the close frames a moment to leave the sockets before the loops stop.
         _ = try? group.next().scheduleTask(in: .milliseconds(100)) {}.futureResult.wait()
         try? group.syncShutdownGracefully()

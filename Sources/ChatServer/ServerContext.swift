@@ -2,6 +2,7 @@ import ChatCore
 import ClusterConfig
 import Logging
 import NIOCore
+import SocketIO
 
 /// What every connection handler of one node shares: settings, the session table, the rooms,
 /// metrics and the logger. Immutable after start, so it is shared across event loops freely.
@@ -15,8 +16,12 @@ final class ServerContext: Sendable {
     let metrics: ServerMetrics
     let logger: Logger
     let startedAt: NIODeadline
+    /// Extra `/healthz` fields from the fanout (mesh peers, Redis state).
+    let healthDetails: @Sendable () -> [(String, JSONValue)]
 
-    init(nodeName: String, engine: EngineSettings, limits: LimitSettings, hub: RoomHub, metrics: ServerMetrics, logger: Logger) {
+    init(nodeName: String, engine: EngineSettings, limits: LimitSettings, hub: RoomHub, metrics: ServerMetrics, logger: Logger,
+         healthDetails: @escaping @Sendable () -> [(String, JSONValue)] = { [] }) {
+        self.healthDetails = healthDetails
         self.nodeName = nodeName
         self.engine = engine
         self.limits = limits

@@ -53,9 +53,6 @@ struct Serve: ParsableCommand {
         }
         var logger = Logger(label: "chatmesh")
         logger[metadataKey: "node"] = "\(entry.name)"
-        if clusterConfig.nodes.count > 1 {
-            logger.warning("cluster.conf lists other nodes, but this build has no mesh links yet: this node serves its own clients only")
-        }
         if clusterConfig.fanout == .redis {
             throw ValidationError("\(config): fanout = redis is not available in this build")
         }

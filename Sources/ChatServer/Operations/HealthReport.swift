@@ -13,7 +13,7 @@ struct HealthReport {
             ("uptime_s", .number((uptime * 10).rounded() / 10)),
             ("connections", .number(Double(context.sessions.count))),
             ("rooms", .number(Double(context.hub.roomCount))),
-        ])
+        ] + context.healthDetails())
         return HTTPReply(status: .ok, contentType: "application/json", text: JSONWriter.string(json), headers: ["Cache-Control": "no-store"])
     }
 }

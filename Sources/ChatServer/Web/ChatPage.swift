@@ -553,6 +553,7 @@ enum ChatPage {
             this.everConnected = false;
             this.pendingOwn = [];       // texts we said and have not seen echoed yet
             this.websocketBroken = false;
+            this.lastError = null;      // { reason, at } of the last error notice
             if (params.get('room')) { this.el.room.value = params.get('room'); }
             if (params.get('name')) { this.el.username.value = params.get('name'); }
             this.bind();
@@ -665,7 +666,7 @@ enum ChatPage {
                 if (reply.error === 'invalid_username') {
                   self.stop('The server refused the name: ' + reply.error, true);
                 } else {
-                  self.notice('Could not join: ' + (reply.error || 'unknown error'), null, 'error');
+                  self.reportError(reply.error, reply.message, 'Could not join: ');
                 }
                 return;
               }
@@ -762,7 +763,7 @@ enum ChatPage {
                 self.notice('Message may not have been delivered (' + error + ').', null, 'error');
               } else if (reply && reply.ok === false) {
                 self.forgetPending(text);
-                self.notice('Message not sent: ' + (reply.error || 'unknown error'), null, 'error');
+                self.reportError(reply.error, reply.message, 'Message not sent: ');
               }
             });
             if (sent) {
@@ -804,10 +805,19 @@ enum ChatPage {
               }
             } else if (name === 'error') {
               var info = payload && typeof payload === 'object' ? payload : {};
-              var reason = typeof info.reason === 'string' ? info.reason : 'error';
-              var message = typeof info.message === 'string' ? info.message : '';
-              this.notice('Error: ' + reason + (message ? ' — ' + message : ''), null, 'error');
+              this.reportError(info.reason, info.message, 'Error: ');
             }
+          };
+
+          // A rejected say may come back both as an `error` event and as a failed ack: report a
+          // reason once per burst, which also keeps a rate-limited user from drowning in notices.
+          ChatApp.prototype.reportError = function (reason, message, prefix) {
+            reason = typeof reason === 'string' && reason ? reason : 'unknown error';
+            message = typeof message === 'string' ? message : '';
+            var now = Date.now();
+            if (this.lastError && this.lastError.reason === reason && now - this.lastError.at < 1500) { return; }
+            this.lastError = { reason: reason, at: now };
+            this.notice(prefix + reason + (message ? ' — ' + message : ''), null, 'error');
           };
 
           ChatApp.prototype.append = function (li, force) {

@@ -1,0 +1,354 @@
+import ChatCore
+import ClusterConfig
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The broker-free fanout: one authenticated TCP link to every other node of cluster.conf.
+///
+/// Nodes tell each other which rooms have local members (SNAPSHOT on link up, then SUB /
+/// UNSUB), and a published message goes only to nodes with members in its room, once (no
+/// forwarding beyond one hop). Each PUB is numbered per peer and kept until the peer
+/// acknowledges it, so a link that drops loses nothing within the buffer bound: after
+/// reconnect the peer says what it has and the rest is sent again, in order.
+///
+/// All mesh state lives on one event loop (`eventLoop`), which also runs every mesh
+/// connection, so none of it takes a lock.
+public final class MeshFanout: Fanout, @unchecked Sendable {
+    public let localName: String
+    public let eventLoop: any EventLoop
+    let logger: Logger
+    let metrics = MeshMetrics()
+    private let settings: MeshSettings
+    private let secret: String
+    private let listenAddress: HostPort
+    private let knownPeers: Set<String>
+    /// Changes every start, so peers can tell a restarted node from a reconnecting one.
+    private let epoch: UInt64
+
+    private var peers: [String: PeerState] = [:]
+    private var localRooms: Set<String> = []
+    private var delivery: (any FanoutDelivery)?
+    private var serverChannel: (any Channel)?
+    private var heartbeatTimer: RepeatedTask?
+    private var pendingFlush: [PeerLinkHandler] = []
+    private var unauthenticated = 0
+    private var stopping = false
+    /// Which peers are up, readable from any thread (health checks) without a loop hop.
+    private let linkStatus = NIOLockedValueBox<[String: Bool]>([:])
+
+    static let maxUnauthenticatedLinks = 64
+    static let ackEvery = 64
+    static let ackDelay = TimeAmount.milliseconds(20)
+
+    public init(config: ClusterConfig, localNode: NodeEntry, eventLoop: any EventLoop, logger: Logger) {
+        self.localName = localNode.name
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.settings = config.mesh
+        self.secret = config.secret ?? ""
+        self.listenAddress = localNode.mesh ?? HostPort(host: "127.0.0.1", port: 0)
+        var generator = SystemRandomNumberGenerator()
+        self.epoch = UInt64.random(in: 1...UInt64.max, using: &generator)
+        var names = Set<String>()
+        for node in config.nodes where node.name != localNode.name {
+            guard let mesh = node.mesh else { continue }
+            names.insert(node.name)
+            peers[node.name] = PeerState(
+                name: node.name, address: mesh, weDial: localNode.name < node.name,
+                bufferMessages: settings.bufferMessages, reconnectMaxMs: settings.reconnectMaxMs
+            )
+        }
+        self.knownPeers = names
+        linkStatus.withLockedValue { status in for name in names { status[name] = false } }
+    }
+
+    // MARK: Lifecycle
+
+    /// Binds the mesh listener and starts dialing the peers this node dials.
+    public func bind() throws {
+        let bootstrap = ServerBootstrap(group: eventLoop)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard unauthenticated < Self.maxUnauthenticatedLinks, !stopping else {
+                        metrics.rejected("too_many_handshakes")
+                        channel.close(promise: nil)
+                        return
+                    }
+                    try channel.pipeline.syncOperations.addHandler(makeLinkHandler(role: .acceptor))
+                }
+            }
+        serverChannel = try bootstrap.bind(host: listenAddress.host, port: listenAddress.port).wait()
+        logger.info("mesh listening", metadata: ["address": "\(listenAddress)", "peers": "\(peers.keys.sorted())"])
+        try eventLoop.submit { [self] in
+            for peer in peers.values where peer.weDial { dial(peer) }
+            let interval = TimeAmount.milliseconds(Int64(settings.pingIntervalMs))
+            heartbeatTimer = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+                self?.heartbeat()
+            }
+        }.wait()
+    }
+
+    public var boundAddress: SocketAddress? { serverChannel?.localAddress }
+
+    /// Says goodbye on every link and closes the listener.
+    public func stop() {
+        try? eventLoop.submit { [self] in
+            stopping = true
+            heartbeatTimer?.cancel()
+            for peer in peers.values {
+                peer.redialTimer?.cancel()
+                peer.link?.close(reason: "node \(localName) is shutting down")
+            }
+        }.wait()
+        try? serverChannel?.close().wait()
+    }
+
+    /// Peers with a live link, for /healthz and readiness.
+    public func peerStatus() -> (up: [String], down: [String]) {
+        let status = linkStatus.withLockedValue { $0 }
+        return (status.filter(\.value).map(\.key).sorted(), status.filter { !$0.value }.map(\.key).sorted())
+    }
+
+    private func makeLinkHandler(role: MeshHandshake.Role) -> PeerLinkHandler {
+        unauthenticated += 1
+        let handshake = MeshHandshake(localName: localName, localEpoch: epoch, secret: secret, role: role, knownPeers: knownPeers)
+        return PeerLinkHandler(mesh: self, handshake: handshake, maxFrame: settings.maxFrame)
+    }
+
+    // MARK: Dialing
+
+    private func dial(_ peer: PeerState) {
+        guard !stopping, !peer.isUp, !peer.dialing else { return }
+        peer.dialing = true
+        let handler = makeLinkHandler(role: .dialer(expectedPeer: peer.name))
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(2))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+            }
+            .connect(host: peer.address.host, port: peer.address.port)
+            .whenComplete { [self] result in
+                peer.dialing = false
+                if case .failure(let error) = result {
+                    logger.debug("mesh dial failed", metadata: ["peer": "\(peer.name)", "error": "\(error)"])
+                    scheduleRedial(peer)
+                }
+            }
+    }
+
+    private func scheduleRedial(_ peer: PeerState) {
+        guard !stopping, peer.weDial, !peer.isUp, peer.redialTimer == nil else { return }
+        let delay = peer.backoff.nextDelayMs()
+        peer.redialTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
+            peer.redialTimer = nil
+            dial(peer)
+        }
+    }
+
+    // MARK: Link events (called by PeerLinkHandler, on the mesh loop)
+
+    func resumePoint(for peerName: String) -> (epoch: UInt64, sequence: UInt64) {
+        guard let peer = peers[peerName] else { return (0, 0) }
+        return (peer.inbound.epoch, peer.inbound.lastSequence)
+    }
+
+    func linkEstablished(_ link: PeerLinkHandler, _ established: MeshHandshake.Established) -> PeerState? {
+        guard let peer = peers[established.peer] else { return nil }
+        if let old = peer.link, old !== link {
+            old.close(reason: "replaced by a newer link")
+        }
+        peer.link = link
+        peer.lastHeard = .now()
+        peer.backoff.reset()
+        peer.redialTimer?.cancel()
+        peer.redialTimer = nil
+        peer.metrics.linkUps.increment()
+        peer.inbound.peerConnected(epoch: established.peerEpoch)
+        // Resume: forget what the peer already has; a restarted peer gets nothing old.
+        if established.peerReceivedEpoch == epoch {
+            peer.outbox.acknowledge(upTo: established.peerReceivedSequence)
+        } else {
+            _ = peer.outbox.removeAll()
+        }
+        link.send(.snapshot(Array(localRooms)), flush: false)
+        for entry in peer.outbox.entries {
+            link.write(entry.frame, flush: false)
+        }
+        logger.info("mesh link up", metadata: ["peer": "\(peer.name)", "resent": "\(peer.outbox.count)",
+                                               "remote": "\(link.remoteDescription)"])
+        updatePeerGauges()
+        return peer
+    }
+
+    /// A link's handshake ended (authenticated, or the link went away before that).
+    func handshakeEnded() {
+        unauthenticated -= 1
+    }
+
+    func linkClosed(_ link: PeerLinkHandler) {
+        guard let peer = link.peer else {
+            // A dial that never authenticated: try again later.
+            if let name = link.dialedPeer, let peer = peers[name] { scheduleRedial(peer) }
+            return
+        }
+        guard peer.link === link else { return }
+        peer.link = nil
+        peer.ackTimer?.cancel()
+        peer.ackTimer = nil
+        logger.info("mesh link down", metadata: ["peer": "\(peer.name)", "buffered": "\(peer.outbox.count)"])
+        updatePeerGauges()
+        scheduleRedial(peer)
+    }
+
+    func received(_ frame: MeshFrame, from peer: PeerState, link: PeerLinkHandler) {
+        guard peer.link === link else { return }
+        peer.lastHeard = .now()
+        switch frame {
+        case .pub(let sequence, let room, let payload):
+            peer.metrics.pubsReceived.increment()
+            switch peer.inbound.accept(sequence) {
+            case .duplicate:
+                metrics.duplicates.increment()
+            case .deliver(let gap):
+                if gap > 0 { metrics.gaps.increment(by: Int64(gap)) }
+                delivery?.deliverLocally(ChatBroadcast(room: room, socketPacket: payload))
+            }
+            peer.unacknowledged += 1
+            if peer.unacknowledged >= Self.ackEvery {
+                sendAck(to: peer)
+            } else if peer.ackTimer == nil {
+                peer.ackTimer = eventLoop.scheduleTask(in: Self.ackDelay) { [self] in
+                    peer.ackTimer = nil
+                    sendAck(to: peer)
+                }
+            }
+        case .ack(let sequence):
+            peer.outbox.acknowledge(upTo: sequence)
+        case .snapshot(let rooms):
+            peer.interest = Set(rooms)
+        case .sub(let room):
+            peer.interest.insert(room)
+        case .unsub(let room):
+            peer.interest.remove(room)
+        case .ping(let value):
+            link.send(.pong(value), flush: false)
+        case .pong:
+            break
+        case .goodbye(let reason):
+            logger.info("mesh peer said goodbye", metadata: ["peer": "\(peer.name)", "reason": "\(reason)"])
+            link.close(reason: "goodbye acknowledged")
+        case .hello, .auth:
+            logger.warning("mesh protocol violation", metadata: ["peer": "\(peer.name)", "frame": "\(frame.type)"])
+            metrics.rejected("protocol")
+            link.close(reason: "\(frame.type) frame after authentication")
+        }
+    }
+
+    private func sendAck(to peer: PeerState) {
+        guard peer.unacknowledged > 0, let link = peer.link else { return }
+        peer.unacknowledged = 0
+        link.send(.ack(peer.inbound.lastSequence), flush: false)
+    }
+
+    func scheduleFlush(_ link: PeerLinkHandler) {
+        if pendingFlush.isEmpty {
+            eventLoop.execute { [self] in
+                let links = pendingFlush
+                pendingFlush.removeAll(keepingCapacity: true)
+                for link in links { link.flushNow() }
+            }
+        }
+        pendingFlush.append(link)
+    }
+
+    /// Pings every live link, closes links silent for two intervals, and ages out what is
+    /// buffered for peers whose link is down.
+    private func heartbeat() {
+        let now = NIODeadline.now()
+        let silence = TimeAmount.milliseconds(Int64(2 * settings.pingIntervalMs))
+        let expiry = now.uptimeNanoseconds &- UInt64(settings.bufferMs) * 1_000_000
+        var buffered = 0
+        for peer in peers.values {
+            if let link = peer.link {
+                if now - peer.lastHeard > silence {
+                    logger.warning("mesh peer silent, closing link", metadata: ["peer": "\(peer.name)"])
+                    link.close(reason: "heartbeat timeout")
+                } else {
+                    link.send(.ping(now.uptimeNanoseconds), flush: false)
+                }
+            } else {
+                let dropped = peer.outbox.expire(olderThan: expiry)
+                if dropped > 0 {
+                    metrics.dropped.increment(by: Int64(dropped))
+                    logger.warning("mesh buffer expired for a down peer", metadata: ["peer": "\(peer.name)", "dropped": "\(dropped)"])
+                }
+                buffered += peer.outbox.count
+            }
+        }
+        metrics.buffered.record(buffered)
+    }
+
+    private func updatePeerGauges() {
+        let status = Dictionary(uniqueKeysWithValues: peers.values.map { ($0.name, $0.isUp) })
+        linkStatus.withLockedValue { $0 = status }
+        metrics.peersUp.record(status.values.filter { $0 }.count)
+    }
+
+    // MARK: Fanout
+
+    public func start(delivery: any FanoutDelivery) {
+        self.delivery = delivery
+    }
+
+    public func subscribe(room: String) {
+        onMeshLoop { [self] in
+            guard localRooms.insert(room).inserted else { return }
+            for peer in peers.values { peer.link?.send(.sub(room), flush: false) }
+        }
+    }
+
+    public func unsubscribe(room: String) {
+        onMeshLoop { [self] in
+            guard localRooms.remove(room) != nil else { return }
+            for peer in peers.values { peer.link?.send(.unsub(room), flush: false) }
+        }
+    }
+
+    /// Local members get the message at once; peers with members in the room get it through
+    /// the mesh loop, which keeps each publisher's order.
+    public func publish(_ message: ChatMessage) {
+        let broadcast = ChatBroadcast(message)
+        delivery?.deliverLocally(broadcast)
+        onMeshLoop { [self] in forward(broadcast) }
+    }
+
+    private func forward(_ broadcast: ChatBroadcast) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        let payload = broadcast.socketPacket
+        for peer in peers.values {
+            guard peer.interest.contains(broadcast.room) else {
+                metrics.suppressed.increment()
+                continue
+            }
+            let sequence = peer.outbox.takeSequence()
+            var frame = ByteBufferAllocator().buffer(capacity: 17 + broadcast.room.utf8.count + payload.readableBytes)
+            MeshFrameCodec.encode(.pub(sequence: sequence, room: broadcast.room, payload: payload), into: &frame)
+            let dropped = peer.outbox.append(sequence: sequence, frame: frame, now: now)
+            if dropped > 0 { metrics.dropped.increment(by: Int64(dropped)) }
+            if let link = peer.link {
+                link.write(frame, flush: false)
+                metrics.forwarded.increment()
+            }
+        }
+    }
+
+    private func onMeshLoop(_ work: @escaping () -> Void) {
+        if eventLoop.inEventLoop { work() } else { eventLoop.execute(work) }
+    }
+}

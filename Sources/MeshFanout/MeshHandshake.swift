@@ -1,0 +1,138 @@
+import Crypto
+
+/// The opening of a mesh link, without sockets: both sides send HELLO at once; on the peer's
+/// HELLO each side sends AUTH, an HMAC-SHA256 with the shared secret over both names, both
+/// nonces, the sender's epoch and its resume point; on a valid AUTH the link is up.
+///
+/// Nothing but HELLO and AUTH is accepted before that, so an unauthenticated peer can cause no
+/// effect. Who dials is fixed (the smaller node name dials the larger), so each pair of nodes
+/// has exactly one link; an acceptor refuses a HELLO from a node that should not dial it.
+public struct MeshHandshake {
+    public enum Role: Sendable, Equatable {
+        case dialer(expectedPeer: String)
+        case acceptor
+    }
+
+    public struct Established: Equatable, Sendable {
+        public var peer: String
+        public var peerEpoch: UInt64
+        /// What the peer says it received from us: our epoch it saw and the last sequence.
+        public var peerReceivedEpoch: UInt64
+        public var peerReceivedSequence: UInt64
+    }
+
+    public enum Output: Equatable, Sendable {
+        case send(MeshFrame)
+        case established(Established)
+        case reject(String)
+    }
+
+    private enum State: Sendable {
+        case awaitingHello
+        case awaitingAuth(peer: MeshHello)
+        case established
+        case failed
+    }
+
+    public let localName: String
+    public let localEpoch: UInt64
+    public let localNonce: [UInt8]
+    private let key: SymmetricKey
+    public let role: Role
+    private let knownPeers: Set<String>
+    private var state: State = .awaitingHello
+
+    public init(localName: String, localEpoch: UInt64, secret: String, role: Role, knownPeers: Set<String>,
+                nonce: [UInt8] = MeshHandshake.makeNonce()) {
+        self.localName = localName
+        self.localEpoch = localEpoch
+        self.localNonce = nonce
+        self.key = SymmetricKey(data: Array(secret.utf8))
+        self.role = role
+        self.knownPeers = knownPeers
+    }
+
+    public static func makeNonce() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<MeshHello.nonceLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+
+    public var isEstablished: Bool {
+        if case .established = state { return true }
+        return false
+    }
+
+    public var hello: MeshFrame {
+        .hello(MeshHello(node: localName, epoch: localEpoch, nonce: localNonce))
+    }
+
+    /// `resume(peer)` gives what we received from that peer so far: (its epoch, last sequence).
+    public mutating func receive(_ frame: MeshFrame, resume: (String) -> (epoch: UInt64, sequence: UInt64)) -> Output {
+        switch (state, frame) {
+        case (.awaitingHello, .hello(let hello)):
+            if let problem = check(hello) { return fail(problem) }
+            state = .awaitingAuth(peer: hello)
+            let (epoch, sequence) = resume(hello.node)
+            let proof = Self.proof(key: key, sender: localName, receiver: hello.node, senderNonce: localNonce,
+                                   receiverNonce: hello.nonce, senderEpoch: localEpoch, resumeEpoch: epoch, resumeSequence: sequence)
+            return .send(.auth(MeshAuth(proof: proof, resumeEpoch: epoch, resumeSequence: sequence)))
+        case (.awaitingAuth(let peer), .auth(let auth)):
+            let expected = Self.proof(key: key, sender: peer.node, receiver: localName, senderNonce: peer.nonce,
+                                      receiverNonce: localNonce, senderEpoch: peer.epoch,
+                                      resumeEpoch: auth.resumeEpoch, resumeSequence: auth.resumeSequence)
+            guard Self.constantTimeEqual(expected, auth.proof) else { return fail("authentication failed: wrong secret or tampered handshake") }
+            state = .established
+            return .established(Established(peer: peer.node, peerEpoch: peer.epoch,
+                                            peerReceivedEpoch: auth.resumeEpoch, peerReceivedSequence: auth.resumeSequence))
+        case (.established, _):
+            return fail("handshake frame after authentication")
+        case (.failed, _):
+            return .reject("link already failed")
+        default:
+            return fail("\(frame.type) frame before authentication")
+        }
+    }
+
+    private func check(_ hello: MeshHello) -> String? {
+        guard hello.version == MeshHello.protocolVersion else { return "unsupported mesh protocol version \(hello.version)" }
+        guard hello.node != localName else { return "peer claims this node's own name '\(localName)'" }
+        guard knownPeers.contains(hello.node) else { return "unknown node '\(hello.node.prefix(64))' (not in cluster.conf)" }
+        guard hello.epoch != 0 else { return "peer epoch must not be 0" }
+        switch role {
+        case .dialer(let expected):
+            guard hello.node == expected else { return "dialed '\(expected)' but '\(hello.node)' answered" }
+        case .acceptor:
+            guard hello.node < localName else { return "'\(hello.node)' must not dial '\(localName)': the smaller name dials" }
+        }
+        return nil
+    }
+
+    private mutating func fail(_ reason: String) -> Output {
+        state = .failed
+        return .reject(reason)
+    }
+
+    static func proof(key: SymmetricKey, sender: String, receiver: String, senderNonce: [UInt8], receiverNonce: [UInt8],
+                      senderEpoch: UInt64, resumeEpoch: UInt64, resumeSequence: UInt64) -> [UInt8] {
+        var message = Array("chatmesh-mesh-auth-v1".utf8)
+        for name in [sender, receiver] {
+            let bytes = Array(name.utf8)
+            message.append(UInt8(truncatingIfNeeded: bytes.count >> 8))
+            message.append(UInt8(truncatingIfNeeded: bytes.count))
+            message.append(contentsOf: bytes)
+        }
+        message.append(contentsOf: senderNonce)
+        message.append(contentsOf: receiverNonce)
+        for value in [senderEpoch, resumeEpoch, resumeSequence] {
+            withUnsafeBytes(of: value.bigEndian) { message.append(contentsOf: $0) }
+        }
+        return Array(HMAC<SHA256>.authenticationCode(for: message, using: key))
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
+    }
+}

@@ -1,0 +1,36 @@
+import Metrics
+
+/// Mesh metrics. Per-peer series are labelled with the peer's node name (a small, fixed set
+/// from cluster.conf); nothing is labelled by room, whose number is unbounded.
+final class MeshMetrics: Sendable {
+    let peersUp = Metrics.Gauge(label: "chatmesh_mesh_peers_up")
+    let buffered = Metrics.Gauge(label: "chatmesh_mesh_pubs_buffered")
+    let forwarded = Metrics.Counter(label: "chatmesh_mesh_pubs_forwarded_total")
+    let suppressed = Metrics.Counter(label: "chatmesh_mesh_pubs_suppressed_total")
+    let dropped = Metrics.Counter(label: "chatmesh_mesh_pubs_dropped_total")
+    let duplicates = Metrics.Counter(label: "chatmesh_mesh_pubs_duplicate_total")
+    let gaps = Metrics.Counter(label: "chatmesh_mesh_pubs_gap_total")
+
+    func rejected(_ reason: String) {
+        Metrics.Counter(label: "chatmesh_mesh_link_rejects_total", dimensions: [("reason", reason)]).increment()
+    }
+}
+
+/// The counters of one peer, created once per peer.
+final class PeerMetrics: Sendable {
+    let framesIn: Metrics.Counter
+    let framesOut: Metrics.Counter
+    let bytesIn: Metrics.Counter
+    let bytesOut: Metrics.Counter
+    let pubsReceived: Metrics.Counter
+    let linkUps: Metrics.Counter
+
+    init(peer: String) {
+        framesIn = Metrics.Counter(label: "chatmesh_mesh_frames_total", dimensions: [("peer", peer), ("direction", "in")])
+        framesOut = Metrics.Counter(label: "chatmesh_mesh_frames_total", dimensions: [("peer", peer), ("direction", "out")])
+        bytesIn = Metrics.Counter(label: "chatmesh_mesh_bytes_total", dimensions: [("peer", peer), ("direction", "in")])
+        bytesOut = Metrics.Counter(label: "chatmesh_mesh_bytes_total", dimensions: [("peer", peer), ("direction", "out")])
+        pubsReceived = Metrics.Counter(label: "chatmesh_mesh_pubs_received_total", dimensions: [("peer", peer)])
+        linkUps = Metrics.Counter(label: "chatmesh_mesh_link_ups_total", dimensions: [("peer", peer)])
+    }
+}

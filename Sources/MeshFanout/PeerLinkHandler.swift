@@ -1,0 +1,154 @@
+import Logging
+import NIOCore
+
+/// One TCP connection to another node. It frames the byte stream, runs the handshake, and once
+/// authenticated hands every frame to `MeshFanout`. Before authentication frames are limited
+/// to a few KiB and must arrive within a deadline, so a stranger can hold little.
+/// Runs on the mesh event loop, like all mesh state.
+final class PeerLinkHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    static let handshakeFrameLimit = 4096
+    static let handshakeTimeout = TimeAmount.seconds(5)
+
+    private unowned let mesh: MeshFanout
+    private var handshake: MeshHandshake
+    private var decoder: MeshFrameDecoder
+    private let establishedFrameLimit: Int
+    private var inbound: ByteBuffer?
+    private var handshakeTimer: Scheduled<Void>?
+    private(set) var channel: (any Channel)?
+    private(set) var peer: PeerState?
+    private var closed = false
+    private var handshakePending = true
+    var needsFlush = false
+    /// The peer this link was dialed to, nil for accepted links.
+    let dialedPeer: String?
+
+    init(mesh: MeshFanout, handshake: MeshHandshake, maxFrame: Int) {
+        self.mesh = mesh
+        self.handshake = handshake
+        self.decoder = MeshFrameDecoder(maxFrameLength: Self.handshakeFrameLimit)
+        self.establishedFrameLimit = maxFrame
+        if case .dialer(let expected) = handshake.role { dialedPeer = expected } else { dialedPeer = nil }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        endHandshake()
+    }
+
+    private func endHandshake() {
+        guard handshakePending else { return }
+        handshakePending = false
+        mesh.handshakeEnded()
+    }
+
+    var remoteDescription: String { channel?.remoteAddress.map { "\($0)" } ?? "?" }
+
+    func channelActive(context: ChannelHandlerContext) {
+        channel = context.channel
+        handshakeTimer = context.eventLoop.scheduleTask(in: Self.handshakeTimeout) { [weak self] in
+            self?.fail("handshake timed out", metricReason: "handshake_timeout")
+        }
+        send(handshake.hello, flush: true)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var chunk = unwrapInboundIn(data)
+        peer?.metrics.bytesIn.increment(by: Int64(chunk.readableBytes))
+        if inbound == nil { inbound = chunk } else { inbound!.writeBuffer(&chunk) }
+        while !closed, inbound != nil {
+            let frame: MeshFrame?
+            do {
+                frame = try decoder.next(from: &inbound!)
+            } catch {
+                return fail("bad frame: \(error)", metricReason: "bad_frame")
+            }
+            guard let frame else { break }
+            if let peer {
+                peer.metrics.framesIn.increment()
+                mesh.received(frame, from: peer, link: self)
+            } else {
+                runHandshake(frame)
+            }
+        }
+        if inbound?.readableBytes == 0 { inbound = nil } else { inbound?.discardReadBytes() }
+    }
+
+    private func runHandshake(_ frame: MeshFrame) {
+        switch handshake.receive(frame, resume: { self.mesh.resumePoint(for: $0) }) {
+        case .send(let reply):
+            send(reply, flush: true)
+        case .established(let established):
+            handshakeTimer?.cancel()
+            endHandshake()
+            decoder.maxFrameLength = establishedFrameLimit
+            guard let peer = mesh.linkEstablished(self, established) else {
+                return fail("no peer state for '\(established.peer)'", metricReason: "unknown_peer")
+            }
+            self.peer = peer
+        case .reject(let reason):
+            fail(reason, metricReason: "auth")
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        handshakeTimer?.cancel()
+        mesh.linkClosed(self)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        mesh.logger.debug("mesh link error", metadata: ["remote": "\(remoteDescription)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: Writing
+
+    func send(_ frame: MeshFrame, flush: Bool) {
+        guard let channel, !closed else { return }
+        write(MeshFrameCodec.encode(frame, allocator: channel.allocator), flush: flush)
+    }
+
+    /// Writes an encoded frame; without `flush` the mesh flushes once at the end of the tick.
+    func write(_ frame: ByteBuffer, flush: Bool) {
+        guard let channel, !closed else { return }
+        if let peer {
+            peer.metrics.framesOut.increment()
+            peer.metrics.bytesOut.increment(by: Int64(frame.readableBytes))
+        }
+        if flush {
+            channel.writeAndFlush(frame, promise: nil)
+        } else {
+            channel.write(frame, promise: nil)
+            if !needsFlush {
+                needsFlush = true
+                mesh.scheduleFlush(self)
+            }
+        }
+    }
+
+    func flushNow() {
+        needsFlush = false
+        channel?.flush()
+    }
+
+    /// Closes the link, telling the peer why first.
+    func close(reason: String) {
+        guard !closed, let channel else { return }
+        send(.goodbye(reason), flush: true)
+        closed = true
+        channel.close(promise: nil)
+    }
+
+    private func fail(_ reason: String, metricReason: String) {
+        guard !closed else { return }
+        mesh.logger.warning("mesh link refused", metadata: ["remote": "\(remoteDescription)", "reason": "\(reason)",
+                                                            "peer": "\(peer?.name ?? "unauthenticated")"])
+        mesh.metrics.rejected(metricReason)
+        close(reason: reason)
+    }
+}

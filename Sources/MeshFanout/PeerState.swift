@@ -1,0 +1,38 @@
+import ClusterConfig
+import NIOCore
+
+/// Everything this node knows about one other node: its address, whether we dial it, the live
+/// link if any, the rooms it has members in, the PUBs it has not acknowledged, and what it
+/// sent us. Lives on the mesh event loop and outlives any one link.
+final class PeerState {
+    let name: String
+    let address: HostPort
+    /// The smaller node name dials the larger one.
+    let weDial: Bool
+    let metrics: PeerMetrics
+
+    var link: PeerLinkHandler?
+    /// Rooms the peer has local members in (its SNAPSHOT, then SUB / UNSUB). Kept while the
+    /// link is down, so PUBs for those rooms are buffered for it.
+    var interest: Set<String> = []
+    var outbox: PeerOutbox
+    var inbound = InboundSequence()
+    var lastHeard: NIODeadline = .now()
+    var backoff: ReconnectBackoff
+    var dialing = false
+    var redialTimer: Scheduled<Void>?
+    /// PUBs delivered since our last ACK to this peer.
+    var unacknowledged = 0
+    var ackTimer: Scheduled<Void>?
+
+    init(name: String, address: HostPort, weDial: Bool, bufferMessages: Int, reconnectMaxMs: Int) {
+        self.name = name
+        self.address = address
+        self.weDial = weDial
+        self.metrics = PeerMetrics(peer: name)
+        self.outbox = PeerOutbox(maxMessages: bufferMessages)
+        self.backoff = ReconnectBackoff(capMs: reconnectMaxMs)
+    }
+
+    var isUp: Bool { link != nil }
+}
