@@ -37,8 +37,9 @@ public struct ChatLimits: Sendable, Equatable {
         guard count >= 1, count <= usernameMax else {
             return ChatError(.invalidUsername, "username must be 1 to \(usernameMax) characters")
         }
+        // Invisible-only names (spaces, zero-width and other format characters) read as blank.
         guard username.unicodeScalars.allSatisfy(Self.isPrintable),
-              !username.unicodeScalars.allSatisfy({ $0.properties.isWhitespace }) else {
+              !username.unicodeScalars.allSatisfy({ $0.properties.isWhitespace || $0.properties.generalCategory == .format }) else {
             return ChatError(.invalidUsername, "username must be printable and not blank")
         }
         return nil

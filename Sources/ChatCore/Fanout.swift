@@ -5,7 +5,9 @@
 /// member; `publish` hands over a message from a local client. Every implementation delivers
 /// published messages to local members too (directly, or via the broker's echo), through
 /// `FanoutDelivery`, keeping each publisher's order. Calls must not block: implementations
-/// hop to their own event loop.
+/// hop to their own event loop. `subscribe` / `unsubscribe` are called while the hub holds its
+/// member-count lock (so they arrive in the order rooms gain and lose members): they must not
+/// call back into `RoomHub`.
 public protocol Fanout: AnyObject, Sendable {
     func start(delivery: any FanoutDelivery)
     func subscribe(room: String)

@@ -36,7 +36,7 @@ public final class RoomHub: FanoutDelivery, @unchecked Sendable {
     /// Called on the shard's loop. The fanout hears of a room's first member before any message
     /// from it is published, so no echo or interest is missed.
     public func join(_ member: RoomMember, room: String, shard: RoomShard) {
-        shard.add(member, to: room)
+        guard shard.add(member, to: room) else { return }
         memberCounts.withLockedValue { counts in
             let count = (counts[room] ?? 0) + 1
             counts[room] = count
@@ -45,7 +45,7 @@ public final class RoomHub: FanoutDelivery, @unchecked Sendable {
     }
 
     public func leave(_ member: RoomMember, room: String, shard: RoomShard) {
-        shard.remove(member, from: room)
+        guard shard.remove(member, from: room) else { return }
         memberCounts.withLockedValue { counts in
             guard let count = counts[room] else { return }
             if count <= 1 {

@@ -19,13 +19,12 @@ public final class RoomShard: @unchecked Sendable {
         self.bytesSent = metrics.bytesSent
     }
 
-    /// Adds a member; returns true if it is the room's first member on this shard.
+    /// Adds a member; returns false if it already was one.
     @discardableResult
     public func add(_ member: RoomMember, to room: String) -> Bool {
         eventLoop.preconditionInEventLoop()
         if let list = rooms[room] {
-            list.insert(member)
-            return false
+            return list.insert(member)
         }
         let list = MemberList()
         list.insert(member)
@@ -33,17 +32,13 @@ public final class RoomShard: @unchecked Sendable {
         return true
     }
 
-    /// Removes a member; returns true if the room has no members left on this shard.
+    /// Removes a member; returns false if it was not one.
     @discardableResult
     public func remove(_ member: RoomMember, from room: String) -> Bool {
         eventLoop.preconditionInEventLoop()
-        guard let list = rooms[room] else { return false }
-        list.remove(member)
-        if list.isEmpty {
-            rooms[room] = nil
-            return true
-        }
-        return false
+        guard let list = rooms[room], list.remove(member) else { return false }
+        if list.isEmpty { rooms[room] = nil }
+        return true
     }
 
     public func memberCount(of room: String) -> Int { rooms[room]?.count ?? 0 }
@@ -85,19 +80,23 @@ final class MemberList {
     var count: Int { members.count }
     var isEmpty: Bool { members.isEmpty }
 
-    func insert(_ member: RoomMember) {
+    @discardableResult
+    func insert(_ member: RoomMember) -> Bool {
         let id = ObjectIdentifier(member)
-        guard positions[id] == nil else { return }
+        guard positions[id] == nil else { return false }
         positions[id] = members.count
         members.append(member)
+        return true
     }
 
-    func remove(_ member: RoomMember) {
-        guard let position = positions.removeValue(forKey: ObjectIdentifier(member)) else { return }
+    @discardableResult
+    func remove(_ member: RoomMember) -> Bool {
+        guard let position = positions.removeValue(forKey: ObjectIdentifier(member)) else { return false }
         let last = members.removeLast()
         if position < members.count {
             members[position] = last
             positions[ObjectIdentifier(last)] = position
         }
+        return true
     }
 }
