@@ -43,9 +43,20 @@ let package = Package(
             ]
         ),
         .target(
+            name: "RedisFanout",
+            dependencies: [
+                "ChatCore", "ClusterConfig", "SocketIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
             name: "ChatServer",
             dependencies: [
-                "EngineIO", "SocketIO", "ChatCore", "ClusterConfig", "MeshFanout",
+                "EngineIO", "SocketIO", "ChatCore", "ClusterConfig", "MeshFanout", "RedisFanout",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -55,10 +66,19 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        .target(
+            name: "ClusterSupervisor",
+            dependencies: [
+                "ClusterConfig", "SocketIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "chatmesh",
             dependencies: [
-                "ChatServer", "ClusterConfig",
+                "ChatServer", "ClusterConfig", "ClusterSupervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -66,6 +86,14 @@ let package = Package(
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"]),
         .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"]),
         .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"]),
+        .testTarget(name: "ClusterSupervisorTests", dependencies: ["ClusterSupervisor", "ClusterConfig"]),
+        .testTarget(
+            name: "RedisFanoutTests",
+            dependencies: [
+                "RedisFanout",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "MeshFanoutTests",
             dependencies: [

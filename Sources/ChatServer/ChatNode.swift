@@ -3,6 +3,7 @@ import ClusterConfig
 import Logging
 import MeshFanout
 import NIOCore
+import RedisFanout
 import NIOHTTP1
 import NIOPosix
 
@@ -17,6 +18,8 @@ public final class ChatNode: @unchecked Sendable {
     private let logger: Logger
     /// The broker-free mesh, when cluster.conf lists other nodes and fanout = mesh.
     public let mesh: MeshFanout?
+    /// The Redis pub/sub adapter, when fanout = redis.
+    public let redis: RedisFanout?
 
     public init(config: ClusterConfig, node: NodeEntry, threads: Int? = nil, logger: Logger) {
         self.nodeName = node.name
@@ -26,25 +29,36 @@ public final class ChatNode: @unchecked Sendable {
         let metrics = ServerMetrics()
         let loops = Array(group.makeIterator())
         let fanout: any Fanout
-        if config.fanout == .mesh, node.mesh != nil, config.nodes.contains(where: { $0.name != node.name && $0.mesh != nil }) {
-            let mesh = MeshFanout(config: config, localNode: node, eventLoop: loops[0], logger: logger)
-            self.mesh = mesh
-            fanout = mesh
+        var (mesh, redis): (MeshFanout?, RedisFanout?) = (nil, nil)
+        if config.fanout == .redis, let url = config.redisURL {
+            redis = RedisFanout(
+                url: url, channelPrefix: config.channelPrefix, bufferMessages: config.redisBuffer.bufferMessages,
+                bufferMs: config.redisBuffer.bufferMs, eventLoop: loops[0], logger: logger
+            )
+            fanout = redis!
+        } else if config.fanout == .mesh, node.mesh != nil, config.nodes.contains(where: { $0.name != node.name && $0.mesh != nil }) {
+            mesh = MeshFanout(config: config, localNode: node, eventLoop: loops[0], logger: logger)
+            fanout = mesh!
         } else {
-            self.mesh = nil
             fanout = LocalFanout()
         }
+        self.mesh = mesh
+        self.redis = redis
         let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: metrics.chat)
-        let mesh = self.mesh
+        let (meshForHealth, redisForHealth) = (mesh, redis)
         self.context = ServerContext(
             nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger,
-            healthDetails: {
-                guard let mesh else { return [] }
+            health: {
+                if let redis = redisForHealth {
+                    // A Redis-mode node without its subscriber would not see any room: not ready.
+                    return HealthDetails(ready: redis.isReady, fields: [("redis", .string(redis.isReady ? "up" : "down"))])
+                }
+                guard let mesh = meshForHealth else { return HealthDetails(ready: true, fields: []) }
                 let status = mesh.peerStatus()
-                return [("mesh", .object([
+                return HealthDetails(ready: true, fields: [("mesh", .object([
                     ("peers_up", .array(status.up.map { .string($0) })),
                     ("peers_down", .array(status.down.map { .string($0) })),
-                ]))]
+                ]))])
             }
         )
     }
@@ -55,6 +69,7 @@ public final class ChatNode: @unchecked Sendable {
     public func start() throws {
         // The mesh listener first: a node is reachable by its peers before it takes clients.
         try mesh?.bind()
+        redis?.connect()
         let context = self.context
         let outbound = context.limits.outboundBuffer
         let bootstrap = ServerBootstrap(group: group)
@@ -95,6 +110,7 @@ public final class ChatNode: @unchecked Sendable {
         }
         _ = try? EventLoopFuture.andAllComplete(closed, on: group.next()).wait()
         mesh?.stop()
+        redis?.stop()
         // Give the close frames a moment to leave the sockets before the loops stop.
         _ = try? group.next().scheduleTask(in: .milliseconds(100)) {}.futureResult.wait()
         try? group.syncShutdownGracefully()

@@ -16,12 +16,12 @@ final class ServerContext: Sendable {
     let metrics: ServerMetrics
     let logger: Logger
     let startedAt: NIODeadline
-    /// Extra `/healthz` fields from the fanout (mesh peers, Redis state).
-    let healthDetails: @Sendable () -> [(String, JSONValue)]
+    /// Readiness and extra `/healthz` fields from the fanout (mesh peers, Redis state).
+    let health: @Sendable () -> HealthDetails
 
     init(nodeName: String, engine: EngineSettings, limits: LimitSettings, hub: RoomHub, metrics: ServerMetrics, logger: Logger,
-         healthDetails: @escaping @Sendable () -> [(String, JSONValue)] = { [] }) {
-        self.healthDetails = healthDetails
+         health: @escaping @Sendable () -> HealthDetails = { HealthDetails(ready: true, fields: []) }) {
+        self.health = health
         self.nodeName = nodeName
         self.engine = engine
         self.limits = limits
@@ -42,4 +42,10 @@ final class ServerContext: Sendable {
         guard let origin, let allowed = engine.allowedOrigins else { return true }
         return allowed.contains(origin)
     }
+}
+
+/// What the fanout adds to `/healthz`: whether the node can serve rooms, and details.
+struct HealthDetails {
+    var ready: Bool
+    var fields: [(String, JSONValue)]
 }

@@ -7,8 +7,11 @@ public struct ClusterConfig: Sendable, Equatable {
     public var redisURL: RedisURL?
     /// Prepended to room ids to form Redis channel names (default empty).
     public var channelPrefix: String
+    /// `[redis] buffer_messages` / `buffer_ms`: says kept while Redis is unreachable.
+    public var redisBuffer: RedisBufferSettings
     public var engine: EngineSettings
     public var limits: LimitSettings
+    public var mesh: MeshSettings
     /// In file order.
     public var nodes: [NodeEntry]
 
@@ -17,16 +20,20 @@ public struct ClusterConfig: Sendable, Equatable {
         secret: String? = nil,
         redisURL: RedisURL? = nil,
         channelPrefix: String = "",
+        redisBuffer: RedisBufferSettings = RedisBufferSettings(),
         engine: EngineSettings = EngineSettings(),
         limits: LimitSettings = LimitSettings(),
+        mesh: MeshSettings = MeshSettings(),
         nodes: [NodeEntry] = []
     ) {
         self.fanout = fanout
         self.secret = secret
         self.redisURL = redisURL
         self.channelPrefix = channelPrefix
+        self.redisBuffer = redisBuffer
         self.engine = engine
         self.limits = limits
+        self.mesh = mesh
         self.nodes = nodes
     }
 
@@ -53,6 +60,7 @@ public struct ClusterConfig: Sendable, Equatable {
             lines.append("redis: not configured")
         }
         lines.append("channel_prefix: \"\(channelPrefix)\"")
+        lines.append("redis buffer: \(redisBuffer.bufferMessages) messages, \(redisBuffer.bufferMs) ms")
         lines.append("nodes (\(nodes.count)):")
         let width = nodes.map { $0.name.count }.max() ?? 0
         for node in nodes {
@@ -76,6 +84,12 @@ public struct ClusterConfig: Sendable, Equatable {
         lines.append("  say_burst = \(limits.sayBurst)")
         lines.append("  outbound_buffer = \(limits.outboundBuffer) bytes")
         lines.append("  max_connections = \(limits.maxConnections)")
+        lines.append("mesh:\(fanout == .mesh ? "" : " (unused: fanout = \(fanout.rawValue))")")
+        lines.append("  ping_interval = \(mesh.pingIntervalMs) ms")
+        lines.append("  buffer_messages = \(mesh.bufferMessages)")
+        lines.append("  buffer_ms = \(mesh.bufferMs) ms")
+        lines.append("  max_frame = \(mesh.maxFrame) bytes")
+        lines.append("  reconnect_max = \(mesh.reconnectMaxMs) ms")
         return lines.joined(separator: "\n")
     }
 }

@@ -7,19 +7,20 @@ struct ConfigParser {
     init(file: String) { self.file = file }
 
     private enum Section: Equatable {
-        case cluster, redis, engineio, limits
+        case cluster, redis, engineio, limits, mesh
         case node(Int)  // index into `drafts`
     }
 
     /// Every section and its keys, in the order the documentation lists them.
     static let sectionKeys: [(section: String, keys: [String])] = [
         ("cluster", ["fanout", "secret"]),
-        ("redis", ["url", "channel_prefix"]),
+        ("redis", ["url", "channel_prefix", "buffer_messages", "buffer_ms"]),
         ("engineio", ["ping_interval", "ping_timeout", "max_payload", "upgrade_timeout", "connect_timeout", "allowed_origins"]),
         ("limits", ["username_max", "text_max", "roomid_max", "say_rate", "say_burst", "outbound_buffer", "max_connections"]),
+        ("mesh", ["ping_interval", "buffer_messages", "buffer_ms", "max_frame", "reconnect_max"]),
         ("node", ["listen", "mesh"]),
     ]
-    static let validSectionsText = "[cluster], [redis], [engineio], [limits], [node NAME]"
+    static let validSectionsText = "[cluster], [redis], [engineio], [limits], [mesh], [node NAME]"
     /// Upper bound for every number: fits in 32 bits, and milliseconds of it still fit
     /// in a 64-bit nanosecond count.
     static let maxNumber = 2_147_483_647
@@ -42,6 +43,9 @@ struct ConfigParser {
     /// Keys seen in the current section, with their lines.
     private var keyLines: [String: Int] = [:]
     private var fanoutLine = 0
+    /// Lines of the two values the frame-size rule compares (0 = not set in the file).
+    private var maxPayloadLine = 0
+    private var maxFrameLine = 0
 
     private func fail(_ line: Int, _ message: String) -> ConfigError {
         ConfigError(file: file, line: line, message: message)
@@ -120,7 +124,7 @@ struct ConfigParser {
             nodeIndexByName[nodeName] = drafts.count
             drafts.append(NodeDraft(name: nodeName, line: number))
             section = .node(drafts.count - 1)
-        case "cluster", "redis", "engineio", "limits":
+        case "cluster", "redis", "engineio", "limits", "mesh":
             if words.count > 1 {
                 throw fail(number, "section [\(name)] takes no name; got \(quoted(text))")
             }
@@ -132,6 +136,7 @@ struct ConfigParser {
             case "cluster": section = .cluster
             case "redis": section = .redis
             case "engineio": section = .engineio
+            case "mesh": section = .mesh
             default: section = .limits
             }
         default:
@@ -190,8 +195,11 @@ struct ConfigParser {
                 case .success(let url): config.redisURL = url
                 case .failure(let message): throw fail(number, "bad redis url: \(message)")
                 }
-            } else {
+            } else if key == "channel_prefix" {
                 config.channelPrefix = value
+            } else {
+                let n = try positiveInteger(value, key: key, in: where_, number: number)
+                if key == "buffer_messages" { config.redisBuffer.bufferMessages = n } else { config.redisBuffer.bufferMs = n }
             }
         case .engineio:
             if key == "allowed_origins" {
@@ -202,7 +210,9 @@ struct ConfigParser {
             switch key {
             case "ping_interval": config.engine.pingIntervalMs = n
             case "ping_timeout": config.engine.pingTimeoutMs = n
-            case "max_payload": config.engine.maxPayload = n
+            case "max_payload":
+                config.engine.maxPayload = n
+                maxPayloadLine = number
             case "upgrade_timeout": config.engine.upgradeTimeoutMs = n
             default: config.engine.connectTimeoutMs = n
             }
@@ -216,6 +226,17 @@ struct ConfigParser {
             case "say_burst": config.limits.sayBurst = n
             case "outbound_buffer": config.limits.outboundBuffer = n
             default: config.limits.maxConnections = n
+            }
+        case .mesh:
+            let n = try positiveInteger(value, key: key, in: where_, number: number)
+            switch key {
+            case "ping_interval": config.mesh.pingIntervalMs = n
+            case "buffer_messages": config.mesh.bufferMessages = n
+            case "buffer_ms": config.mesh.bufferMs = n
+            case "max_frame":
+                config.mesh.maxFrame = n
+                maxFrameLine = number
+            default: config.mesh.reconnectMaxMs = n
             }
         case .node(let index):
             let address: HostPort
@@ -261,8 +282,9 @@ struct ConfigParser {
 
     private func unitName(_ key: String) -> String {
         switch key {
-        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout": return "milliseconds"
-        case "max_payload", "outbound_buffer": return "bytes"
+        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout", "buffer_ms", "reconnect_max": return "milliseconds"
+        case "max_payload", "outbound_buffer", "max_frame": return "bytes"
+        case "buffer_messages": return "messages"
         case "username_max", "text_max", "roomid_max": return "characters"
         case "say_rate": return "says per second"
         case "say_burst": return "says"
@@ -373,7 +395,21 @@ struct ConfigParser {
            let exposed = uses.filter({ $0.role == "mesh" && !$0.kind.isLoopback }).min(by: { $0.line < $1.line }) {
             throw fail(exposed.line, "mesh address \(exposed.address) of node '\(exposed.node)' is not loopback, so [cluster] needs 'secret = ...' (the shared key that authenticates mesh links)")
         }
+        try checkFrameFitsPayload()
         return config
+    }
+
+    /// A client message travels between nodes inside one PUB frame (payload plus room,
+    /// origin and sequence), so the mesh frame limit must leave room for the largest one.
+    /// Only the mesh carries PUB frames; with Redis fanout the rule does not apply.
+    private func checkFrameFitsPayload() throws {
+        guard config.fanout == .mesh else { return }
+        let needed = config.engine.maxPayload + MeshSettings.frameOverhead
+        guard config.mesh.maxFrame <= needed else { return }
+        if maxFrameLine > 0 || maxPayloadLine == 0 {
+            throw fail(maxFrameLine, "'max_frame' in [mesh] is \(config.mesh.maxFrame) bytes, but must be larger than [engineio] max_payload + \(MeshSettings.frameOverhead) = \(needed) bytes, so the largest client message fits in one mesh frame; set max_frame = \(needed + 1) or more")
+        }
+        throw fail(maxPayloadLine, "'max_payload' in [engineio] is \(config.engine.maxPayload) bytes, too large for a mesh frame: [mesh] max_frame (default \(config.mesh.maxFrame) bytes) must be larger than max_payload + \(MeshSettings.frameOverhead); lower max_payload or set max_frame = \(needed + 1) or more")
     }
 
     /// Two sockets cannot bind the same address; also catches spellings of one address
@@ -414,6 +450,7 @@ struct ConfigParser {
         case .redis: return "redis"
         case .engineio: return "engineio"
         case .limits: return "limits"
+        case .mesh: return "mesh"
         case .node: return "node"
         }
     }

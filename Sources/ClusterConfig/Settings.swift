@@ -57,6 +57,33 @@ public struct LimitSettings: Sendable, Equatable {
     }
 }
 
+/// Node-to-node links (`[mesh]`). Times are milliseconds, sizes bytes.
+public struct MeshSettings: Sendable, Equatable {
+    /// Time between mesh PINGs; a link silent for two intervals is dead.
+    public var pingIntervalMs: Int
+    /// PUBs kept per peer, in order, while its link is down.
+    public var bufferMessages: Int
+    /// How long those PUBs are kept before they are dropped (and counted).
+    public var bufferMs: Int
+    /// Largest mesh frame accepted or sent; must exceed `[engineio] max_payload` plus
+    /// `frameOverhead`, so any client message fits in one PUB.
+    public var maxFrame: Int
+    /// Cap of the exponential reconnect backoff.
+    public var reconnectMaxMs: Int
+
+    /// Room of a PUB frame beside its payload: header, room id, origin node name, sequence,
+    /// length prefixes, with ample margin.
+    public static let frameOverhead = 1024
+
+    public init() {
+        pingIntervalMs = 1000
+        bufferMessages = 10_000
+        bufferMs = 5000
+        maxFrame = 4_194_304
+        reconnectMaxMs = 5000
+    }
+}
+
 /// One `[node NAME]` section.
 public struct NodeEntry: Sendable, Equatable {
     public var name: String
@@ -72,5 +99,18 @@ public struct NodeEntry: Sendable, Equatable {
         self.listen = listen
         self.mesh = mesh
         self.line = line
+    }
+}
+
+/// What a node keeps while Redis is unreachable (`[redis]` section).
+public struct RedisBufferSettings: Sendable, Equatable {
+    /// Says kept, in order, while the publisher connection is down.
+    public var bufferMessages: Int
+    /// How long they are kept.
+    public var bufferMs: Int
+
+    public init(bufferMessages: Int = 10_000, bufferMs: Int = 5_000) {
+        self.bufferMessages = bufferMessages
+        self.bufferMs = bufferMs
     }
 }

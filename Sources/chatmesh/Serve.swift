@@ -53,9 +53,6 @@ struct Serve: ParsableCommand {
         }
         var logger = Logger(label: "chatmesh")
         logger[metadataKey: "node"] = "\(entry.name)"
-        if clusterConfig.fanout == .redis {
-            throw ValidationError("\(config): fanout = redis is not available in this build")
-        }
 
         let chatNode = ChatNode(config: clusterConfig, node: entry, threads: threads, logger: logger)
         do {

@@ -30,6 +30,13 @@ let shippedExample = """
     outbound_buffer = 1048576     # bytes queued to one client before it is cut off
     max_connections = 10000       # per node
 
+    [mesh]                        # node-to-node links (fanout = mesh)
+    ping_interval = 1000          # ms between mesh PINGs; a link silent for 2 intervals is dead
+    buffer_messages = 10000       # PUBs kept per peer while its link is down
+    buffer_ms = 5000              # ms they are kept
+    max_frame = 4194304           # bytes; must be larger than [engineio] max_payload + 1024
+    reconnect_max = 5000          # ms, cap of the exponential reconnect backoff
+
     [node a1]
     listen = 127.0.0.1:6001       # Socket.IO clients, the page, /healthz, /metrics
     mesh = 127.0.0.1:7001         # node-to-node links
@@ -58,9 +65,14 @@ let shippedExample = """
     #expect(config.limits.sayBurst == 40)
     #expect(config.limits.outboundBuffer == 1_048_576)
     #expect(config.limits.maxConnections == 10_000)
+    #expect(config.mesh.pingIntervalMs == 1000)
+    #expect(config.mesh.bufferMessages == 10_000)
+    #expect(config.mesh.bufferMs == 5000)
+    #expect(config.mesh.maxFrame == 4_194_304)
+    #expect(config.mesh.reconnectMaxMs == 5000)
     #expect(config.nodes == [
-        NodeEntry(name: "a1", listen: HostPort(host: "127.0.0.1", port: 6001), mesh: HostPort(host: "127.0.0.1", port: 7001), line: 27),
-        NodeEntry(name: "a2", listen: HostPort(host: "127.0.0.1", port: 6002), mesh: HostPort(host: "127.0.0.1", port: 7002), line: 31),
+        NodeEntry(name: "a1", listen: HostPort(host: "127.0.0.1", port: 6001), mesh: HostPort(host: "127.0.0.1", port: 7001), line: 34),
+        NodeEntry(name: "a2", listen: HostPort(host: "127.0.0.1", port: 6002), mesh: HostPort(host: "127.0.0.1", port: 7002), line: 38),
     ])
 }
 
@@ -68,6 +80,7 @@ let shippedExample = """
     let config = try ClusterConfig.parse(shippedExample, file: "cluster.conf")
     #expect(config.engine == EngineSettings())
     #expect(config.limits == LimitSettings())
+    #expect(config.mesh == MeshSettings())
 }
 
 @Test func minimalConfigGetsDocumentedDefaults() throws {

@@ -1,4 +1,4 @@
-/// Exponential backoff with jitter for redialing a peer: 100 ms doubling up to a cap, each delay
+/// Exponential backoff with jitter for reconnecting a fanout link (mesh peers, Redis): 100 ms doubling up to a cap, each delay
 /// drawn from [½, 1] of the nominal value so that nodes restarting together do not dial in step.
 public struct ReconnectBackoff: Sendable {
     public let baseMs: Int

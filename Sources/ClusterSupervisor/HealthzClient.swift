@@ -1,0 +1,124 @@
+import ClusterConfig
+import NIOCore
+import NIOPosix
+
+/// A minimal HTTP/1.1 client for one thing: `GET /healthz` on a node, with a hard
+/// deadline for connect, request and answer together.
+public final class HealthzClient: Sendable {
+    private let group: any EventLoopGroup
+
+    public init(group: any EventLoopGroup) { self.group = group }
+
+    /// Where to reach a node that listens on `listen`: a wildcard address is reached
+    /// through loopback.
+    public static func target(for listen: HostPort) -> (host: String, port: Int) {
+        if let ip = IPAddress(listen.host), ip.isWildcard {
+            return (ip.isIPv4 ? "127.0.0.1" : "::1", listen.port)
+        }
+        return (listen.host, listen.port)
+    }
+
+    public static func request(for listen: HostPort) -> String {
+        "GET /healthz HTTP/1.1\r\nHost: \(listen)\r\nUser-Agent: chatmesh-cluster\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    }
+
+    /// Calls `completion` exactly once, on an event loop, within about `timeout`.
+    public func fetch(
+        _ listen: HostPort, timeout: TimeAmount,
+        completion: @escaping @Sendable (Result<HealthzReport, HealthzError>) -> Void
+    ) {
+        let loop = group.next()
+        let probe = Probe(completion: completion)
+        let (host, port) = Self.target(for: listen)
+        let request = Self.request(for: listen)
+        loop.execute {
+            let deadline = loop.scheduleTask(in: timeout) {
+                probe.finish(.failure(HealthzError("no answer within \(timeout.nanoseconds / 1_000_000) ms")))
+            }
+            probe.onFinish = { deadline.cancel() }
+            ClientBootstrap(group: loop)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(request: request, probe: probe))
+                    }
+                }
+                .connect(host: host, port: port)
+                .whenComplete { result in
+                    switch result {
+                    case .success(let channel):
+                        if probe.isFinished {
+                            channel.close(promise: nil)
+                        } else {
+                            probe.channel = channel
+                        }
+                    case .failure(let error):
+                        probe.finish(.failure(HealthzError("cannot connect: \(error)")))
+                    }
+                }
+        }
+    }
+}
+
+/// One poll's state; touched only on its event loop.
+private final class Probe: @unchecked Sendable {
+    private let completion: @Sendable (Result<HealthzReport, HealthzError>) -> Void
+    private(set) var isFinished = false
+    var onFinish: (() -> Void)?
+    var channel: (any Channel)?
+
+    init(completion: @escaping @Sendable (Result<HealthzReport, HealthzError>) -> Void) {
+        self.completion = completion
+    }
+
+    func finish(_ result: Result<HealthzReport, HealthzError>) {
+        guard !isFinished else { return }
+        isFinished = true
+        onFinish?()
+        onFinish = nil
+        channel?.close(promise: nil)
+        channel = nil
+        completion(result)
+    }
+}
+
+/// Sends the request once connected, keeps everything the node answers, and parses it
+/// when the node closes the connection.
+private final class ResponseCollector: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let request: String
+    private let probe: Probe
+    private var received: [UInt8] = []
+
+    init(request: String, probe: Probe) {
+        self.request = request
+        self.probe = probe
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let buffer = context.channel.allocator.buffer(string: request)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        received += buffer.readBytes(length: buffer.readableBytes) ?? []
+        if received.count > HealthzResponse.maxSize {
+            probe.finish(.failure(HealthzError("answer larger than \(HealthzResponse.maxSize) bytes")))
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        probe.finish(HealthzResponse.parse(received))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        probe.finish(.failure(HealthzError("\(error)")))
+        context.close(promise: nil)
+    }
+}

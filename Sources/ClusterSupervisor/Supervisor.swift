@@ -1,0 +1,362 @@
+import ClusterConfig
+import Dispatch
+import Logging
+import NIOCore
+import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// `chatmesh cluster`: runs one `chatmesh serve` child per node, restarts the ones that
+/// fail, reports the cluster's connection count, and stops them all on SIGTERM / SIGINT /
+/// SIGHUP — the master of the original cluster.js.
+///
+/// All state lives on one serial queue. Children are reaped by a dedicated thread that
+/// waits with `waitid(WNOWAIT)` and reaps on the queue, so a pid is never signalled after
+/// it was reaped (and possibly reused).
+///
+/// Orphans: posix_spawn cannot set PR_SET_PDEATHSIG, so children do not die with the
+/// supervisor by themselves. Every way the supervisor stops on its own (SIGTERM, SIGINT,
+/// SIGHUP, every node gone) stops and reaps the children first, and SIGPIPE is ignored so
+/// a closed stdout cannot kill it. Children stay in the supervisor's process group, so
+/// Ctrl-C in a terminal reaches them directly and `kill -TERM -PGID` stops the lot; only
+/// SIGKILL of the supervisor itself (or a crash) can leave them running, which is what
+/// systemd's KillMode=control-group or a subreaper is for.
+public final class Supervisor: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var configPath: String
+        public var logLevel: String
+        public var pollInterval: Duration = .seconds(1)
+        public var pollTimeout: Duration = .seconds(1)
+        /// How long children get between SIGTERM and SIGKILL.
+        public var stopTimeout: Duration = .seconds(15)
+        public var backoff = RestartBackoff()
+
+        public init(configPath: String, logLevel: String) {
+            self.configPath = configPath
+            self.logLevel = logLevel
+        }
+    }
+
+    private final class Child {
+        let node: NodeEntry
+        var pid: pid_t?
+        var startedAt = ContinuousClock.now
+        var starts = 0
+        var backoff: RestartBackoff
+        var restart: DispatchWorkItem?
+        /// The running process has answered /healthz.
+        var answering = false
+        /// The page URL was printed (once per node, not per process).
+        var announced = false
+        var pollInFlight = false
+
+        init(node: NodeEntry, backoff: RestartBackoff) {
+            self.node = node
+            self.backoff = backoff
+        }
+    }
+
+    private let options: Options
+    private var spawner: ChildSpawner
+    private let logger: Logger
+    private let queue = DispatchQueue(label: "chatmesh.cluster")
+    private let children: [Child]
+    private var tally: ConnectionTally
+    private var stopping = false
+    private var finished = false
+    private var exitCode: Int32 = 0
+    private let done = DispatchSemaphore(value: 0)
+    /// Wakes the reaper when it found no child to wait for.
+    private let childStarted = DispatchSemaphore(value: 0)
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let healthz: HealthzClient
+    private var pollTimer: (any DispatchSourceTimer)?
+    private var signalSources: [any DispatchSourceSignal] = []
+
+    public init(nodes: [NodeEntry], options: Options, spawner: ChildSpawner = .currentExecutable(), logger: Logger) {
+        self.options = options
+        self.spawner = spawner
+        self.logger = logger
+        self.children = nodes.map { Child(node: $0, backoff: options.backoff) }
+        self.tally = ConnectionTally(nodes: nodes.map(\.name))
+        self.healthz = HealthzClient(group: group)
+    }
+
+    /// Starts every node and blocks until the supervisor stopped.
+    /// - Returns: the process exit status (0 after a signal-requested stop).
+    public func run() -> Int32 {
+        installSignalHandlers()
+        startReaper()
+        queue.sync {
+            logger.info("starting \(children.count) node\(children.count == 1 ? "" : "s"): \(children.map(\.node.name).joined(separator: ", "))",
+                        metadata: ["config": "\(options.configPath)"])
+            for child in children { spawn(child) }
+            startPolling()
+        }
+        done.wait()
+        queue.sync {
+            pollTimer?.cancel()
+            for source in signalSources { source.cancel() }
+        }
+        try? group.syncShutdownGracefully()
+        return queue.sync { exitCode }
+    }
+
+    // MARK: children (on `queue`)
+
+    private func spawn(_ child: Child) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !stopping, child.pid == nil else { return }
+        let arguments = ["serve", "--config", options.configPath, "--node", child.node.name, "--log-level", options.logLevel]
+        let pid: pid_t
+        do {
+            pid = try spawner.spawn(arguments: arguments)
+        } catch {
+            logger.error("cannot start node: \(error)", metadata: ["node": "\(child.node.name)"])
+            scheduleRestart(child, ranFor: .zero)
+            return
+        }
+        child.pid = pid
+        child.startedAt = .now
+        child.starts += 1
+        child.answering = false
+        childStarted.signal()
+        logger.info(child.starts == 1 ? "node started" : "node restarted",
+                    metadata: ["node": "\(child.node.name)", "pid": "\(pid)", "listen": "\(child.node.listen)"])
+    }
+
+    /// Called on `queue` with the status of a reaped child.
+    private func childExited(pid: pid_t, status: Int32) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let child = children.first(where: { $0.pid == pid }) else {
+            logger.debug("reaped a process that is not a node", metadata: ["pid": "\(pid)"])
+            return
+        }
+        let exit = ChildExit(waitStatus: status) ?? .exited(-1)
+        let ranFor = ContinuousClock.now - child.startedAt
+        child.pid = nil
+        child.answering = false
+        tally.record(child.node.name, connections: nil)
+        var metadata: Logger.Metadata = [
+            "node": "\(child.node.name)", "pid": "\(pid)", "status": "\(exit)", "ran": "\(formatSeconds(ranFor))",
+        ]
+        if stopping {
+            logger.info("node stopped", metadata: metadata)
+            if children.allSatisfy({ $0.pid == nil }) {
+                logger.info("every node has stopped")
+                finish(0)
+            }
+            return
+        }
+        reportConnections()
+        if exit.isAbnormal {
+            let delay = child.backoff.nextDelay(ranFor: ranFor)
+            metadata["restart_in"] = "\(formatSeconds(delay))"
+            logger.error("node exited abnormally; restarting it", metadata: metadata)
+            scheduleRestart(child, delay: delay)
+        } else {
+            logger.notice("node exited on its own with status 0; not restarting it", metadata: metadata)
+            if children.allSatisfy({ $0.pid == nil && $0.restart == nil }) {
+                logger.notice("every node has exited; nothing left to supervise")
+                finish(0)
+            }
+        }
+    }
+
+    private func scheduleRestart(_ child: Child, ranFor: Duration) {
+        let delay = child.backoff.nextDelay(ranFor: ranFor)
+        logger.notice("restarting node later", metadata: ["node": "\(child.node.name)", "restart_in": "\(formatSeconds(delay))"])
+        scheduleRestart(child, delay: delay)
+    }
+
+    private func scheduleRestart(_ child: Child, delay: Duration) {
+        let work = DispatchWorkItem { [self] in
+            child.restart = nil
+            spawn(child)
+        }
+        child.restart?.cancel()
+        child.restart = work
+        queue.asyncAfter(deadline: .now() + dispatchInterval(delay), execute: work)
+    }
+
+    private func finish(_ code: Int32) {
+        guard !finished else { return }
+        finished = true
+        exitCode = code
+        done.signal()
+    }
+
+    // MARK: stopping
+
+    private func installSignalHandlers() {
+        // A closed stdout must not kill the supervisor (that would orphan the nodes).
+        signal(SIGPIPE, SIG_IGN)
+        for number in [SIGTERM, SIGINT, SIGHUP] {
+            let previous = signal(number, SIG_IGN)
+            // Started under nohup: keep ignoring hangups, and so do the nodes.
+            if number == SIGHUP, let previous, unsafeBitCast(previous, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) {
+                spawner.defaultSignals.remove(SIGHUP)
+                continue
+            }
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [self] in stop(signal: number) }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    private func stop(signal number: Int32) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        let name = ChildExit.signalName(number) ?? "signal \(number)"
+        guard !stopping else {
+            logger.notice("\(name) received while stopping; still waiting for the nodes")
+            return
+        }
+        stopping = true
+        pollTimer?.cancel()
+        for child in children {
+            child.restart?.cancel()
+            child.restart = nil
+        }
+        let running = children.filter { $0.pid != nil }
+        logger.notice("\(name) received: stopping \(running.count) node\(running.count == 1 ? "" : "s")")
+        guard !running.isEmpty else {
+            finish(0)
+            return
+        }
+        for child in running {
+            if let pid = child.pid { kill(pid, SIGTERM) }
+        }
+        queue.asyncAfter(deadline: .now() + dispatchInterval(options.stopTimeout)) { [self] in
+            for child in children {
+                guard let pid = child.pid else { continue }
+                logger.warning("node did not stop within \(formatSeconds(options.stopTimeout)); killing it",
+                               metadata: ["node": "\(child.node.name)", "pid": "\(pid)"])
+                kill(pid, SIGKILL)
+            }
+        }
+    }
+
+    // MARK: reaping
+
+    private func startReaper() {
+        let body = ThreadBody { [self] in reapForever() }
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { argument in
+            Unmanaged<ThreadBody>.fromOpaque(argument!).takeRetainedValue().run()
+            return nil
+        }, Unmanaged.passRetained(body).toOpaque())
+        precondition(result == 0, "cannot start the reaper thread: error \(result)")
+        pthread_detach(thread)
+    }
+
+    /// Waits for any child to exit without reaping it, then reaps it on `queue`: signals
+    /// are only sent on `queue`, so they never reach a pid that was reaped meanwhile.
+    private func reapForever() {
+        while true {
+            var info = siginfo_t()
+            if waitid(P_ALL, 0, &info, WEXITED | WNOWAIT) != 0 {
+                switch errno {
+                case EINTR: continue
+                case ECHILD: childStarted.wait()
+                default:
+                    logger.error("waitid failed: error \(errno)")
+                    usleep(100_000)
+                }
+                continue
+            }
+            let pid = info._sifields._sigchld.si_pid
+            queue.sync {
+                var status: Int32 = 0
+                var reaped: pid_t
+                repeat { reaped = waitpid(pid, &status, 0) } while reaped < 0 && errno == EINTR
+                if reaped == pid { childExited(pid: pid, status: status) }
+            }
+        }
+    }
+
+    // MARK: health polling
+
+    private func startPolling() {
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + dispatchInterval(options.pollInterval), repeating: dispatchInterval(options.pollInterval))
+        timer.setEventHandler { [self] in pollAll() }
+        timer.resume()
+        pollTimer = timer
+    }
+
+    private func pollAll() {
+        guard !stopping else { return }
+        let timeout = TimeAmount.nanoseconds(Int64(nanoseconds(options.pollTimeout)))
+        for child in children {
+            guard let pid = child.pid, !child.pollInFlight else { continue }
+            child.pollInFlight = true
+            healthz.fetch(child.node.listen, timeout: timeout) { [self] result in
+                queue.async { self.pollAnswered(child, pid: pid, result: result) }
+            }
+        }
+    }
+
+    private func pollAnswered(_ child: Child, pid: pid_t, result: Result<HealthzReport, HealthzError>) {
+        child.pollInFlight = false
+        guard !stopping, child.pid == pid else { return }
+        let name = child.node.name
+        var outcome = result
+        if case .success(let report) = result, let answeredAs = report.node, answeredAs != name {
+            outcome = .failure(HealthzError("answered as node '\(answeredAs)'; another process holds \(child.node.listen)"))
+        }
+        switch outcome {
+        case .success(let report):
+            tally.record(name, connections: report.connections)
+            if !child.answering {
+                child.answering = true
+                logger.info("node is serving", metadata: [
+                    "node": "\(name)", "pid": "\(pid)", "after": "\(formatSeconds(ContinuousClock.now - child.startedAt))",
+                ])
+                if !child.announced {
+                    child.announced = true
+                    print("node \(name): chat page at http://\(child.node.listen)/")
+                    fflush(stdout)
+                }
+            }
+        case .failure(let error):
+            tally.record(name, connections: nil)
+            if child.answering {
+                child.answering = false
+                logger.warning("node stopped answering /healthz", metadata: ["node": "\(name)", "pid": "\(pid)", "reason": "\(error)"])
+            } else {
+                logger.trace("node not answering /healthz yet", metadata: ["node": "\(name)", "reason": "\(error)"])
+            }
+        }
+        reportConnections()
+    }
+
+    private func reportConnections() {
+        guard let message = tally.changeMessage() else { return }
+        let current = tally.current
+        logger.info("\(message)", metadata: ["total": "\(current.total)", "nodes": "\(tally.perNode)"])
+    }
+}
+
+private final class ThreadBody {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+private func nanoseconds(_ duration: Duration) -> Int64 {
+    let (seconds, attoseconds) = duration.components
+    return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+}
+
+private func dispatchInterval(_ duration: Duration) -> DispatchTimeInterval {
+    .nanoseconds(Int(nanoseconds(duration)))
+}
+
+/// `0.5s`, `12.0s`.
+func formatSeconds(_ duration: Duration) -> String {
+    let tenths = max(0, nanoseconds(duration) / 100_000_000)
+    return "\(tenths / 10).\(tenths % 10)s"
+}

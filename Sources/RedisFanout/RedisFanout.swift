@@ -1,0 +1,301 @@
+import ChatCore
+import ClusterConfig
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SocketIO
+
+/// The original topology: Redis pub/sub with channel = room id (plus an optional prefix) and
+/// payload = the JSON the original Node servers publish, so chatmesh nodes and original nodes
+/// on one Redis share rooms.
+///
+/// One subscriber connection (SUBSCRIBE when a room gets its first local member, UNSUBSCRIBE
+/// when its last leaves) and one pipelined publisher connection. Local members get messages
+/// only from the Redis echo, as in the original, so every node sees one order per room.
+/// While Redis is unreachable, says are kept in order (bounded by count and age) and
+/// published after reconnect; after a reconnect every room is subscribed again.
+public final class RedisFanout: Fanout, @unchecked Sendable {
+    public let eventLoop: any EventLoop
+    let logger: Logger
+    let metrics = RedisMetrics()
+    private let url: RedisURL
+    private let channelPrefix: String
+    private let bufferMessages: Int
+    private let bufferMs: Int
+
+    private struct PendingPublish {
+        var channel: String
+        var payload: String
+        var enqueuedAt: UInt64
+    }
+
+    private enum PublisherReply {
+        case publish(PendingPublish)
+        case ping
+    }
+
+    private var delivery: (any FanoutDelivery)?
+    private var localRooms: Set<String> = []
+    private var subscriber: RedisLink?
+    private var publisher: RedisLink?
+    private var outbox = CircularBuffer<PendingPublish>()
+    /// Commands written to the publisher whose replies have not come back, in order.
+    private var awaitingReply = CircularBuffer<PublisherReply>()
+    private var backoff: [RedisLink.Role: ReconnectBackoff] = [:]
+    private var connecting: Set<RedisLink.Role> = []
+    private var lastHeard: [RedisLink.Role: NIODeadline] = [:]
+    private var timer: RepeatedTask?
+    private var stopping = false
+    private let readiness = NIOLockedValueBox(false)
+
+    static let heartbeatInterval = TimeAmount.seconds(1)
+    static let silenceLimit = TimeAmount.seconds(3)
+
+    public init(url: RedisURL, channelPrefix: String, bufferMessages: Int, bufferMs: Int, eventLoop: any EventLoop, logger: Logger) {
+        self.url = url
+        self.channelPrefix = channelPrefix
+        self.bufferMessages = max(1, bufferMessages)
+        self.bufferMs = bufferMs
+        self.eventLoop = eventLoop
+        self.logger = logger
+        for role in [RedisLink.Role.subscriber, .publisher] {
+            backoff[role] = ReconnectBackoff(capMs: 5000)
+        }
+    }
+
+    /// True once the subscriber connection is up and has (re)subscribed every room.
+    public var isReady: Bool { readiness.withLockedValue { $0 } }
+
+    /// Starts connecting; never fails: an unreachable Redis is retried with backoff.
+    public func connect() {
+        eventLoop.execute { [self] in
+            connect(.subscriber)
+            connect(.publisher)
+            timer = eventLoop.scheduleRepeatedTask(initialDelay: Self.heartbeatInterval, delay: Self.heartbeatInterval) { [weak self] _ in
+                self?.heartbeat()
+            }
+        }
+    }
+
+    public func stop() {
+        try? eventLoop.submit { [self] in
+            stopping = true
+            timer?.cancel()
+            flushPublisher()
+            for link in [subscriber, publisher] { link?.send(["QUIT"]) }
+        }.wait()
+        // Give the last PUBLISHes a moment to reach Redis before the connections close.
+        _ = try? eventLoop.scheduleTask(in: .milliseconds(200)) { [self] in
+            for link in [subscriber, publisher] { link?.channel?.close(promise: nil) }
+        }.futureResult.wait()
+    }
+
+    // MARK: Connections
+
+    private func setupCommands() -> [[RESPArgument]] {
+        var commands: [[RESPArgument]] = []
+        if let password = url.password {
+            if let user = url.user, !user.isEmpty {
+                commands.append(["AUTH", .string(user), .string(password)])
+            } else {
+                commands.append(["AUTH", .string(password)])
+            }
+        }
+        if url.db != 0 { commands.append(["SELECT", .string(String(url.db))]) }
+        return commands
+    }
+
+    private func connect(_ role: RedisLink.Role) {
+        guard !stopping, !connecting.contains(role) else { return }
+        connecting.insert(role)
+        let link = RedisLink(role: role, owner: self, setup: setupCommands())
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(2))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(link) }
+            }
+            .connect(host: url.host, port: url.port)
+            .whenComplete { [self] result in
+                if case .failure(let error) = result {
+                    connecting.remove(role)
+                    logger.warning("redis unreachable", metadata: ["role": "\(role.rawValue)", "address": "\(url.host):\(url.port)", "error": "\(error)"])
+                    scheduleReconnect(role)
+                }
+            }
+    }
+
+    private func scheduleReconnect(_ role: RedisLink.Role) {
+        guard !stopping else { return }
+        let delay = backoff[role]!.nextDelayMs()
+        eventLoop.scheduleTask(in: .milliseconds(Int64(delay))) { [self] in connect(role) }
+    }
+
+    func linkReady(_ link: RedisLink) {
+        connecting.remove(link.role)
+        backoff[link.role]!.reset()
+        lastHeard[link.role] = .now()
+        switch link.role {
+        case .subscriber:
+            subscriber = link
+            let channels = localRooms.map { channelPrefix + $0 }
+            for chunk in stride(from: 0, to: channels.count, by: 1000) {
+                let part = channels[chunk..<min(chunk + 1000, channels.count)]
+                link.send([.string("SUBSCRIBE")] + part.map { .string($0) }, flush: false)
+            }
+            link.flush()
+            readiness.withLockedValue { $0 = true }
+            metrics.up.record(1)
+            logger.info("redis subscriber ready", metadata: ["rooms": "\(channels.count)"])
+        case .publisher:
+            publisher = link
+            flushPublisher()
+            logger.info("redis publisher ready", metadata: ["buffered": "\(outbox.count)"])
+        }
+    }
+
+    func linkClosed(_ link: RedisLink) {
+        switch link.role {
+        case .subscriber where subscriber === link:
+            subscriber = nil
+            readiness.withLockedValue { $0 = false }
+            metrics.up.record(0)
+        case .publisher where publisher === link:
+            publisher = nil
+            // PUBLISHes without a reply may not have reached Redis: send them again, first.
+            var requeue = CircularBuffer<PendingPublish>()
+            for reply in awaitingReply { if case .publish(let pending) = reply { requeue.append(pending) } }
+            awaitingReply.removeAll()
+            requeue.append(contentsOf: outbox)
+            outbox = requeue
+        default:
+            break
+        }
+        connecting.remove(link.role)
+        guard !stopping else { return }
+        metrics.reconnects.increment()
+        logger.warning("redis connection lost", metadata: ["role": "\(link.role.rawValue)"])
+        scheduleReconnect(link.role)
+    }
+
+    func heard(from link: RedisLink) {
+        lastHeard[link.role] = .now()
+    }
+
+    func received(_ value: RESPValue, on link: RedisLink) {
+        switch link.role {
+        case .publisher:
+            guard let owed = awaitingReply.popFirst() else {
+                return link.fail("unexpected reply \(RedisLink.describe(value))")
+            }
+            if case .error(let message) = value {
+                metrics.errors.increment()
+                logger.error("redis refused a command", metadata: ["error": "\(message)"])
+            } else if case .publish = owed {
+                metrics.published.increment()
+            }
+        case .subscriber:
+            guard case .array(let parts?) = value, let kind = parts.first?.string else {
+                if case .error(let message) = value {
+                    metrics.errors.increment()
+                    logger.error("redis subscriber error", metadata: ["error": "\(message)"])
+                }
+                return
+            }
+            if kind == "message", parts.count == 3, let channel = parts[1].string, let payload = parts[2].bytes {
+                deliver(channel: channel, payload: payload)
+            }
+            // subscribe / unsubscribe confirmations and pongs need no action.
+        }
+    }
+
+    /// A message from Redis may come from any publisher: it is delivered only if it is the
+    /// original JSON shape, re-serialized exactly as the Node server's emit would send it.
+    private func deliver(channel: String, payload: ByteBuffer) {
+        guard channel.hasPrefix(channelPrefix) else { return }
+        let room = String(channel.dropFirst(channelPrefix.count))
+        metrics.received.increment()
+        guard let text = String(validating: payload.readableBytesView, as: UTF8.self),
+              let value = try? JSONParser.parse(text[...]), value.isObject, value["event"]?.stringValue != nil
+        else {
+            metrics.rejectedPayloads.increment()
+            logger.warning("ignoring a Redis message that is not chat JSON", metadata: ["channel": "\(channel.prefix(128))"])
+            return
+        }
+        delivery?.deliverLocally(ChatBroadcast(room: room, eventJSON: JSONWriter.string(value).utf8))
+    }
+
+    private func flushPublisher() {
+        guard let publisher, !outbox.isEmpty else { return }
+        while let pending = outbox.popFirst() {
+            publisher.send(["PUBLISH", .string(pending.channel), .string(pending.payload)], flush: false)
+            awaitingReply.append(.publish(pending))
+        }
+        publisher.flush()
+    }
+
+    /// PINGs both connections; a connection silent past the limit is closed and reconnected.
+    /// Ages out what waits for a publisher that is down.
+    private func heartbeat() {
+        let now = NIODeadline.now()
+        for link in [subscriber, publisher].compactMap({ $0 }) {
+            if let heard = lastHeard[link.role], now - heard > Self.silenceLimit {
+                link.fail("no reply for \(Self.silenceLimit.nanoseconds / 1_000_000_000) s")
+                continue
+            }
+            link.send(["PING"])
+            if link.role == .publisher { awaitingReply.append(.ping) }
+        }
+        if publisher == nil {
+            let deadline = now.uptimeNanoseconds &- UInt64(bufferMs) * 1_000_000
+            var dropped = 0
+            while let first = outbox.first, first.enqueuedAt < deadline {
+                outbox.removeFirst()
+                dropped += 1
+            }
+            if dropped > 0 {
+                metrics.dropped.increment(by: Int64(dropped))
+                logger.warning("redis outage outlasted the buffer: says dropped", metadata: ["dropped": "\(dropped)"])
+            }
+        }
+        metrics.buffered.record(outbox.count)
+    }
+
+    // MARK: Fanout
+
+    public func start(delivery: any FanoutDelivery) {
+        self.delivery = delivery
+    }
+
+    public func subscribe(room: String) {
+        onLoop { [self] in
+            guard localRooms.insert(room).inserted else { return }
+            subscriber?.send(["SUBSCRIBE", .string(channelPrefix + room)])
+        }
+    }
+
+    public func unsubscribe(room: String) {
+        onLoop { [self] in
+            guard localRooms.remove(room) != nil else { return }
+            subscriber?.send(["UNSUBSCRIBE", .string(channelPrefix + room)])
+        }
+    }
+
+    public func publish(_ message: ChatMessage) {
+        let pending = PendingPublish(channel: channelPrefix + message.room, payload: message.eventJSON,
+                                     enqueuedAt: NIODeadline.now().uptimeNanoseconds)
+        onLoop { [self] in
+            outbox.append(pending)
+            if outbox.count > bufferMessages {
+                outbox.removeFirst()
+                metrics.dropped.increment()
+            }
+            if publisher != nil { flushPublisher() }
+        }
+    }
+
+    private func onLoop(_ work: @escaping () -> Void) {
+        if eventLoop.inEventLoop { work() } else { eventLoop.execute(work) }
+    }
+}
