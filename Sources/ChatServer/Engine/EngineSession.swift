@@ -40,6 +40,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
     private var connectTimer: Scheduled<Void>?
 
     var broadcastFlushPending = false
+    /// Set when the outbound bound was passed; the close follows on the next tick.
+    private var cutOff = false
 
     init(eventLoop: any EventLoop, transport: EngineRequest.Transport, query: [String: String], context: ServerContext) {
         self.sid = SessionID.make()
@@ -311,7 +313,7 @@ final class EngineSession: RoomMember, @unchecked Sendable {
     }
 
     func enqueueBroadcast(_ engineFrame: ByteBuffer) {
-        guard !state.isClosed else { return }
+        guard !state.isClosed, !cutOff else { return }
         if state.sendsOverPolling {
             enqueueForPolling(engineFrame)
         } else if let channel = webSocket {
@@ -332,7 +334,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
     /// The client reads slower than the room talks. Closing is deferred to the next tick so a
     /// broadcast in progress is not re-entered by this client's quit.
     private func overflow() {
-        guard !state.isClosed else { return }
+        guard !state.isClosed, !cutOff else { return }
+        cutOff = true
         logger.info("outbound buffer overflow, disconnecting client")
         context.metrics.countError("outbound_overflow")
         pollQueue.removeAll()
