@@ -18,6 +18,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
         .target(name: "EngineIO"),
         .target(name: "SocketIO", dependencies: ["EngineIO"]),
         .target(name: "ClusterConfig"),
@@ -56,7 +61,7 @@ let package = Package(
         .target(
             name: "ChatServer",
             dependencies: [
-                "EngineIO", "SocketIO", "ChatCore", "ClusterConfig", "MeshFanout", "RedisFanout",
+                "EngineIO", "SocketIO", "ChatCore", "ClusterConfig", "MeshFanout", "RedisFanout", "CSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -80,6 +85,7 @@ let package = Package(
             dependencies: [
                 "ChatServer", "ClusterConfig", "ClusterSupervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -3,12 +3,12 @@ import ClusterConfig
 import Logging
 import MeshFanout
 import NIOCore
-import RedisFanout
 import NIOHTTP1
 import NIOPosix
+import RedisFanout
 
 /// One chatmesh node: the client listener (HTTP, Engine.IO, WebSocket), its rooms and its
-/// fanout. `start()` binds and returns; `stop()` closes every client and the listener.
+/// fanout. `start()` binds (or adopts systemd's sockets) and returns; `stop()` drains.
 public final class ChatNode: @unchecked Sendable {
     public let nodeName: String
     private let group: MultiThreadedEventLoopGroup
@@ -66,9 +66,12 @@ public final class ChatNode: @unchecked Sendable {
     /// The bound client address (useful when the config asked for port 0).
     public var localAddress: SocketAddress? { serverChannel?.localAddress }
 
-    public func start() throws {
+    public var eventLoops: [any EventLoop] { Array(group.makeIterator()) }
+
+    /// Binds the mesh and client listeners, or adopts the sockets systemd passed.
+    public func start(inherited: InheritedSockets = InheritedSockets()) throws {
         // The mesh listener first: a node is reachable by its peers before it takes clients.
-        try mesh?.bind()
+        try mesh?.bind(inheritedSocket: inherited.mesh)
         redis?.connect()
         let context = self.context
         let outbound = context.limits.outboundBuffer
@@ -91,28 +94,50 @@ public final class ChatNode: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(HTTPRouter(context: context), name: HTTPRouter.name)
                 }
             }
-        let channel = try bootstrap.bind(host: listen.host, port: listen.port).wait()
+        let channel: any Channel
+        if let fd = inherited.client {
+            channel = try bootstrap.withBoundSocket(fd).wait()
+        } else {
+            channel = try bootstrap.bind(host: listen.host, port: listen.port).wait()
+        }
         serverChannel = channel
-        logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info("listening", metadata: [
+            "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "inherited": "\(inherited.client != nil)",
+        ])
     }
 
-    /// Blocks until the listener is closed.
-    public func waitUntilClosed() throws {
-        try serverChannel?.closeFuture.wait()
+    /// Ready to serve rooms: listening, and in Redis mode subscribed.
+    public var isReady: Bool { serverChannel != nil && (redis?.isReady ?? true) }
+
+    /// One line for systemd's STATUS=.
+    public var statusLine: String {
+        var parts = ["\(context.sessions.count) connections", "\(context.hub.roomCount) rooms"]
+        if let mesh {
+            let status = mesh.peerStatus()
+            parts.append("mesh peers up \(status.up.count)/\(status.up.count + status.down.count)")
+        }
+        if let redis { parts.append("redis \(redis.isReady ? "up" : "down")") }
+        return parts.joined(separator: ", ")
     }
 
-    /// Stops accepting, tells every client to go (Engine.IO close), and stops the event loops.
-    public func stop(timeout: TimeAmount = .seconds(2)) {
-        logger.info("stopping", metadata: ["connections": "\(context.sessions.count)"])
+    /// Graceful drain: stop accepting, tell every client to go (Engine.IO close, so it
+    /// reconnects elsewhere), let the fanout deliver what it holds (mesh PUBs acknowledged by
+    /// peers, Redis PUBLISHes answered), then stop, all within `timeout`.
+    public func stop(timeout: TimeAmount = .seconds(10)) {
+        let deadline = NIODeadline.now() + timeout
+        logger.info("draining", metadata: ["connections": "\(context.sessions.count)"])
         try? serverChannel?.close().wait()
         let closed = context.sessions.all().map { session in
             session.eventLoop.submit { session.close(.serverClose, notifyClient: true) }
         }
         _ = try? EventLoopFuture.andAllComplete(closed, on: group.next()).wait()
+        mesh?.drain(until: deadline)
+        redis?.drain(until: deadline)
         mesh?.stop()
         redis?.stop()
         // Give the close frames a moment to leave the sockets before the loops stop.
         _ = try? group.next().scheduleTask(in: .milliseconds(100)) {}.futureResult.wait()
         try? group.syncShutdownGracefully()
+        logger.info("stopped")
     }
 }

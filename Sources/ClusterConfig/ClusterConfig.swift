@@ -3,6 +3,8 @@ public struct ClusterConfig: Sendable, Equatable {
     public var fanout: FanoutKind
     /// Shared mesh key; required when any mesh address is not loopback.
     public var secret: String?
+    /// `[cluster] drain_timeout`: how long a node may take to drain on SIGTERM (ms).
+    public var drainTimeoutMs: Int = 10_000
     /// `[redis] url`; required when `fanout = redis`.
     public var redisURL: RedisURL?
     /// Prepended to room ids to form Redis channel names (default empty).
@@ -54,6 +56,7 @@ public struct ClusterConfig: Sendable, Equatable {
         var lines: [String] = []
         lines.append("fanout: \(fanout.rawValue)")
         lines.append("secret: \(secret == nil ? "not set" : "set")")
+        lines.append("drain_timeout: \(drainTimeoutMs) ms")
         if let redisURL {
             lines.append("redis: \(redisURL)\(fanout == .redis ? "" : " (unused: fanout = mesh)")")
         } else {

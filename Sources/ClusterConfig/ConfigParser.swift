@@ -13,7 +13,7 @@ struct ConfigParser {
 
     /// Every section and its keys, in the order the documentation lists them.
     static let sectionKeys: [(section: String, keys: [String])] = [
-        ("cluster", ["fanout", "secret"]),
+        ("cluster", ["fanout", "secret", "drain_timeout"]),
         ("redis", ["url", "channel_prefix", "buffer_messages", "buffer_ms"]),
         ("engineio", ["ping_interval", "ping_timeout", "max_payload", "upgrade_timeout", "connect_timeout", "allowed_origins"]),
         ("limits", ["username_max", "text_max", "roomid_max", "say_rate", "say_burst", "outbound_buffer", "max_connections"]),
@@ -148,11 +148,18 @@ struct ConfigParser {
         }
     }
 
+    /// `[engineio] or [mesh]`: every section that has `key` (some keys, such as
+    /// ping_interval, mean the same thing in several sections); nil when none does.
+    private static func homes(of key: String) -> String? {
+        let titles = sectionKeys.filter { $0.keys.contains(key) }.map { $0.section == "node" ? "[node NAME]" : "[\($0.section)]" }
+        return titles.isEmpty ? nil : titles.joined(separator: " or ")
+    }
+
     private mutating func parseKey(_ key: String, value: String, number: Int) throws {
         guard let section else {
             var message = "'\(key)' is set before any [section] header"
-            if let home = Self.sectionKeys.first(where: { $0.keys.contains(key) }) {
-                message += "; put it under [\(home.section == "node" ? "node NAME" : home.section)]"
+            if let homes = Self.homes(of: key) {
+                message += "; put it under \(homes)"
             } else {
                 message += "; valid sections: \(Self.validSectionsText)"
             }
@@ -165,8 +172,8 @@ struct ConfigParser {
             var message = "unknown key \(quoted(key)) in \(where_); valid keys: \(valid.joined(separator: ", "))"
             if let hint = suggestion(key, among: valid) {
                 message += "; did you mean '\(hint)'?"
-            } else if let home = Self.sectionKeys.first(where: { $0.keys.contains(key) }) {
-                message += " ('\(key)' belongs in [\(home.section == "node" ? "node NAME" : home.section)])"
+            } else if let homes = Self.homes(of: key) {
+                message += " ('\(key)' belongs in \(homes))"
             }
             throw fail(number, message)
         }
@@ -186,6 +193,8 @@ struct ConfigParser {
                 }
                 config.fanout = kind
                 fanoutLine = number
+            } else if key == "drain_timeout" {
+                config.drainTimeoutMs = try positiveInteger(value, key: key, in: where_, number: number)
             } else {
                 config.secret = value
             }
@@ -282,7 +291,7 @@ struct ConfigParser {
 
     private func unitName(_ key: String) -> String {
         switch key {
-        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout", "buffer_ms", "reconnect_max": return "milliseconds"
+        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout", "buffer_ms", "reconnect_max", "drain_timeout": return "milliseconds"
         case "max_payload", "outbound_buffer", "max_frame": return "bytes"
         case "buffer_messages": return "messages"
         case "username_max", "text_max", "roomid_max": return "characters"

@@ -4,6 +4,9 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The broker-free fanout: one authenticated TCP link to every other node of cluster.conf.
 ///
@@ -66,8 +69,9 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
 
     // MARK: Lifecycle
 
-    /// Binds the mesh listener and starts dialing the peers this node dials.
-    public func bind() throws {
+    /// Binds the mesh listener (or adopts one passed by systemd) and starts dialing the peers
+    /// this node dials.
+    public func bind(inheritedSocket: CInt? = nil) throws {
         let bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -82,7 +86,11 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(makeLinkHandler(role: .acceptor))
                 }
             }
-        serverChannel = try bootstrap.bind(host: listenAddress.host, port: listenAddress.port).wait()
+        if let inheritedSocket {
+            serverChannel = try bootstrap.withBoundSocket(inheritedSocket).wait()
+        } else {
+            serverChannel = try bootstrap.bind(host: listenAddress.host, port: listenAddress.port).wait()
+        }
         logger.info("mesh listening", metadata: ["address": "\(listenAddress)", "peers": "\(peers.keys.sorted())"])
         try eventLoop.submit { [self] in
             for peer in peers.values where peer.weDial { dial(peer) }
@@ -94,6 +102,19 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     }
 
     public var boundAddress: SocketAddress? { serverChannel?.localAddress }
+
+    /// Waits (off the mesh loop) until every live link has acknowledged what was sent to it, or
+    /// the deadline passes. Used when draining, so no acknowledged say is lost.
+    public func drain(until deadline: NIODeadline) {
+        while NIODeadline.now() < deadline {
+            let pending = (try? eventLoop.submit { [self] in
+                peers.values.filter(\.isUp).reduce(0) { $0 + $1.outbox.count }
+            }.wait()) ?? 0
+            if pending == 0 { return }
+            usleep(20_000)
+        }
+        logger.warning("mesh drain deadline passed with unacknowledged PUBs")
+    }
 
     /// Says goodbye on every link and closes the listener.
     public func stop() {

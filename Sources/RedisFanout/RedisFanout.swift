@@ -4,6 +4,9 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 import SocketIO
 
 /// The original topology: Redis pub/sub with channel = room id (plus an optional prefix) and
@@ -76,6 +79,17 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
                 self?.heartbeat()
             }
         }
+    }
+
+    /// Waits (off the Redis loop) until every say is published and answered, or the deadline
+    /// passes. Used when draining, so no acknowledged say is lost.
+    public func drain(until deadline: NIODeadline) {
+        while NIODeadline.now() < deadline {
+            let pending = (try? eventLoop.submit { [self] in outbox.count + awaitingReply.count }.wait()) ?? 0
+            if pending == 0 { return }
+            usleep(20_000)
+        }
+        logger.warning("redis drain deadline passed with says not yet published")
     }
 
     public func stop() {

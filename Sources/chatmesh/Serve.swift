@@ -3,6 +3,7 @@ import ChatServer
 import ClusterConfig
 import Dispatch
 import Logging
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,8 +21,8 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Path of cluster.conf.")
     var config: String = "cluster.conf"
 
-    @Option(name: .long, help: "This node's name: a [node NAME] section of the config.")
-    var node: String
+    @Option(name: .long, help: "This node's name: a [node NAME] section of the config. Optional under socket activation: the node whose listen address the inherited client socket has.")
+    var node: String?
 
     @Option(name: .long, help: "Event-loop threads (default: one per core).")
     var threads: Int?
@@ -47,19 +48,26 @@ struct Serve: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
-        guard let entry = clusterConfig.node(named: node) else {
-            let names = clusterConfig.nodes.map(\.name).joined(separator: ", ")
-            throw ValidationError("\(config): no [node \(node)] section (nodes: \(names))")
+        let inherited: InheritedSockets
+        switch InheritedSockets.fromEnvironment() {
+        case .success(let sockets): inherited = sockets
+        case .failure(let error): throw ValidationError("socket activation: \(error)")
         }
+        let entry = try resolveNode(clusterConfig, inherited: inherited)
         var logger = Logger(label: "chatmesh")
         logger[metadataKey: "node"] = "\(entry.name)"
 
         let chatNode = ChatNode(config: clusterConfig, node: entry, threads: threads, logger: logger)
         do {
-            try chatNode.start()
+            try chatNode.start(inherited: inherited)
         } catch {
-            throw ValidationError("cannot listen on \(entry.listen): \(error)")
+            throw ValidationError("cannot listen on \(entry.listen) / \(entry.mesh.map { "\($0)" } ?? "-"): \(error)")
         }
+        let heartbeat = ServiceHeartbeat(
+            eventLoops: chatNode.eventLoops, isReady: { chatNode.isReady }, status: { chatNode.statusLine }
+        )
+        heartbeat.start()
+        let drainTimeout = TimeAmount.milliseconds(Int64(clusterConfig.drainTimeoutMs))
 
         let stopped = DispatchSemaphore(value: 0)
         // One serial queue for both signals, so a second signal during shutdown is ignored.
@@ -70,8 +78,10 @@ struct Serve: ParsableCommand {
             let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
             source.setEventHandler {
                 guard stopOnce.claim() else { return }
-                logger.info("signal received, stopping", metadata: ["signal": "\(number)"])
-                chatNode.stop()
+                logger.info("signal received, draining", metadata: ["signal": "\(number)"])
+                SystemdNotifier.stopping()
+                heartbeat.stop()
+                chatNode.stop(timeout: drainTimeout)
                 stopped.signal()
             }
             source.resume()
@@ -79,6 +89,28 @@ struct Serve: ParsableCommand {
         }
         stopped.wait()
         withExtendedLifetime(signals) {}
+    }
+}
+
+extension Serve {
+    /// The node to run: `--node`, or the one whose listen address the inherited client socket
+    /// is bound to.
+    func resolveNode(_ config: ClusterConfig, inherited: InheritedSockets) throws -> NodeEntry {
+        if let node {
+            guard let entry = config.node(named: node) else {
+                let names = config.nodes.map(\.name).joined(separator: ", ")
+                throw ValidationError("\(self.config): no [node \(node)] section (nodes: \(names))")
+            }
+            return entry
+        }
+        guard let fd = inherited.client, let bound = InheritedSockets.boundAddress(of: fd) else {
+            throw ValidationError("--node is required (no inherited client socket to identify the node by)")
+        }
+        let matches = config.nodes.filter { $0.listen.port == bound.port && ($0.listen.host == bound.host || ["0.0.0.0", "::"].contains(bound.host)) }
+        guard matches.count == 1 else {
+            throw ValidationError("the inherited client socket is bound to \(bound.host):\(bound.port), which matches \(matches.count) nodes of \(self.config); pass --node")
+        }
+        return matches[0]
     }
 }
 
