@@ -62,7 +62,12 @@ func badMeshValuesNameFileAndLine(line: String, expected: String) {
     #expect(configError("[mesh]\nbuffer_ms = 1\nbuffer_ms = 2\n" + oneNode)?.description == "cluster.conf:3: duplicate key 'buffer_ms' in [mesh] (first set at line 2)")
     #expect(configError("[mesh x]\n" + oneNode)?.description == "cluster.conf:1: section [mesh] takes no name; got '[mesh x]'")
     #expect(configError("[Mesh]\n" + oneNode)?.message.hasSuffix("did you mean [mesh]?") == true)
-    #expect(configError("buffer_messages = 5\n" + oneNode)?.description == "cluster.conf:1: 'buffer_messages' is set before any [section] header; put it under [mesh]")
+    #expect(configError("reconnect_max = 5\n" + oneNode)?.description == "cluster.conf:1: 'reconnect_max' is set before any [section] header; put it under [mesh]")
+}
+
+@Test func keysOfSeveralSectionsNameEveryHome() {
+    #expect(configError("ping_interval = 5\n" + oneNode)?.description == "cluster.conf:1: 'ping_interval' is set before any [section] header; put it under [engineio] or [mesh]")
+    #expect(configError("[limits]\nping_interval = 5\n" + oneNode)?.message.hasSuffix("('ping_interval' belongs in [engineio] or [mesh])") == true)
 }
 
 @Test func pingIntervalIsSeparatePerSection() throws {

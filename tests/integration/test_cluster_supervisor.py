@@ -1,0 +1,305 @@
+"""`chatmesh cluster`: the supervisor that runs one `chatmesh serve` per local node.
+
+Each test writes a 2-node loopback cluster.conf on free ports into its own temp directory and
+starts `chatmesh cluster --config F`. Processes are found through /proc (children of the
+supervisor, or any process whose command line holds that config path, which is unique to the
+test), and are always stopped by pid in teardown, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+
+from chatmesh_testkit import RecordingClient, chatmesh_binary, free_port
+
+
+# --------------------------------------------------------------------------------------------
+# /proc helpers
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _ppid_and_state(pid: int) -> tuple[int, str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), fields[0]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pids() -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def serve_processes(conf: Path) -> dict[int, list[str]]:
+    """Live (non-zombie) `chatmesh serve` processes started with this config path."""
+    found = {}
+    for pid in _pids():
+        args = _cmdline(pid)
+        if "serve" in args and str(conf) in args:
+            ps = _ppid_and_state(pid)
+            if ps is not None and ps[1] != "Z":
+                found[pid] = args
+    return found
+
+
+def node_children(supervisor: int, name: str) -> list[int]:
+    """Live children of the supervisor whose command line has `--node NAME`."""
+    kids = []
+    for pid in _pids():
+        ps = _ppid_and_state(pid)
+        if ps is None or ps[0] != supervisor or ps[1] == "Z":
+            continue
+        args = _cmdline(pid)
+        if any(a == "--node" and b == name for a, b in zip(args, args[1:])):
+            kids.append(pid)
+    return kids
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap_if_ours(pid: int) -> None:
+    """Orphans are re-parented to pytest (conftest makes it a subreaper): reap them."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def wait_until(pred, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def healthz(port: int) -> dict | None:
+    try:
+        r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        return r.json() if r.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# the cluster under test
+
+
+class Cluster:
+    def __init__(self, names=("a1", "a2")):
+        self.dir = Path(tempfile.mkdtemp(prefix="chatmesh-cluster-"))
+        self.conf = self.dir / "cluster.conf"
+        self.ports = {n: free_port() for n in names}
+        self.mesh_ports = {n: free_port() for n in names}
+        lines = ["# written by tests/integration/test_cluster_supervisor.py",
+                 "[cluster]", "secret = x", ""]
+        for n in names:
+            lines += [f"[node {n}]", f"listen = 127.0.0.1:{self.ports[n]}",
+                      f"mesh = 127.0.0.1:{self.mesh_ports[n]}", ""]
+        self.conf.write_text("\n".join(lines))
+        self.stdout_path = self.dir / "stdout.log"
+        self.stderr_path = self.dir / "stderr.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, *extra: str) -> "Cluster":
+        binary = chatmesh_binary()
+        if not binary.exists():
+            raise RuntimeError(f"chatmesh binary not found at {binary} (run `swift build` or set CHATMESH_BIN)")
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([str(binary), "cluster", "--config", str(self.conf), *extra],
+                                     stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
+                                     cwd=self.dir)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def wait_all_serving(self, timeout: float = 20.0) -> None:
+        for name, port in self.ports.items():
+            wait_until(lambda: self._assert_running() and healthz(port), timeout,
+                       f"/healthz of node {name} on port {port}")
+
+    def _assert_running(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, \
+            f"supervisor exited with {self.proc.returncode}\n{self.stderr_text()}"
+        return True
+
+    def stdout_text(self) -> str:
+        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
+
+    def stderr_text(self, limit: int = 20000) -> str:
+        text = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        return text if len(text) <= limit else "...(cut)...\n" + text[-limit:]
+
+    def cleanup(self) -> None:
+        """SIGTERM the supervisor, then SIGKILL whatever of ours is left, by pid."""
+        if self.proc is not None and self.proc.poll() is None:
+            _kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                _kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        for pid in serve_processes(self.conf):
+            _kill(pid, signal.SIGKILL)
+            _reap_if_ours(pid)
+        for f in ("_out", "_err"):
+            try:
+                getattr(self, f).close()
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def cluster(request):
+    made: list[Cluster] = []
+
+    def make(*extra: str, names=("a1", "a2")) -> Cluster:
+        c = Cluster(names=names)
+        made.append(c)
+        return c.start(*extra)
+
+    yield make
+    failed = any(getattr(request.node, "rep_" + w, None) is not None
+                 and getattr(request.node, "rep_" + w).failed for w in ("setup", "call"))
+    for c in made:
+        c.cleanup()
+        if failed:
+            sys.stderr.write(f"\n--- chatmesh cluster stderr ({c.conf}) ---\n{c.stderr_text()}\n--- end ---\n")
+
+
+# --------------------------------------------------------------------------------------------
+# tests
+
+
+def test_starts_every_local_node_and_prints_their_pages(cluster):
+    c = cluster()
+    c.wait_all_serving()
+    for name, port in c.ports.items():
+        assert len(node_children(c.pid, name)) == 1
+        body = healthz(port)
+        assert body["node"] == name
+    out = wait_until(lambda: (t := c.stdout_text()).count("chat page at") == 2 and t, 5,
+                     "both page lines on stdout")
+    for name, port in c.ports.items():
+        assert f"node {name}: chat page at http://127.0.0.1:{port}/\n" in out
+
+
+def test_killed_child_is_restarted_with_a_new_pid(cluster):
+    c = cluster()
+    c.wait_all_serving()
+    [old] = node_children(c.pid, "a1")
+    [other] = node_children(c.pid, "a2")
+    os.kill(old, signal.SIGKILL)
+    t0 = time.monotonic()
+
+    def restarted():
+        kids = node_children(c.pid, "a1")
+        return kids if kids and kids != [old] and healthz(c.ports["a1"]) else None
+
+    [new] = wait_until(restarted, 10, "a restarted a1 that answers /healthz")
+    print(f"\na1 restarted and serving {time.monotonic() - t0:.2f}s after kill -9")
+    assert new != old
+    assert healthz(c.ports["a1"])["node"] == "a1"
+    assert node_children(c.pid, "a2") == [other], "the other node must not be touched"
+    assert c.proc.poll() is None
+    err = c.stderr_text()
+    assert "killed by signal 9 (SIGKILL)" in err
+    assert "node restarted" in err
+
+
+def test_sigterm_stops_every_child_and_exits_zero(cluster):
+    c = cluster()
+    c.wait_all_serving()
+    children = set(serve_processes(c.conf))
+    assert len(children) == 2
+    os.kill(c.pid, signal.SIGTERM)
+    rc = c.proc.wait(timeout=15)
+    assert rc == 0, c.stderr_text()
+    assert serve_processes(c.conf) == {}, "a chatmesh serve of this cluster outlived the supervisor"
+    for pid in children:
+        st = _ppid_and_state(pid)
+        assert st is None or st[1] == "Z", f"child {pid} still alive"
+    assert "every node has stopped" in c.stderr_text()
+
+
+def test_sigint_stops_too_and_exits_zero(cluster):
+    c = cluster()
+    c.wait_all_serving()
+    os.kill(c.pid, signal.SIGINT)
+    assert c.proc.wait(timeout=15) == 0, c.stderr_text()
+    assert serve_processes(c.conf) == {}
+
+
+def test_child_that_exits_zero_is_not_restarted(cluster):
+    c = cluster()
+    c.wait_all_serving()
+    [a2] = node_children(c.pid, "a2")
+    os.kill(a2, signal.SIGTERM)  # serve stops cleanly and exits 0
+    wait_until(lambda: not node_children(c.pid, "a2"), 10, "a2 to exit")
+    time.sleep(1.5)  # longer than the first restart delay (0.5 s)
+    assert node_children(c.pid, "a2") == []
+    assert c.proc.poll() is None, "supervisor must keep running while a1 runs"
+    assert "not restarting it" in c.stderr_text()
+    # the last node exiting cleanly leaves nothing to supervise: the supervisor exits 0
+    [a1] = node_children(c.pid, "a1")
+    os.kill(a1, signal.SIGTERM)
+    assert c.proc.wait(timeout=15) == 0, c.stderr_text()
+
+
+def test_connection_count_is_logged_when_it_changes(cluster):
+    c = cluster()
+    c.wait_all_serving()
+    wait_until(lambda: "cluster connections: 0\n" in c.stderr_text(), 5, "the initial count")
+    client = RecordingClient(SimpleNamespace(http=f"http://127.0.0.1:{c.ports['a1']}"), "r1")
+    try:
+        client.connect()
+        wait_until(lambda: "cluster connections: 1\n" in c.stderr_text(), 5, "the count of 1")
+    finally:
+        client.disconnect()
+    wait_until(lambda: c.stderr_text().count("cluster connections: 0\n") >= 2, 5, "the count back to 0")
+
+
+def test_nodes_option_runs_exactly_the_named_nodes(cluster):
+    c = cluster("--nodes", "a2")
+    wait_until(lambda: healthz(c.ports["a2"]), 20, "a2 to serve")
+    time.sleep(1)
+    assert healthz(c.ports["a1"]) is None
+    assert [args[args.index("--node") + 1] for args in serve_processes(c.conf).values()] == ["a2"]
+
+
+def test_unknown_node_name_is_a_clear_error(cluster):
+    c = cluster("--nodes", "a1,zz")
+    assert c.proc.wait(timeout=10) == 2
+    err = c.stderr_text()
+    assert f"{c.conf}: unknown node 'zz' in --nodes; the config has: a1, a2" in err
+    assert serve_processes(c.conf) == {}
