@@ -80,7 +80,7 @@ public struct MeshSettings: Sendable, Equatable {
         bufferMessages = 10_000
         bufferMs = 5000
         maxFrame = 4_194_304
-        reconnectMaxMs = 5000
+        reconnectMaxMs = 2000
     }
 }
 

@@ -31,7 +31,25 @@ public struct ChildSpawner: Sendable {
         return ChildSpawner(executable: "/proc/self/exe", argv0: path)
     }
 
-    /// Spawns `argv0 arguments...` with this process's environment, stdin/stdout/stderr.
+    /// Variables that address this process as a systemd service; a node started by the
+    /// supervisor must not answer systemd in its place, nor take its sockets.
+    static let serviceVariables: Set<String> = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"]
+
+    /// This process's environment without `serviceVariables`, as `NAME=value` strings.
+    static func childEnvironment() -> [String] {
+        var result: [String] = []
+        var cursor = environ
+        while let entry = cursor.pointee {
+            let text = String(cString: entry)
+            let name = String(text.prefix { $0 != "=" })
+            if !serviceVariables.contains(name) { result.append(text) }
+            cursor += 1
+        }
+        return result
+    }
+
+    /// Spawns `argv0 arguments...` with this process's environment (less the systemd service
+    /// variables), stdin/stdout/stderr.
     /// - Returns: the child's pid.
     public func spawn(arguments: [String]) throws(SpawnError) -> pid_t {
         var attributes = posix_spawnattr_t()
@@ -57,8 +75,11 @@ public struct ChildSpawner: Sendable {
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
         cArgs.append(nil)
         defer { for p in cArgs { free(p) } }
+        var cEnvironment: [UnsafeMutablePointer<CChar>?] = Self.childEnvironment().map { strdup($0) }
+        cEnvironment.append(nil)
+        defer { for p in cEnvironment { free(p) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, &attributes, cArgs, environ)
+        let result = posix_spawn(&pid, executable, &actions, &attributes, cArgs, cEnvironment)
         guard result == 0 else { throw SpawnError(executable: executable, code: result) }
         return pid
     }

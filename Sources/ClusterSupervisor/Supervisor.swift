@@ -75,6 +75,8 @@ public final class Supervisor: @unchecked Sendable {
     private let healthz: HealthzClient
     private var pollTimer: (any DispatchSourceTimer)?
     private var signalSources: [any DispatchSourceSignal] = []
+    /// Called (on the supervisor's queue) when a stop signal arrives, before the nodes are told.
+    public var onStopping: (@Sendable () -> Void)?
 
     public init(nodes: [NodeEntry], options: Options, spawner: ChildSpawner = .currentExecutable(), logger: Logger) {
         self.options = options
@@ -216,6 +218,7 @@ public final class Supervisor: @unchecked Sendable {
             return
         }
         stopping = true
+        onStopping?()
         pollTimer?.cancel()
         for child in children {
             child.restart?.cancel()
@@ -332,6 +335,20 @@ public final class Supervisor: @unchecked Sendable {
             }
         }
         reportConnections()
+    }
+
+    /// True once every node's current process answers /healthz (for systemd's READY=1).
+    /// Call from outside the supervisor's queue.
+    public var allServing: Bool {
+        queue.sync { !children.isEmpty && children.allSatisfy { $0.pid != nil && $0.answering } }
+    }
+
+    /// One line for systemd's STATUS=. Call from outside the supervisor's queue.
+    public var statusLine: String {
+        queue.sync {
+            let serving = children.filter(\.answering).count
+            return "\(serving)/\(children.count) nodes serving, \(tally.current.total) connections"
+        }
     }
 
     private func reportConnections() {

@@ -36,7 +36,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private var serverChannel: (any Channel)?
     private var heartbeatTimer: RepeatedTask?
     private var pendingFlush: [PeerLinkHandler] = []
-    private var unauthenticated = 0
+    /// Links still in their handshake, oldest first.
+    private var pendingHandshakes: [PeerLinkHandler] = []
     private var stopping = false
     /// Which peers are up, readable from any thread (health checks) without a loop hop.
     private let linkStatus = NIOLockedValueBox<[String: Bool]>([:])
@@ -78,10 +79,15 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    guard unauthenticated < Self.maxUnauthenticatedLinks, !stopping else {
-                        metrics.rejected("too_many_handshakes")
+                    guard !stopping else {
                         channel.close(promise: nil)
                         return
+                    }
+                    // A stranger holding many half-open handshakes must not keep real peers
+                    // out: the oldest pending handshake makes room for the newest.
+                    if pendingHandshakes.count >= Self.maxUnauthenticatedLinks {
+                        metrics.rejected("too_many_handshakes")
+                        pendingHandshakes.first?.close(reason: "too many pending handshakes")
                     }
                     try channel.pipeline.syncOperations.addHandler(makeLinkHandler(role: .acceptor))
                 }
@@ -136,9 +142,10 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     }
 
     private func makeLinkHandler(role: MeshHandshake.Role) -> PeerLinkHandler {
-        unauthenticated += 1
         let handshake = MeshHandshake(localName: localName, localEpoch: epoch, secret: secret, role: role, knownPeers: knownPeers)
-        return PeerLinkHandler(mesh: self, handshake: handshake, maxFrame: settings.maxFrame)
+        let link = PeerLinkHandler(mesh: self, handshake: handshake, maxFrame: settings.maxFrame)
+        pendingHandshakes.append(link)
+        return link
     }
 
     // MARK: Dialing
@@ -201,6 +208,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         for entry in peer.outbox.entries {
             link.write(entry.frame, flush: false)
         }
+        peer.outbox.markAllWritten()
         logger.info("mesh link up", metadata: ["peer": "\(peer.name)", "resent": "\(peer.outbox.count)",
                                                "remote": "\(link.remoteDescription)"])
         updatePeerGauges()
@@ -208,8 +216,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     }
 
     /// A link's handshake ended (authenticated, or the link went away before that).
-    func handshakeEnded() {
-        unauthenticated -= 1
+    func handshakeEnded(_ link: PeerLinkHandler) {
+        pendingHandshakes.removeAll { $0 === link }
     }
 
     func linkClosed(_ link: PeerLinkHandler) {
@@ -305,9 +313,11 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                 }
             } else {
                 let dropped = peer.outbox.expire(olderThan: expiry)
-                if dropped > 0 {
-                    metrics.dropped.increment(by: Int64(dropped))
-                    logger.warning("mesh buffer expired for a down peer", metadata: ["peer": "\(peer.name)", "dropped": "\(dropped)"])
+                if dropped.total > 0 {
+                    metrics.count(dropped)
+                    logger.warning("mesh buffer expired for a down peer", metadata: [
+                        "peer": "\(peer.name)", "unsent": "\(dropped.unsent)", "unconfirmed": "\(dropped.unconfirmed)",
+                    ])
                 }
                 buffered += peer.outbox.count
             }
@@ -360,8 +370,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             let sequence = peer.outbox.takeSequence()
             var frame = ByteBufferAllocator().buffer(capacity: 17 + broadcast.room.utf8.count + payload.readableBytes)
             MeshFrameCodec.encode(.pub(sequence: sequence, room: broadcast.room, payload: payload), into: &frame)
-            let dropped = peer.outbox.append(sequence: sequence, frame: frame, now: now)
-            if dropped > 0 { metrics.dropped.increment(by: Int64(dropped)) }
+            let dropped = peer.outbox.append(sequence: sequence, frame: frame, now: now, written: peer.link != nil)
+            if dropped.total > 0 { metrics.count(dropped) }
             if let link = peer.link {
                 link.write(frame, flush: false)
                 metrics.forwarded.increment()

@@ -1,8 +1,10 @@
 import Crypto
 
-/// The opening of a mesh link, without sockets: both sides send HELLO at once; on the peer's
-/// HELLO each side sends AUTH, an HMAC-SHA256 with the shared secret over both names, both
-/// nonces, the sender's epoch and its resume point; on a valid AUTH the link is up.
+/// The opening of a mesh link, without sockets: both sides send HELLO at once. The dialer
+/// answers the acceptor's HELLO with AUTH, an HMAC-SHA256 with the shared secret over both
+/// names, both nonces, its epoch and its resume point. The acceptor checks it and only then
+/// sends its own AUTH, so a stranger who connects learns nothing it could test guesses of the
+/// secret against. On a valid AUTH from the other side, each side's link is up.
 ///
 /// Nothing but HELLO and AUTH is accepted before that, so an unauthenticated peer can cause no
 /// effect. Who dials is fixed (the smaller node name dials the larger), so each pair of nodes
@@ -23,7 +25,10 @@ public struct MeshHandshake {
 
     public enum Output: Equatable, Sendable {
         case send(MeshFrame)
-        case established(Established)
+        /// Nothing to do yet (the acceptor waits for the dialer's AUTH).
+        case wait
+        /// The link is up; `reply` (the acceptor's AUTH) must be sent first, if present.
+        case established(Established, reply: MeshFrame?)
         case reject(String)
     }
 
@@ -72,18 +77,19 @@ public struct MeshHandshake {
         case (.awaitingHello, .hello(let hello)):
             if let problem = check(hello) { return fail(problem) }
             state = .awaitingAuth(peer: hello)
-            let (epoch, sequence) = resume(hello.node)
-            let proof = Self.proof(key: key, sender: localName, receiver: hello.node, senderNonce: localNonce,
-                                   receiverNonce: hello.nonce, senderEpoch: localEpoch, resumeEpoch: epoch, resumeSequence: sequence)
-            return .send(.auth(MeshAuth(proof: proof, resumeEpoch: epoch, resumeSequence: sequence)))
+            guard case .dialer = role else { return .wait }
+            return .send(ownAuth(to: hello, resume: resume))
         case (.awaitingAuth(let peer), .auth(let auth)):
             let expected = Self.proof(key: key, sender: peer.node, receiver: localName, senderNonce: peer.nonce,
                                       receiverNonce: localNonce, senderEpoch: peer.epoch,
                                       resumeEpoch: auth.resumeEpoch, resumeSequence: auth.resumeSequence)
             guard Self.constantTimeEqual(expected, auth.proof) else { return fail("authentication failed: wrong secret or tampered handshake") }
             state = .established
-            return .established(Established(peer: peer.node, peerEpoch: peer.epoch,
-                                            peerReceivedEpoch: auth.resumeEpoch, peerReceivedSequence: auth.resumeSequence))
+            let established = Established(peer: peer.node, peerEpoch: peer.epoch,
+                                          peerReceivedEpoch: auth.resumeEpoch, peerReceivedSequence: auth.resumeSequence)
+            // The acceptor proves itself only to a dialer that has proven itself.
+            let reply: MeshFrame? = role == .acceptor ? ownAuth(to: peer, resume: resume) : nil
+            return .established(established, reply: reply)
         case (.established, _):
             return fail("handshake frame after authentication")
         case (.failed, _):
@@ -91,6 +97,13 @@ public struct MeshHandshake {
         default:
             return fail("\(frame.type) frame before authentication")
         }
+    }
+
+    private func ownAuth(to peer: MeshHello, resume: (String) -> (epoch: UInt64, sequence: UInt64)) -> MeshFrame {
+        let (epoch, sequence) = resume(peer.node)
+        let proof = Self.proof(key: key, sender: localName, receiver: peer.node, senderNonce: localNonce,
+                               receiverNonce: peer.nonce, senderEpoch: localEpoch, resumeEpoch: epoch, resumeSequence: sequence)
+        return .auth(MeshAuth(proof: proof, resumeEpoch: epoch, resumeSequence: sequence))
     }
 
     private func check(_ hello: MeshHello) -> String? {

@@ -7,9 +7,18 @@ final class MeshMetrics: Sendable {
     let buffered = Metrics.Gauge(label: "chatmesh_mesh_pubs_buffered")
     let forwarded = Metrics.Counter(label: "chatmesh_mesh_pubs_forwarded_total")
     let suppressed = Metrics.Counter(label: "chatmesh_mesh_pubs_suppressed_total")
+    /// PUBs that fell out of a peer's buffer before they were ever sent: certainly lost.
     let dropped = Metrics.Counter(label: "chatmesh_mesh_pubs_dropped_total")
+    /// PUBs that fell out after being sent, before the peer acknowledged them: maybe lost.
+    /// The receiving side's `chatmesh_mesh_pubs_gap_total` says exactly how many were.
+    let unconfirmed = Metrics.Counter(label: "chatmesh_mesh_pubs_unconfirmed_total")
     let duplicates = Metrics.Counter(label: "chatmesh_mesh_pubs_duplicate_total")
     let gaps = Metrics.Counter(label: "chatmesh_mesh_pubs_gap_total")
+
+    func count(_ dropped: PeerOutbox.Dropped) {
+        if dropped.unsent > 0 { self.dropped.increment(by: Int64(dropped.unsent)) }
+        if dropped.unconfirmed > 0 { unconfirmed.increment(by: Int64(dropped.unconfirmed)) }
+    }
 
     func rejected(_ reason: String) {
         Metrics.Counter(label: "chatmesh_mesh_link_rejects_total", dimensions: [("reason", reason)]).increment()

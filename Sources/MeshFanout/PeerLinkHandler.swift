@@ -10,7 +10,7 @@ final class PeerLinkHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     static let handshakeFrameLimit = 4096
-    static let handshakeTimeout = TimeAmount.seconds(5)
+    static let handshakeTimeout = TimeAmount.seconds(3)
 
     private unowned let mesh: MeshFanout
     private var handshake: MeshHandshake
@@ -34,6 +34,10 @@ final class PeerLinkHandler: ChannelInboundHandler {
         if case .dialer(let expected) = handshake.role { dialedPeer = expected } else { dialedPeer = nil }
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        channel = context.channel
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         endHandshake()
     }
@@ -41,13 +45,13 @@ final class PeerLinkHandler: ChannelInboundHandler {
     private func endHandshake() {
         guard handshakePending else { return }
         handshakePending = false
-        mesh.handshakeEnded()
+        mesh.handshakeEnded(self)
     }
 
     var remoteDescription: String { channel?.remoteAddress.map { "\($0)" } ?? "?" }
 
     func channelActive(context: ChannelHandlerContext) {
-        channel = context.channel
+        guard !closed else { return context.close(promise: nil) }
         handshakeTimer = context.eventLoop.scheduleTask(in: Self.handshakeTimeout) { [weak self] in
             self?.fail("handshake timed out", metricReason: "handshake_timeout")
         }
@@ -81,7 +85,10 @@ final class PeerLinkHandler: ChannelInboundHandler {
         switch handshake.receive(frame, resume: { self.mesh.resumePoint(for: $0) }) {
         case .send(let reply):
             send(reply, flush: true)
-        case .established(let established):
+        case .wait:
+            break
+        case .established(let established, let reply):
+            if let reply { send(reply, flush: false) }
             handshakeTimer?.cancel()
             endHandshake()
             decoder.maxFrameLength = establishedFrameLimit
@@ -139,7 +146,7 @@ final class PeerLinkHandler: ChannelInboundHandler {
     /// Closes the link, telling the peer why first.
     func close(reason: String) {
         guard !closed, let channel else { return }
-        send(.goodbye(reason), flush: true)
+        if channel.isActive { send(.goodbye(reason), flush: true) }
         closed = true
         channel.close(promise: nil)
     }

@@ -11,6 +11,20 @@ public struct PeerOutbox: Sendable {
         public var sequence: UInt64
         public var frame: ByteBuffer
         public var enqueuedAt: UInt64
+        /// Written to a link at least once: if it falls out unacknowledged, the peer may or
+        /// may not have it. Entries never written are certainly lost when they fall out.
+        public var written: Bool
+    }
+
+    /// What fell out of the outbox: never sent (lost) and sent but unconfirmed.
+    public struct Dropped: Equatable, Sendable {
+        public var unsent = 0
+        public var unconfirmed = 0
+        public var total: Int { unsent + unconfirmed }
+
+        mutating func count(_ entry: Entry) {
+            if entry.written { unconfirmed += 1 } else { unsent += 1 }
+        }
     }
 
     public let maxMessages: Int
@@ -29,15 +43,19 @@ public struct PeerOutbox: Sendable {
         return nextSequence
     }
 
-    /// Appends a PUB; returns how many old ones fell out to keep the bound.
-    public mutating func append(sequence: UInt64, frame: ByteBuffer, now: UInt64) -> Int {
-        entries.append(Entry(sequence: sequence, frame: frame, enqueuedAt: now))
-        var dropped = 0
+    /// Appends a PUB; returns what fell out to keep the bound.
+    public mutating func append(sequence: UInt64, frame: ByteBuffer, now: UInt64, written: Bool) -> Dropped {
+        entries.append(Entry(sequence: sequence, frame: frame, enqueuedAt: now, written: written))
+        var dropped = Dropped()
         while entries.count > maxMessages {
-            entries.removeFirst()
-            dropped += 1
+            dropped.count(entries.removeFirst())
         }
         return dropped
+    }
+
+    /// Marks every entry as written (after a resend on a new link).
+    public mutating func markAllWritten() {
+        for index in entries.indices { entries[index].written = true }
     }
 
     /// Forgets everything up to and including `sequence`.
@@ -47,12 +65,11 @@ public struct PeerOutbox: Sendable {
         }
     }
 
-    /// Drops entries queued before `deadline`; returns how many.
-    public mutating func expire(olderThan deadline: UInt64) -> Int {
-        var dropped = 0
+    /// Drops entries queued before `deadline`.
+    public mutating func expire(olderThan deadline: UInt64) -> Dropped {
+        var dropped = Dropped()
         while let first = entries.first, first.enqueuedAt < deadline {
-            entries.removeFirst()
-            dropped += 1
+            dropped.count(entries.removeFirst())
         }
         return dropped
     }

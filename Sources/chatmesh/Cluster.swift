@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChatServer
 import ClusterConfig
 import ClusterSupervisor
 import Logging
@@ -68,6 +69,14 @@ struct Cluster: ParsableCommand {
             options: .init(configPath: config, logLevel: level.rawValue),
             logger: logger
         )
+        // The whole cluster as one systemd unit: ready once every node serves, stopping on
+        // SIGTERM; the nodes themselves do not talk to systemd (the spawner hides it from them).
+        let heartbeat = ServiceHeartbeat(eventLoops: [], isReady: { supervisor.allServing }, status: { supervisor.statusLine })
+        supervisor.onStopping = {
+            SystemdNotifier.stopping()
+            heartbeat.stop()
+        }
+        heartbeat.start()
         let status = supervisor.run()
         if status != 0 { throw ExitCode(status) }
     }

@@ -8,7 +8,7 @@ import Testing
     #expect(config.mesh.bufferMessages == 10_000)
     #expect(config.mesh.bufferMs == 5000)
     #expect(config.mesh.maxFrame == 4_194_304)
-    #expect(config.mesh.reconnectMaxMs == 5000)
+    #expect(config.mesh.reconnectMaxMs == 2000)
     #expect(ClusterConfig().mesh == MeshSettings())
 }
 
@@ -148,7 +148,7 @@ func badMeshValuesNameFileAndLine(line: String, expected: String) {
         "  buffer_messages = 77",
         "  buffer_ms = 5000 ms",
         "  max_frame = 4194304 bytes",
-        "  reconnect_max = 5000 ms",
+        "  reconnect_max = 2000 ms",
     ])
 }
 

@@ -47,8 +47,10 @@ public final class ServiceHeartbeat: @unchecked Sendable {
         }
     }
 
+    /// Stops status and watchdog pings. Asynchronous, so it may be called from any queue
+    /// (including one that a status callback waits on) without deadlocking.
     public func stop() {
-        queue.sync {
+        queue.async { [self] in
             statusTimer?.cancel()
             watchdogTimer?.cancel()
         }
