@@ -5,7 +5,7 @@ SWIFT ?= swift
 BIN := .build/debug/chatmesh
 PYTEST := .venv/bin/pytest
 
-.PHONY: all build run test unit-test integration-test browser-test build-deps test-deps clean
+.PHONY: all build run test unit-test integration-test browser-test build-deps test-deps clean install
 
 all: build
 
@@ -18,8 +18,10 @@ test-deps:
 build: build-deps
 	$(SWIFT) build
 
+# Starts every node of cluster.conf on this host (one process each) and prints each page URL.
 run: build
-	@scripts/run-local.sh cluster.conf
+	@echo "Starting the nodes of cluster.conf; open a chat page below in two tabs. Ctrl-C stops them."
+	@$(BIN) cluster --config cluster.conf
 
 # Unit tests first (fast, byte-level), then the real-server suites with real clients.
 test: build test-deps
@@ -38,3 +40,26 @@ browser-test: build test-deps
 
 clean:
 	rm -rf .build .venv
+
+# `make install` (root): the binary to $(PREFIX)/bin, the systemd units to /etc/systemd/system,
+# /etc/chatmesh/cluster.conf (kept if it exists; root-only, it holds the mesh secret), and
+# the socket units' addresses from it (scripts/install-systemd.sh). DESTDIR stages it all.
+# Installs $(INSTALL_BIN) as it is when it exists (run `swift build -c release` to refresh it).
+PREFIX ?= /usr/local
+INSTALL_BIN ?= .build/release/chatmesh
+install:
+	@test -x $(INSTALL_BIN) || { scripts/install-build-deps.sh && $(SWIFT) build -c release; }
+	install -D -m 0755 $(INSTALL_BIN) $(DESTDIR)$(PREFIX)/bin/chatmesh
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system
+	for unit in deploy/systemd/*; do \
+		sed 's|/usr/local/bin/chatmesh|$(PREFIX)/bin/chatmesh|' $$unit > $(DESTDIR)/etc/systemd/system/$${unit##*/} && \
+		chmod 0644 $(DESTDIR)/etc/systemd/system/$${unit##*/} || exit 1; \
+	done
+	install -d -m 0755 $(DESTDIR)/etc/chatmesh
+	@if [ -e $(DESTDIR)/etc/chatmesh/cluster.conf ]; then \
+		echo "keeping the existing $(DESTDIR)/etc/chatmesh/cluster.conf"; \
+	else \
+		install -m 0600 cluster.conf $(DESTDIR)/etc/chatmesh/cluster.conf && \
+		echo "installed $(DESTDIR)/etc/chatmesh/cluster.conf: list your nodes and set [cluster] secret there"; \
+	fi
+	CHATMESH_BIN=$(DESTDIR)$(PREFIX)/bin/chatmesh scripts/install-systemd.sh $(DESTDIR)/etc/chatmesh/cluster.conf $(DESTDIR)
