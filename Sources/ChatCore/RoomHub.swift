@@ -12,8 +12,9 @@ public final class RoomHub: FanoutDelivery, @unchecked Sendable {
     // Touched only on join and leave, never per message.
     private let memberCounts = NIOLockedValueBox<[String: Int]>([:])
 
-    public init(eventLoops: [any EventLoop], fanout: any Fanout, metrics: ChatMetrics) {
-        let shards = eventLoops.map { RoomShard(eventLoop: $0, metrics: metrics) }
+    public init(eventLoops: [any EventLoop], fanout: any Fanout, metrics: ChatMetrics,
+                webSocketFramer: @escaping @Sendable (ByteBuffer) -> ByteBuffer = { $0 }) {
+        let shards = eventLoops.map { RoomShard(eventLoop: $0, metrics: metrics, webSocketFramer: webSocketFramer) }
         self.shards = shards
         self.fanout = fanout
         self.metrics = metrics

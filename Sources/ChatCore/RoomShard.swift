@@ -12,11 +12,15 @@ public final class RoomShard: @unchecked Sendable {
     private var pendingFlush: [RoomMember] = []
     private let deliveries: Counter
     private let bytesSent: Counter
+    /// Wraps an Engine.IO packet in the WebSocket frame the transport writes.
+    private let webSocketFramer: @Sendable (ByteBuffer) -> ByteBuffer
 
-    public init(eventLoop: any EventLoop, metrics: ChatMetrics) {
+    public init(eventLoop: any EventLoop, metrics: ChatMetrics,
+                webSocketFramer: @escaping @Sendable (ByteBuffer) -> ByteBuffer = { $0 }) {
         self.eventLoop = eventLoop
         self.deliveries = metrics.deliveries
         self.bytesSent = metrics.bytesSent
+        self.webSocketFramer = webSocketFramer
     }
 
     /// Adds a member; returns false if it already was one.
@@ -48,8 +52,9 @@ public final class RoomShard: @unchecked Sendable {
         eventLoop.preconditionInEventLoop()
         guard let list = rooms[broadcast.room] else { return }
         let frame = broadcast.engineFrame
+        let frames = BroadcastFrames(engineFrame: frame, webSocketFrame: webSocketFramer(frame))
         for member in list.members {
-            member.enqueueBroadcast(frame)
+            member.enqueueBroadcast(frames)
             if !member.broadcastFlushPending {
                 member.broadcastFlushPending = true
                 if pendingFlush.isEmpty {

@@ -44,7 +44,7 @@ public final class ChatNode: @unchecked Sendable {
         }
         self.mesh = mesh
         self.redis = redis
-        let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: metrics.chat)
+        let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: metrics.chat, webSocketFramer: { WebSocketWire.textFrame($0) })
         let (meshForHealth, redisForHealth) = (mesh, redis)
         self.context = ServerContext(
             nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger,

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -11,6 +12,24 @@ struct RoomShardTests {
     }
 
     private let hello = ChatBroadcast(.say(room: "r1", username: "a", text: "hello"))
+
+    @Test func shardFramesEachBroadcastOnceForTheTransport() {
+        let loop = EmbeddedEventLoop()
+        let framings = NIOLockedValueBox(0)
+        let shard = RoomShard(eventLoop: loop, metrics: ChatMetrics(), webSocketFramer: { frame in
+            framings.withLockedValue { $0 += 1 }
+            var framed = ByteBuffer(string: "WS:")
+            framed.writeImmutableBuffer(frame)
+            return framed
+        })
+        let a = FakeMember("a"), b = FakeMember("b")
+        shard.add(a, to: "r1")
+        shard.add(b, to: "r1")
+        shard.deliver(hello)
+        #expect(framings.withLockedValue { $0 } == 1)
+        #expect(a.webSocketFrames == ["WS:" + String(buffer: hello.engineFrame)])
+        #expect(b.webSocketFrames == a.webSocketFrames)
+    }
 
     // MARK: membership
 
@@ -295,7 +314,7 @@ private final class FlushHookMember: RoomMember {
         self.hook = hook
     }
 
-    func enqueueBroadcast(_ engineFrame: ByteBuffer) {}
+    func enqueueBroadcast(_ frames: BroadcastFrames) {}
 
     func flushBroadcasts() {
         flushCount += 1

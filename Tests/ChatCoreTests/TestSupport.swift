@@ -22,8 +22,12 @@ final class FakeMember: RoomMember {
     var flushCount: Int { flushedBatches.count }
     var flushedFrames: [String] { flushedBatches.flatMap { $0 } }
 
-    func enqueueBroadcast(_ engineFrame: ByteBuffer) {
-        let text = String(buffer: engineFrame)
+    /// The transport frames seen, as built by the shard's framer.
+    var webSocketFrames: [String] = []
+
+    func enqueueBroadcast(_ broadcast: BroadcastFrames) {
+        let text = String(buffer: broadcast.engineFrame)
+        webSocketFrames.append(String(buffer: broadcast.webSocketFrame))
         frames.append(text)
         unflushed.append(text)
         onEnqueue?(self)

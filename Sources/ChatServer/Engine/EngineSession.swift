@@ -26,13 +26,22 @@ final class EngineSession: RoomMember, @unchecked Sendable {
     private let shard: RoomShard
 
     // Long-polling: encoded packets waiting for a GET, and the GET waiting for packets.
-    private var pollQueue: [ByteBuffer] = []
+    private var pollQueue = CircularBuffer<ByteBuffer>()
     private var pollQueueBytes = 0
     private var pendingPoll: HTTPResponder?
 
     // WebSocket: the primary transport once upgraded (or from the start), and an upgrade probe.
     private var webSocket: (any Channel)?
     private var probe: (any Channel)?
+    /// Writes pre-encoded frames to `webSocket`, when the socket lives on this session's loop.
+    private var rawWriter: WebSocketRawWriter?
+    private var probeRawWriter: WebSocketRawWriter?
+
+    /// The probe's raw writer arrives once its pipeline is set up.
+    func probePipelineReady(_ channel: any Channel, rawWriter: WebSocketRawWriter) {
+        eventLoop.preconditionInEventLoop()
+        if channel === probe, channel.eventLoop === eventLoop { probeRawWriter = rawWriter }
+    }
 
     private var pingTimer: Scheduled<Void>?
     private var pongTimer: Scheduled<Void>?
@@ -67,10 +76,11 @@ final class EngineSession: RoomMember, @unchecked Sendable {
 
     /// Starts the heartbeat and the Socket.IO connect deadline. For a WebSocket-born session the
     /// open packet goes out as its first frame; for polling it is the handshake GET's body.
-    func open(webSocket channel: (any Channel)?) {
+    func open(webSocket channel: (any Channel)?, rawWriter: WebSocketRawWriter? = nil) {
         eventLoop.preconditionInEventLoop()
         if let channel {
             webSocket = channel
+            self.rawWriter = channel.eventLoop === eventLoop ? rawWriter : nil
             send(handshake.openPacket)
         }
         schedulePing()
@@ -140,16 +150,21 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         HTTPReply(status: .ok, contentType: "text/plain; charset=UTF-8", text: payload)
     }
 
+    /// At most this many packets per polling response: python-engineio's client refuses a
+    /// payload of more than 16, so a busy room would otherwise drop every such client. The
+    /// rest waits for the next GET, which the client sends at once.
+    static let maxPacketsPerPoll = 16
+
     private func flushPollQueue() {
         guard let responder = pendingPoll, !pollQueue.isEmpty else { return }
         pendingPoll = nil
-        var body = ByteBufferAllocator().buffer(capacity: pollQueueBytes + pollQueue.count)
-        for (index, packet) in pollQueue.enumerated() {
+        var body = ByteBufferAllocator().buffer(capacity: min(pollQueueBytes, 64 * 1024) + Self.maxPacketsPerPoll)
+        for index in 0..<Self.maxPacketsPerPoll {
+            guard let packet = pollQueue.popFirst() else { break }
             if index > 0 { body.writeInteger(UInt8(0x1E)) }
             body.writeImmutableBuffer(packet)
+            pollQueueBytes -= packet.readableBytes
         }
-        pollQueue.removeAll(keepingCapacity: true)
-        pollQueueBytes = 0
         responder.send(HTTPReply(status: .ok, contentType: "text/plain; charset=UTF-8", body: body))
     }
 
@@ -160,6 +175,7 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         eventLoop.preconditionInEventLoop()
         guard state.beginUpgrade() else { return false }
         probe = channel
+        probeRawWriter = nil
         upgradeTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.upgradeTimeoutMs))) { [self] in
             guard state.isUpgrading, let probe else { return }
             logger.debug("upgrade timed out")
@@ -206,7 +222,9 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         case .completeUpgrade:
             upgradeTimer?.cancel()
             webSocket = probe
+            rawWriter = probeRawWriter
             probe = nil
+            probeRawWriter = nil
             if let responder = pendingPoll {
                 pendingPoll = nil
                 responder.send(pollReply(EnginePacket(.noop).encodedText()!))
@@ -312,13 +330,18 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         }
     }
 
-    func enqueueBroadcast(_ engineFrame: ByteBuffer) {
+    func enqueueBroadcast(_ frames: BroadcastFrames) {
         guard !state.isClosed, !cutOff else { return }
         if state.sendsOverPolling {
-            enqueueForPolling(engineFrame)
+            enqueueForPolling(frames.engineFrame)
         } else if let channel = webSocket {
             guard channel.isWritable else { return overflow() }
-            channel.write(WebSocketFrame(fin: true, opcode: .text, data: engineFrame), promise: nil)
+            if let rawWriter {
+                // The hot path: the frame bytes shared by every member, no per-member encoding.
+                rawWriter.write(frames.webSocketFrame)
+            } else {
+                channel.write(WebSocketFrame(fin: true, opcode: .text, data: frames.engineFrame), promise: nil)
+            }
         }
     }
 
@@ -326,6 +349,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         guard !state.isClosed else { return }
         if state.sendsOverPolling {
             flushPollQueue()
+        } else if let rawWriter {
+            rawWriter.flush()
         } else {
             webSocket?.flush()
         }
@@ -383,6 +408,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         }
         pollQueue.removeAll()
         pollQueueBytes = 0
+        rawWriter = nil
+        probeRawWriter = nil
         if let channel = webSocket {
             webSocket = nil
             let code: WebSocketErrorCode = reason == .parseError ? .protocolError : .normalClosure

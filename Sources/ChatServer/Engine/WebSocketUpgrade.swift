@@ -51,7 +51,9 @@ struct WebSocketUpgrade {
         }
         return channel.pipeline.removeHandler(name: HTTPRouter.name).flatMap {
             channel.pipeline.removeHandler(name: HTTPRouter.idleHandlerName)
-        }.flatMapThrowing {
+        }.flatMapThrowing { () -> WebSocketRawWriter in
+            let rawWriter = WebSocketRawWriter()
+            try channel.pipeline.syncOperations.addHandler(rawWriter, position: .first)
             try channel.pipeline.syncOperations.addHandlers([
                 NIOWebSocketFrameAggregator(
                     minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,
@@ -59,8 +61,12 @@ struct WebSocketUpgrade {
                 ),
                 WebSocketEngineHandler(session: session, metrics: context.metrics),
             ])
-        }.map {
-            guard isNew else { return }
+            return rawWriter
+        }.map { rawWriter in
+            guard isNew else {
+                session.eventLoop.execute { session.probePipelineReady(channel, rawWriter: rawWriter) }
+                return
+            }
             guard context.sessions.insert(session, limit: context.limits.maxConnections) else {
                 context.metrics.countError("max_connections")
                 var data = channel.allocator.buffer(capacity: 32)
@@ -71,7 +77,7 @@ struct WebSocketUpgrade {
                 }
                 return
             }
-            session.open(webSocket: channel)
+            session.open(webSocket: channel, rawWriter: rawWriter)
         }
     }
 }
