@@ -106,9 +106,13 @@ extension Serve {
         guard let fd = inherited.client, let bound = InheritedSockets.boundAddress(of: fd) else {
             throw ValidationError("--node is required (no inherited client socket to identify the node by)")
         }
-        let matches = config.nodes.filter { $0.listen.port == bound.port && ($0.listen.host == bound.host || ["0.0.0.0", "::"].contains(bound.host)) }
+        let wildcard = ["0.0.0.0", "::"].contains(bound.host)
+        let matches = config.nodes.filter { node in
+            node.listen.port == bound.port && (wildcard || InheritedSockets.numericAddresses(of: node.listen.host).contains(bound.host))
+        }
         guard matches.count == 1 else {
-            throw ValidationError("the inherited client socket is bound to \(bound.host):\(bound.port), which matches \(matches.count) nodes of \(self.config); pass --node")
+            let shown = bound.host.contains(":") ? "[\(bound.host)]:\(bound.port)" : "\(bound.host):\(bound.port)"
+            throw ValidationError("the inherited client socket is bound to \(shown), which matches \(matches.count) nodes of \(self.config); pass --node")
         }
         return matches[0]
     }

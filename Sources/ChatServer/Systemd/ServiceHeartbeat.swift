@@ -11,6 +11,7 @@ public final class ServiceHeartbeat: @unchecked Sendable {
     private let isReady: @Sendable () -> Bool
     private var statusTimer: DispatchSourceTimer?
     private var watchdogTimer: DispatchSourceTimer?
+    private var readinessTimer: DispatchSourceTimer?
     private var announcedReady = false
 
     public init(eventLoops: [any EventLoop], isReady: @escaping @Sendable () -> Bool, status: @escaping @Sendable () -> String) {
@@ -24,6 +25,19 @@ public final class ServiceHeartbeat: @unchecked Sendable {
     public func start(statusInterval: DispatchTimeInterval = .seconds(2)) {
         queue.sync {
             checkReadiness()
+            if !announcedReady {
+                // Not ready yet (Redis mode before the subscriber is up): look often, so READY=1
+                // follows readiness closely; the timer ends once it is sent.
+                let readinessTimer = DispatchSource.makeTimerSource(queue: queue)
+                readinessTimer.schedule(deadline: .now() + .milliseconds(50), repeating: .milliseconds(50))
+                readinessTimer.setEventHandler { [weak self] in
+                    guard let self else { return }
+                    checkReadiness()
+                    if announcedReady { self.readinessTimer?.cancel() }
+                }
+                readinessTimer.resume()
+                self.readinessTimer = readinessTimer
+            }
             let statusTimer = DispatchSource.makeTimerSource(queue: queue)
             statusTimer.schedule(deadline: .now() + .milliseconds(200), repeating: statusInterval)
             statusTimer.setEventHandler { [weak self] in
@@ -53,6 +67,7 @@ public final class ServiceHeartbeat: @unchecked Sendable {
         queue.async { [self] in
             statusTimer?.cancel()
             watchdogTimer?.cancel()
+            readinessTimer?.cancel()
         }
     }
 

@@ -69,6 +69,28 @@ public struct InheritedSockets: Sendable, Equatable {
     }
 }
 
+extension InheritedSockets {
+    /// Every numeric address `host` stands for (a name is resolved; IPv6 comes out canonical),
+    /// so a socket's bound address can be matched against cluster.conf however it is spelt.
+    public static func numericAddresses(of host: String) -> Set<String> {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var results: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &results) == 0 else { return [] }
+        defer { freeaddrinfo(results) }
+        var addresses = Set<String>()
+        var cursor = results
+        while let entry = cursor {
+            var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(entry.pointee.ai_addr, entry.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0, NI_NUMERICHOST) == 0 {
+                addresses.insert(String(cString: text))
+            }
+            cursor = entry.pointee.ai_next
+        }
+        return addresses
+    }
+}
+
 public struct SocketActivationError: Error, CustomStringConvertible, Sendable {
     public var description: String
     init(_ description: String) { self.description = description }
