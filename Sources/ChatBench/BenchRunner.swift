@@ -217,7 +217,7 @@ public final class BenchRunner {
                             context.pipeline.syncOperations.removeHandler(boundRequest.value, promise: nil)
                         }
                     )
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(withClientUpgrade: config)
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes, withClientUpgrade: config)
                     try channel.pipeline.syncOperations.addHandler(request)
                 }
             }

@@ -6,6 +6,9 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import RedisFanout
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One chatmesh node: the client listener (HTTP, Engine.IO, WebSocket), its rooms and its
 /// fanout. `start()` binds (or adopts systemd's sockets) and returns; `stop()` drains.
@@ -120,17 +123,29 @@ public final class ChatNode: @unchecked Sendable {
         return parts.joined(separator: ", ")
     }
 
-    /// Graceful drain: stop accepting, tell every client to go (Engine.IO close, so it
-    /// reconnects elsewhere), let the fanout deliver what it holds (mesh PUBs acknowledged by
-    /// peers, Redis PUBLISHes answered), then stop, all within `timeout`.
+    /// Graceful drain: new sessions are refused (503, so nginx tries the next node); every
+    /// WebSocket client gets a close frame and every polling client what is queued for it and
+    /// then a 503, so all reconnect elsewhere; after a short grace the listener closes; the
+    /// fanout delivers what it holds (mesh PUBs acknowledged by peers, Redis PUBLISHes
+    /// answered); then the node stops, all within `timeout`.
     public func stop(timeout: TimeAmount = .seconds(10)) {
         let deadline = NIODeadline.now() + timeout
         logger.info("draining", metadata: ["connections": "\(context.sessions.count)"])
-        try? serverChannel?.close().wait()
-        let closed = context.sessions.all().map { session in
-            session.eventLoop.submit { session.close(.serverClose, notifyClient: true) }
+        context.draining.withLockedValue { $0 = true }
+        let drained = context.sessions.all().map { session in
+            session.eventLoop.submit { session.drain() }
         }
-        _ = try? EventLoopFuture.andAllComplete(closed, on: group.next()).wait()
+        _ = try? EventLoopFuture.andAllComplete(drained, on: group.next()).wait()
+        // Polling clients fetch their last packets with their next GET, at once.
+        let grace = min(NIODeadline.now() + .seconds(2), deadline)
+        while context.sessions.count > 0, NIODeadline.now() < grace {
+            usleep(20_000)
+        }
+        try? serverChannel?.close().wait()
+        let remaining = context.sessions.all().map { session in
+            session.eventLoop.submit { session.close(.serverClose) }
+        }
+        _ = try? EventLoopFuture.andAllComplete(remaining, on: group.next()).wait()
         mesh?.drain(until: deadline)
         redis?.drain(until: deadline)
         mesh?.stop()

@@ -1,6 +1,7 @@
 import ChatCore
 import ClusterConfig
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import SocketIO
 
@@ -16,6 +17,10 @@ final class ServerContext: Sendable {
     let metrics: ServerMetrics
     let logger: Logger
     let startedAt: NIODeadline
+    /// Set when the node drains: new sessions are refused (503), existing ones wind down.
+    let draining = NIOLockedValueBox(false)
+    var isDraining: Bool { draining.withLockedValue { $0 } }
+
     /// Readiness and extra `/healthz` fields from the fanout (mesh peers, Redis state).
     let health: @Sendable () -> HealthDetails
 

@@ -153,12 +153,15 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private func dial(_ peer: PeerState) {
         guard !stopping, !peer.isUp, !peer.dialing else { return }
         peer.dialing = true
-        let handler = makeLinkHandler(role: .dialer(expectedPeer: peer.name))
         ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(2))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+            .channelInitializer { [self] channel in
+                // One handler per connection attempt, made only once a channel exists, so a
+                // dial that fails before that (a name that does not resolve) leaves nothing.
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(makeLinkHandler(role: .dialer(expectedPeer: peer.name)))
+                }
             }
             .connect(host: peer.address.host, port: peer.address.port)
             .whenComplete { [self] result in
@@ -202,7 +205,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         if established.peerReceivedEpoch == epoch {
             peer.outbox.acknowledge(upTo: established.peerReceivedSequence)
         } else {
-            _ = peer.outbox.removeAll()
+            _ = peer.outbox.restart()
         }
         link.send(.snapshot(Array(localRooms)), flush: false)
         for entry in peer.outbox.entries {

@@ -46,12 +46,15 @@ public enum MeshFrameCodec {
         return buffer
     }
 
-    /// Room names and node names are at most 65,535 bytes of UTF-8 (longer ones are cut at a
-    /// character boundary; room ids are far shorter by configuration).
+    /// Room names and node names are at most 65,535 bytes of UTF-8; a longer one is cut at the
+    /// last character that fits (room ids are far shorter by configuration).
     static func writeString(_ text: String, into buffer: inout ByteBuffer) {
         var utf8 = Array(text.utf8)
         if utf8.count > maxStringLength {
-            utf8 = Array(String(decoding: utf8.prefix(maxStringLength), as: UTF8.self).utf8.prefix(maxStringLength))
+            var end = maxStringLength
+            // Back up over continuation bytes (10xxxxxx) to the start of the cut character.
+            while end > 0, utf8[end] & 0xC0 == 0x80 { end -= 1 }
+            utf8.removeSubrange(end...)
         }
         buffer.writeInteger(UInt16(utf8.count))
         buffer.writeBytes(utf8)

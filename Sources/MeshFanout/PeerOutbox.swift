@@ -74,9 +74,13 @@ public struct PeerOutbox: Sendable {
         return dropped
     }
 
-    /// Drops everything (the peer restarted: what was queued was for members that are gone).
-    public mutating func removeAll() -> Int {
-        defer { entries.removeAll() }
+    /// The peer restarted (new epoch): what was queued was for members that are gone, and its
+    /// numbering of our PUBs starts afresh, so ours does too. Returns how many were dropped.
+    public mutating func restart() -> Int {
+        defer {
+            entries.removeAll()
+            nextSequence = 1
+        }
         return entries.count
     }
 }

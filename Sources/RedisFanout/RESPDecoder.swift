@@ -82,6 +82,7 @@ public struct RESPDecoder: Sendable {
             return nil
         }
         let lineLength = cr - view.startIndex
+        guard lineLength <= maxLineLength else { throw .lineTooLong(limit: maxLineLength) }
         guard position + lineLength + 1 < buffer.writerIndex else { return nil }
         guard buffer.getInteger(at: position + lineLength + 1, as: UInt8.self) == 0x0A else { throw .missingCRLF }
         let line = buffer.getBytes(at: position, length: lineLength)!
@@ -98,16 +99,18 @@ public struct RESPDecoder: Sendable {
             index = 1
             guard digits.count > 1 else { return nil }
         }
+        // Accumulated as a negative number, whose range reaches Int64.min.
         var value: Int64 = 0
         while index < digits.count {
             let digit = digits[index]
             guard digit >= UInt8(ascii: "0"), digit <= UInt8(ascii: "9") else { return nil }
             let (times, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, overflow2) = times.addingReportingOverflow(Int64(digit - UInt8(ascii: "0")))
+            let (sum, overflow2) = times.subtractingReportingOverflow(Int64(digit - UInt8(ascii: "0")))
             guard !overflow1, !overflow2 else { return nil }
             value = sum
             index += 1
         }
-        return negative ? -value : value
+        if negative { return value }
+        return value == Int64.min ? nil : -value
     }
 }

@@ -18,6 +18,11 @@ import SocketIO
 /// only from the Redis echo, as in the original, so every node sees one order per room.
 /// While Redis is unreachable, says are kept in order (bounded by count and age) and
 /// published after reconnect; after a reconnect every room is subscribed again.
+///
+/// Redis keeps nothing for channels without subscribers, so a say is published only once this
+/// node's SUBSCRIBE for its room is confirmed (else the room's first joiner could miss its own
+/// join), and after a (re)connect only after a grace period in which the other nodes, whose
+/// redial backoff is capped below it, resubscribe too.
 public final class RedisFanout: Fanout, @unchecked Sendable {
     public let eventLoop: any EventLoop
     let logger: Logger
@@ -28,6 +33,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     private let bufferMs: Int
 
     private struct PendingPublish {
+        var room: String
         var channel: String
         var payload: String
         var enqueuedAt: UInt64
@@ -37,6 +43,11 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         case publish(PendingPublish)
         case ping
     }
+
+    /// Cap of the redial backoff, and the pause before publishing after a (re)connect: every
+    /// node sees Redis return within one cap, so their subscriptions are back by then.
+    static let reconnectCapMs = 1000
+    static let publishGrace = TimeAmount.milliseconds(Int64(reconnectCapMs) + 200)
 
     private var delivery: (any FanoutDelivery)?
     private var localRooms: Set<String> = []
@@ -50,6 +61,10 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     private var lastHeard: [RedisLink.Role: NIODeadline] = [:]
     private var timer: RepeatedTask?
     private var stopping = false
+    /// Channels whose SUBSCRIBE Redis has confirmed on the current subscriber connection.
+    private var confirmedChannels: Set<String> = []
+    /// No publishing before this (grace after the subscriber (re)connected).
+    private var publishNotBefore = NIODeadline.distantFuture
     private let readiness = NIOLockedValueBox(false)
 
     static let heartbeatInterval = TimeAmount.seconds(1)
@@ -63,7 +78,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         self.eventLoop = eventLoop
         self.logger = logger
         for role in [RedisLink.Role.subscriber, .publisher] {
-            backoff[role] = ReconnectBackoff(capMs: 5000)
+            backoff[role] = ReconnectBackoff(capMs: Self.reconnectCapMs)
         }
     }
 
@@ -97,12 +112,8 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             stopping = true
             timer?.cancel()
             flushPublisher()
-            for link in [subscriber, publisher] { link?.send(["QUIT"]) }
-        }.wait()
-        // Give the last PUBLISHes a moment to reach Redis before the connections close.
-        _ = try? eventLoop.scheduleTask(in: .milliseconds(200)) { [self] in
             for link in [subscriber, publisher] { link?.channel?.close(promise: nil) }
-        }.futureResult.wait()
+        }.wait()
     }
 
     // MARK: Connections
@@ -162,10 +173,12 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             readiness.withLockedValue { $0 = true }
             metrics.up.record(1)
             logger.info("redis subscriber ready", metadata: ["rooms": "\(channels.count)"])
+            publishNotBefore = .now() + Self.publishGrace
+            eventLoop.scheduleTask(in: Self.publishGrace) { [self] in flushPublisher() }
         case .publisher:
             publisher = link
-            flushPublisher()
             logger.info("redis publisher ready", metadata: ["buffered": "\(outbox.count)"])
+            flushPublisher()
         }
     }
 
@@ -173,6 +186,8 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         switch link.role {
         case .subscriber where subscriber === link:
             subscriber = nil
+            confirmedChannels.removeAll()
+            publishNotBefore = .distantFuture
             readiness.withLockedValue { $0 = false }
             metrics.up.record(0)
         case .publisher where publisher === link:
@@ -219,8 +234,13 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             }
             if kind == "message", parts.count == 3, let channel = parts[1].string, let payload = parts[2].bytes {
                 deliver(channel: channel, payload: payload)
+            } else if kind == "subscribe", parts.count == 3, let channel = parts[1].string {
+                confirmedChannels.insert(channel)
+                flushPublisher()
+            } else if kind == "unsubscribe", parts.count == 3, let channel = parts[1].string {
+                confirmedChannels.remove(channel)
             }
-            // subscribe / unsubscribe confirmations and pongs need no action.
+            // Pongs need no action.
         }
     }
 
@@ -231,7 +251,8 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         let room = String(channel.dropFirst(channelPrefix.count))
         metrics.received.increment()
         guard let text = String(validating: payload.readableBytesView, as: UTF8.self),
-              let value = try? JSONParser.parse(text[...]), value.isObject, value["event"]?.stringValue != nil
+              let value = try? JSONParser.parse(text[...]), value.isObject, value["event"]?.stringValue != nil,
+              value["data"]?.isObject == true
         else {
             metrics.rejectedPayloads.increment()
             logger.warning("ignoring a Redis message that is not chat JSON", metadata: ["channel": "\(channel.prefix(128))"])
@@ -240,13 +261,18 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         delivery?.deliverLocally(ChatBroadcast(room: room, eventJSON: JSONWriter.string(value).utf8))
     }
 
+    /// Publishes what waits, in order, as far as it may: the publisher is up, the grace after
+    /// the subscriber's (re)connect has passed, and each say's room is confirmed subscribed.
     private func flushPublisher() {
-        guard let publisher, !outbox.isEmpty else { return }
-        while let pending = outbox.popFirst() {
+        guard let publisher, !outbox.isEmpty, NIODeadline.now() >= publishNotBefore else { return }
+        var wrote = false
+        while let pending = outbox.first, confirmedChannels.contains(pending.channel) {
+            outbox.removeFirst()
             publisher.send(["PUBLISH", .string(pending.channel), .string(pending.payload)], flush: false)
             awaitingReply.append(.publish(pending))
+            wrote = true
         }
-        publisher.flush()
+        if wrote { publisher.flush() }
     }
 
     /// PINGs both connections; a connection silent past the limit is closed and reconnected.
@@ -261,7 +287,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             link.send(["PING"])
             if link.role == .publisher { awaitingReply.append(.ping) }
         }
-        if publisher == nil {
+        if publisher == nil || subscriber == nil {
             let deadline = now.uptimeNanoseconds &- UInt64(bufferMs) * 1_000_000
             var dropped = 0
             while let first = outbox.first, first.enqueuedAt < deadline {
@@ -297,7 +323,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     }
 
     public func publish(_ message: ChatMessage) {
-        let pending = PendingPublish(channel: channelPrefix + message.room, payload: message.eventJSON,
+        let pending = PendingPublish(room: message.room, channel: channelPrefix + message.room, payload: message.eventJSON,
                                      enqueuedAt: NIODeadline.now().uptimeNanoseconds)
         onLoop { [self] in
             outbox.append(pending)
@@ -305,7 +331,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
                 outbox.removeFirst()
                 metrics.dropped.increment()
             }
-            if publisher != nil { flushPublisher() }
+            flushPublisher()
         }
     }
 

@@ -35,7 +35,7 @@ let shippedExample = """
     buffer_messages = 10000       # PUBs kept per peer while its link is down
     buffer_ms = 5000              # ms they are kept
     max_frame = 4194304           # bytes; must be larger than [engineio] max_payload + 1024
-    reconnect_max = 5000          # ms, cap of the exponential reconnect backoff
+    reconnect_max = 2000          # ms, cap of the exponential reconnect backoff
 
     [node a1]
     listen = 127.0.0.1:6001       # Socket.IO clients, the page, /healthz, /metrics
@@ -69,7 +69,7 @@ let shippedExample = """
     #expect(config.mesh.bufferMessages == 10_000)
     #expect(config.mesh.bufferMs == 5000)
     #expect(config.mesh.maxFrame == 4_194_304)
-    #expect(config.mesh.reconnectMaxMs == 5000)
+    #expect(config.mesh.reconnectMaxMs == 2000)
     #expect(config.nodes == [
         NodeEntry(name: "a1", listen: HostPort(host: "127.0.0.1", port: 6001), mesh: HostPort(host: "127.0.0.1", port: 7001), line: 34),
         NodeEntry(name: "a2", listen: HostPort(host: "127.0.0.1", port: 6002), mesh: HostPort(host: "127.0.0.1", port: 7002), line: 38),

@@ -4,17 +4,28 @@ import Testing
 @testable import MeshFanout
 
 @Suite struct PeerOutboxTests {
-    /// Appends PUBs with the next sequences; `now` is the sequence times 10 unless given.
-    static func fill(_ outbox: inout PeerOutbox, _ count: Int, now: UInt64? = nil) -> Int {
-        var dropped = 0
+    /// Appends PUBs with the next sequences, enqueued at the sequence times 10; returns the
+    /// total that fell out.
+    static func fill(_ outbox: inout PeerOutbox, _ count: Int, written: Bool = false) -> PeerOutbox.Dropped {
+        var dropped = PeerOutbox.Dropped()
         for _ in 0..<count {
             let sequence = outbox.takeSequence()
-            dropped += outbox.append(sequence: sequence, frame: MeshFrameCodec.encode(.ack(sequence)), now: now ?? sequence * 10)
+            let out = outbox.append(sequence: sequence, frame: MeshFrameCodec.encode(.ack(sequence)),
+                                    now: sequence * 10, written: written)
+            dropped.unsent += out.unsent
+            dropped.unconfirmed += out.unconfirmed
         }
         return dropped
     }
 
     static func sequences(_ outbox: PeerOutbox) -> [UInt64] { outbox.entries.map(\.sequence) }
+
+    static func dropped(unsent: Int = 0, unconfirmed: Int = 0) -> PeerOutbox.Dropped {
+        var dropped = PeerOutbox.Dropped()
+        dropped.unsent = unsent
+        dropped.unconfirmed = unconfirmed
+        return dropped
+    }
 
     @Test func sequencesStartAtOneAndIncreaseByOne() {
         var outbox = PeerOutbox(maxMessages: 10)
@@ -26,7 +37,7 @@ import Testing
 
     @Test func appendKeepsEntriesInOrderWithTheirFrameAndTime() {
         var outbox = PeerOutbox(maxMessages: 10)
-        #expect(Self.fill(&outbox, 3) == 0)
+        #expect(Self.fill(&outbox, 3) == Self.dropped())
         #expect(Self.sequences(outbox) == [1, 2, 3])
         #expect(outbox.entries.map(\.enqueuedAt) == [10, 20, 30])
         #expect(outbox.entries.last?.frame == MeshFrameCodec.encode(.ack(3)))
@@ -34,18 +45,35 @@ import Testing
 
     @Test func appendBeyondTheBoundDropsTheOldestAndSaysHowMany() {
         var outbox = PeerOutbox(maxMessages: 3)
-        #expect(Self.fill(&outbox, 3) == 0)
-        #expect(Self.fill(&outbox, 1) == 1)
+        #expect(Self.fill(&outbox, 3).total == 0)
+        #expect(Self.fill(&outbox, 1).total == 1)
         #expect(Self.sequences(outbox) == [2, 3, 4])
-        #expect(Self.fill(&outbox, 5) == 5)
+        #expect(Self.fill(&outbox, 5).total == 5)
         #expect(Self.sequences(outbox) == [7, 8, 9])
         #expect(outbox.count == 3)
+    }
+
+    @Test func droppedEntriesAreCountedAsUnsentOrUnconfirmed() {
+        var outbox = PeerOutbox(maxMessages: 2)
+        _ = Self.fill(&outbox, 2, written: true)          // 1, 2 went out on a link
+        #expect(Self.fill(&outbox, 1) == Self.dropped(unconfirmed: 1))          // 1 falls out
+        #expect(Self.fill(&outbox, 2) == Self.dropped(unsent: 1, unconfirmed: 1)) // 2, then 3
+        #expect(Self.fill(&outbox, 1).total == 1)
+    }
+
+    @Test func markAllWrittenTurnsLaterDropsIntoUnconfirmed() {
+        var outbox = PeerOutbox(maxMessages: 3)
+        _ = Self.fill(&outbox, 3)
+        #expect(outbox.entries.allSatisfy { !$0.written })
+        outbox.markAllWritten()
+        #expect(outbox.entries.allSatisfy { $0.written })
+        #expect(outbox.expire(olderThan: .max) == Self.dropped(unconfirmed: 3))
     }
 
     @Test func boundBelowOneIsRaisedToOne() {
         var outbox = PeerOutbox(maxMessages: 0)
         #expect(outbox.maxMessages == 1)
-        #expect(Self.fill(&outbox, 2) == 1)
+        #expect(Self.fill(&outbox, 2).total == 1)
         #expect(Self.sequences(outbox) == [2])
     }
 
@@ -66,21 +94,21 @@ import Testing
     @Test func expireDropsEntriesQueuedBeforeTheDeadline() {
         var outbox = PeerOutbox(maxMessages: 10)
         _ = Self.fill(&outbox, 5) // enqueued at 10, 20, 30, 40, 50
-        #expect(outbox.expire(olderThan: 10) == 0, "the deadline itself is not older")
-        #expect(outbox.expire(olderThan: 31) == 3)
+        #expect(outbox.expire(olderThan: 10).total == 0, "the deadline itself is not older")
+        #expect(outbox.expire(olderThan: 31) == Self.dropped(unsent: 3))
         #expect(Self.sequences(outbox) == [4, 5])
-        #expect(outbox.expire(olderThan: 0) == 0)
-        #expect(outbox.expire(olderThan: .max) == 2)
+        #expect(outbox.expire(olderThan: 0).total == 0)
+        #expect(outbox.expire(olderThan: .max).total == 2)
         #expect(outbox.count == 0)
     }
 
-    @Test func removeAllEmptiesAndReturnsTheCount() {
+    @Test func restartEmptiesReturnsTheCountAndNumbersFromOneAgain() {
         var outbox = PeerOutbox(maxMessages: 10)
         _ = Self.fill(&outbox, 4)
-        #expect(outbox.removeAll() == 4)
+        #expect(outbox.restart() == 4)
         #expect(outbox.count == 0)
-        #expect(outbox.removeAll() == 0)
-        #expect(outbox.takeSequence() == 5, "numbering continues")
+        #expect(outbox.takeSequence() == 1)
+        #expect(outbox.restart() == 0)
     }
 }
 

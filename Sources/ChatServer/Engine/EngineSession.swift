@@ -51,6 +51,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
     var broadcastFlushPending = false
     /// Set when the outbound bound was passed; the close follows on the next tick.
     private var cutOff = false
+    /// The node drains: GETs get what is queued, then a 503.
+    private var draining = false
 
     init(eventLoop: any EventLoop, transport: EngineRequest.Transport, query: [String: String], context: ServerContext) {
         self.sid = SessionID.make()
@@ -107,6 +109,9 @@ final class EngineSession: RoomMember, @unchecked Sendable {
             overlapping.send(pollReply(PollingPayload.encode([EnginePacket(.close)])))
             close(.transportError)
             return
+        }
+        if draining {
+            return answerDrainingPoll(responder)
         }
         if case .upgrading(probeAnswered: true) = state.phase {
             // The client is switching to WebSocket: release this poll at once.
@@ -245,7 +250,7 @@ final class EngineSession: RoomMember, @unchecked Sendable {
             pongTimer = nil
             schedulePing()
         case .close(let reason):
-            teardown(reason, notifyClient: false)
+            teardown(reason)
         case .none:
             break
         }
@@ -379,7 +384,7 @@ final class EngineSession: RoomMember, @unchecked Sendable {
             pongTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.pingTimeoutMs))) { [self] in
                 if let reason = state.pongDeadlinePassed() {
                     logger.debug("pong not received in time")
-                    teardown(reason, notifyClient: false)
+                    teardown(reason)
                 }
             }
         }
@@ -387,16 +392,43 @@ final class EngineSession: RoomMember, @unchecked Sendable {
 
     // MARK: Closing
 
-    /// Closes the session from the server side. `notifyClient` sends Engine.IO `1` first, so the
-    /// client knows to reconnect (used when draining).
-    func close(_ reason: EngineSessionState.CloseReason, notifyClient: Bool = false) {
+    /// Closes the session from the server side.
+    func close(_ reason: EngineSessionState.CloseReason) {
         eventLoop.preconditionInEventLoop()
-        if notifyClient, !state.isClosed { send(EnginePacket(.close)) }
         guard state.close(reason) else { return }
-        teardown(reason, notifyClient: notifyClient)
+        teardown(reason)
     }
 
-    private func teardown(_ reason: EngineSessionState.CloseReason, notifyClient: Bool) {
+    /// The node is draining: the client must reconnect, elsewhere. Like the Node server on
+    /// shutdown, a WebSocket gets a close frame (1001 going away) rather than Engine.IO `1`,
+    /// because clients such as python-socketio treat `1` as "do not reconnect". A polling
+    /// client keeps getting what is queued for it on its next GETs, then a 503 that makes it
+    /// reconnect (through nginx, to another node).
+    func drain() {
+        eventLoop.preconditionInEventLoop()
+        guard !state.isClosed else { return }
+        guard state.sendsOverPolling else { return close(.serverClose) }
+        draining = true
+        if let responder = pendingPoll {
+            pendingPoll = nil
+            answerDrainingPoll(responder)
+        }
+    }
+
+    private func answerDrainingPoll(_ responder: HTTPResponder) {
+        if pollQueue.isEmpty {
+            responder.send(HTTPReply(
+                status: .serviceUnavailable, contentType: "application/json",
+                text: #"{"code":3,"message":"Server is shutting down"}"#
+            ))
+            close(.serverClose)
+        } else {
+            pendingPoll = responder
+            flushPollQueue()
+        }
+    }
+
+    private func teardown(_ reason: EngineSessionState.CloseReason) {
         logger.debug("session closed", metadata: ["reason": "\(reason.rawValue)"])
         for timer in [pingTimer, pongTimer, upgradeTimer, connectTimer] { timer?.cancel() }
         chat?.leave()
@@ -412,7 +444,12 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         probeRawWriter = nil
         if let channel = webSocket {
             webSocket = nil
-            let code: WebSocketErrorCode = reason == .parseError ? .protocolError : .normalClosure
+            let code: WebSocketErrorCode
+            switch reason {
+            case .parseError: code = .protocolError
+            case .serverClose: code = .goingAway
+            default: code = .normalClosure
+            }
             var data = channel.allocator.buffer(capacity: 2)
             data.write(webSocketErrorCode: code)
             channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)).whenComplete { _ in

@@ -28,7 +28,8 @@ struct WebSocketUpgrade {
               context.isOriginAllowed(head.headers.first(name: "origin"))
         else { return channel.eventLoop.makeSucceededFuture(nil) }
         guard let sid = request.sid else {
-            return channel.eventLoop.makeSucceededFuture([:])
+            // While draining no new session starts here; the router answers 503.
+            return channel.eventLoop.makeSucceededFuture(context.isDraining ? nil : [:])
         }
         guard let session = context.sessions.session(sid) else {
             return channel.eventLoop.makeSucceededFuture(nil)

@@ -140,10 +140,12 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
         // A WebSocket request that reaches this handler was not upgraded (no Upgrade header, or
         // refused): answer like the Node server.
         guard request.transport == .polling else {
+            if request.sid == nil, context.isDraining { return responder.send(Self.shuttingDown) }
             return responder.send(.engineError(request.sid.map { context.sessions.session($0) == nil ? .unknownSid : .badRequest } ?? .badRequest))
         }
         guard let sid = request.sid else {
             guard head.method == .GET else { return responder.send(.engineError(.badHandshakeMethod)) }
+            guard !context.isDraining else { return responder.send(Self.shuttingDown) }
             return openPollingSession(channelContext, request: request, responder: responder)
         }
         guard let session = context.sessions.session(sid) else {
@@ -163,6 +165,11 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
             responder.send(.engineError(.badRequest))
         }
     }
+
+    /// New sessions while the node drains: 503, which nginx answers by trying the next node.
+    static let shuttingDown = HTTPReply(
+        status: .serviceUnavailable, contentType: "application/json", text: #"{"code":3,"message":"Server is shutting down"}"#
+    )
 
     private func openPollingSession(_ channelContext: ChannelHandlerContext, request: EngineRequest, responder: HTTPResponder) {
         let session = EngineSession(eventLoop: channelContext.eventLoop, transport: .polling, query: request.query, context: context)
