@@ -262,11 +262,14 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     }
 
     /// Publishes what waits, in order, as far as it may: the publisher is up, the grace after
-    /// the subscriber's (re)connect has passed, and each say's room is confirmed subscribed.
+    /// the subscriber's (re)connect has passed, and each say's room, if it has local members,
+    /// is confirmed subscribed.
     private func flushPublisher() {
         guard let publisher, !outbox.isEmpty, NIODeadline.now() >= publishNotBefore else { return }
         var wrote = false
-        while let pending = outbox.first, confirmedChannels.contains(pending.channel) {
+        // A room with local members needs its SUBSCRIBE in effect (they get the say from the
+        // echo); one without (a quit after its last member left) may go at once.
+        while let pending = outbox.first, !localRooms.contains(pending.room) || confirmedChannels.contains(pending.channel) {
             outbox.removeFirst()
             publisher.send(["PUBLISH", .string(pending.channel), .string(pending.payload)], flush: false)
             awaitingReply.append(.publish(pending))

@@ -206,12 +206,11 @@ def test_drain_moves_clients_and_loses_no_acked_say(nginx_mesh):
     second_session = [i for i in got if says.sent[i] >= split]
     assert first_session == sorted(first_session) and second_session == sorted(second_session), \
         "the sender's says arrived out of order"
-    # The idle clients got the Engine.IO close (python-socketio reports it as a server
-    # disconnect). The busy sender may report 'transport error' instead: when one of its writes
-    # fails on the closed socket first, python-engineio's write loop ends and its read loop
-    # stops (`while ... and self.write_loop_task`) without reading the close packet.
-    assert idler_close[1] == "server disconnect" and ws_idler_close[1] == "server disconnect"
-    assert sender_close[1] in ("server disconnect", "transport error")
+    # Every client saw its transport end (a WebSocket close frame, or a 503 to its poll), which
+    # python-socketio reports as a transport error and reconnects from by itself; never the
+    # "server disconnect" of an Engine.IO close packet, after which it would stay away.
+    for close in (idler_close, ws_idler_close, sender_close):
+        assert close[1] == "transport error", close
     assert conns_after == {survivor: 5}
 
 
