@@ -42,7 +42,7 @@ HELLO, AUTH, SNAPSHOT, SUB, UNSUB, PUB, ACK, PING, PONG, GOODBYE = range(1, 11)
 FRAME_NAMES = {1: "HELLO", 2: "AUTH", 3: "SNAPSHOT", 4: "SUB", 5: "UNSUB", 6: "PUB", 7: "ACK",
                8: "PING", 9: "PONG", 10: "GOODBYE"}
 PREAUTH_FRAME_LIMIT = 4096
-HANDSHAKE_TIMEOUT_S = 5.0
+HANDSHAKE_TIMEOUT_S = 3.0
 AUTH_LABEL = b"chatmesh-mesh-auth-v1"
 
 # Generous limits for tests that send many says (the defaults are 20/s, burst 40).
@@ -635,24 +635,35 @@ class ImpostorPeer(RawPeer):
         self.server_auth: bytes | None = None
 
     def handshake(self, cluster_secret: str | None = None) -> dict:
-        """HELLO both ways, then the node's AUTH, then ours. Returns what was checked about the
-        node's proof: whether it verifies with `cluster_secret` (the real one)."""
+        """HELLO both ways, then our AUTH (the dialer proves first), then the node's AUTH if
+        ours verified. Returns what was seen: whether the node sent an AUTH at all
+        (`server_auth_sent`), and if so whether it verifies with `cluster_secret` (the real one)."""
         name, body = self.read_frame()
         assert name == "HELLO", (name, body)
         self.server_hello = parse_hello(body)
         self.send(hello_frame(self.claim, self.epoch, self.nonce))
-        name, body = self.read_frame()
-        assert name == "AUTH", (name, body)
+        mine = proof(self.secret, self.claim, self.server_hello["node"], self.nonce,
+                     self.server_hello["nonce"], self.epoch, 0, 0)
+        self.send(auth_frame(mine, 0, 0))
+        info = {"server": self.server_hello["node"]}
+        try:
+            name, body = self.read_frame()
+        except (AssertionError, OSError, EOFError):
+            name, body = None, b""
+        info["server_auth_sent"] = name == "AUTH"
+        if name != "AUTH":
+            info["instead"] = name
+            if name is not None:   # leave the refusal (GOODBYE) for the caller to read
+                code = next(t for t, n in FRAME_NAMES.items() if n == name)
+                self.buf = frame(code, body) + self.buf
+            return info
         self.server_auth = body
         srv_proof = body[:32]
         r_epoch, r_seq = struct.unpack(">QQ", body[32:48])
-        info = {"server": self.server_hello["node"], "resume": (r_epoch, r_seq)}
+        info["resume"] = (r_epoch, r_seq)
         if cluster_secret is not None:
             want = proof(cluster_secret, self.server_hello["node"], self.claim,
                          self.server_hello["nonce"], self.nonce, self.server_hello["epoch"],
                          r_epoch, r_seq)
             info["server_proof_valid"] = hmac.compare_digest(want, srv_proof)
-        mine = proof(self.secret, self.claim, self.server_hello["node"], self.nonce,
-                     self.server_hello["nonce"], self.epoch, 0, 0)
-        self.send(auth_frame(mine, 0, 0))
         return info

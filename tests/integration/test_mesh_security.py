@@ -2,8 +2,10 @@
 lengths, PUBs before authentication and a handshake with a wrong secret. Each one must close
 that connection, deliver nothing to the room, and leave the node healthy with its peers up.
 
-Also: a whole node started with another secret is refused by its peers, and (xfail, a server
-finding) a stranger holding every handshake slot keeps a restarted peer out.
+Also: a whole node started with another secret is refused by its peers, a stranger learns
+nothing from the handshake (the dialer proves the secret first; the node answers only a proven
+dialer), and a stranger holding every handshake slot cannot keep a restarted peer out (the
+oldest pending handshake makes room).
 
 The cluster.conf lists a phantom node `a0` that never runs: it is the name the impostor
 claims (a known node smaller than a3, so a3 accepts its dial). A control test does the same
@@ -143,8 +145,8 @@ def test_wrong_secret_is_refused_and_its_pub_not_delivered(mesh, room, claim):
     ups = mesh[TARGET].counter("chatmesh_mesh_link_ups_total", peer=claim)
     print(f"handshake as {claim}: {info}; link_ups{{peer={claim}}} {ups_before} -> {ups}")
     assert ups == ups_before, "the impostor must not replace (or bounce) the real link"
-    # Our python HMAC matches the node's: its AUTH verifies with the real secret.
-    assert info["server_proof_valid"] is True
+    # The node proved nothing to the stranger: no AUTH of its own, only the refusal.
+    assert info["server_auth_sent"] is False, info
     assert any("authentication failed" in g for g in goodbye), goodbye
     assert "authentication failed" in mesh[TARGET].log_text()
 
@@ -226,10 +228,6 @@ def test_node_with_a_different_secret_is_refused_by_its_peers_and_relays_nothing
         rogue.stop()
 
 
-@pytest.mark.xfail(reason="server: 64 idle unauthenticated connections fill every handshake "
-                          "slot (maxUnauthenticatedLinks) and new ones, a real peer's too, are "
-                          "refused as too_many_handshakes, so a stranger keeps a restarted "
-                          "peer out of the mesh", strict=False)
 def test_stranger_holding_handshake_slots_does_not_keep_a_restarted_peer_out(mesh_factory):
     mesh = mesh_factory(["a1", "a2"], secret=SECRET)
     socks = []
