@@ -127,7 +127,7 @@ class Cluster:
         self.stderr_path = self.dir / "stderr.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, *extra: str) -> "Cluster":
+    def start(self, *extra: str, env: dict | None = None) -> "Cluster":
         binary = chatmesh_binary()
         if not binary.exists():
             raise RuntimeError(f"chatmesh binary not found at {binary} (run `swift build` or set CHATMESH_BIN)")
@@ -135,7 +135,7 @@ class Cluster:
         self._err = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen([str(binary), "cluster", "--config", str(self.conf), *extra],
                                      stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
-                                     cwd=self.dir)
+                                     cwd=self.dir, env=env)
         return self
 
     @property
@@ -183,10 +183,10 @@ class Cluster:
 def cluster(request):
     made: list[Cluster] = []
 
-    def make(*extra: str, names=("a1", "a2")) -> Cluster:
+    def make(*extra: str, names=("a1", "a2"), env: dict | None = None) -> Cluster:
         c = Cluster(names=names)
         made.append(c)
-        return c.start(*extra)
+        return c.start(*extra, env=env)
 
     yield make
     failed = any(getattr(request.node, "rep_" + w, None) is not None
@@ -303,3 +303,56 @@ def test_unknown_node_name_is_a_clear_error(cluster):
     err = c.stderr_text()
     assert f"{c.conf}: unknown node 'zz' in --nodes; the config has: a1, a2" in err
     assert serve_processes(c.conf) == {}
+
+
+def test_cluster_speaks_sd_notify_and_hides_it_from_its_nodes(cluster, tmp_path):
+    """Run as one systemd unit: READY=1 only once every node serves, STATUS= with the totals,
+    STOPPING=1 on SIGTERM; the nodes do not inherit NOTIFY_SOCKET (they must not answer
+    systemd in the supervisor's place)."""
+    import socket
+
+    path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(0.1)
+    try:
+        c = cluster(env=dict(os.environ, NOTIFY_SOCKET=str(path)))
+        t0 = time.monotonic()
+        seen: list[tuple[float, str, bool]] = []
+        while time.monotonic() - t0 < 20 and not any(m == "READY=1" for _, m, _ in seen):
+            try:
+                text = listener.recv(4096).decode()
+            except socket.timeout:
+                continue
+            serving = all(healthz(port) for port in c.ports.values())
+            seen.append((time.monotonic() - t0, text, serving))
+        ready = [(t, ok) for t, m, ok in seen if m == "READY=1"]
+        print(f"notifications: {[(round(t, 2), m) for t, m, _ in seen]}")
+        assert ready, "no READY=1 from chatmesh cluster"
+        assert ready[0][1], "READY=1 came before every node answered /healthz"
+        for pid in serve_processes(c.conf):
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                names = [e.split(b"=", 1)[0] for e in f.read().split(b"\0") if e]
+            assert b"NOTIFY_SOCKET" not in names, f"node {pid} inherited NOTIFY_SOCKET"
+        statuses = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not statuses:
+            try:
+                text = listener.recv(4096).decode()
+            except socket.timeout:
+                continue
+            if text.startswith("STATUS="):
+                statuses.append(text)
+        assert statuses and "2/2 nodes serving" in statuses[0], statuses
+        _kill(c.pid, signal.SIGTERM)
+        stopping = False
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not stopping:
+            try:
+                stopping = listener.recv(4096).decode() == "STOPPING=1"
+            except socket.timeout:
+                continue
+        assert stopping, "no STOPPING=1 after SIGTERM"
+        assert c.proc.wait(timeout=20) == 0
+    finally:
+        listener.close()
