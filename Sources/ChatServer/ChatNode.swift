@@ -84,6 +84,10 @@ public final class ChatNode: @unchecked Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: max(1, outbound / 2), high: max(2, outbound)))
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            // Each channel keeps its receive buffer pooled after a read; chat frames are small,
+            // so start at 512 bytes (it still grows for bigger reads) instead of 2 KiB per
+            // idle connection.
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline(
                     withServerUpgrade: (upgraders: [WebSocketUpgrade(context: context).makeUpgrader()], completionHandler: { _ in })

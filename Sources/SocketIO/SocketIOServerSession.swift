@@ -17,7 +17,10 @@ public struct SocketIOServerSession: Sendable {
     public private(set) var connected: [String: String] = [:] // namespace -> socket sid
     private var reassembler = BinaryReassembler()
 
-    public init(namespaces: Set<String> = ["/"]) {
+    /// Shared by every session that serves only `/`, so none allocates its own set.
+    public static let rootNamespaceOnly: Set<String> = ["/"]
+
+    public init(namespaces: Set<String> = SocketIOServerSession.rootNamespaceOnly) {
         self.namespaces = namespaces
     }
 

@@ -18,7 +18,12 @@ final class EngineSession: RoomMember, @unchecked Sendable {
     let eventLoop: any EventLoop
     private let context: ServerContext
     private let query: [String: String]
-    private var logger: Logger
+    /// Built when something is logged (rarely), not stored: an idle session stays small.
+    private var logger: Logger {
+        var logger = context.logger
+        logger[metadataKey: "sid"] = "\(sid)"
+        return logger
+    }
 
     private var state: EngineSessionState
     private var socketIO = SocketIOServerSession()
@@ -26,7 +31,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
     private let shard: RoomShard
 
     // Long-polling: encoded packets waiting for a GET, and the GET waiting for packets.
-    private var pollQueue = CircularBuffer<ByteBuffer>()
+    /// Starts at one slot: WebSocket sessions never use it.
+    private var pollQueue = CircularBuffer<ByteBuffer>(initialCapacity: 1)
     private var pollQueueBytes = 0
     private var pendingPoll: HTTPResponder?
 
@@ -61,9 +67,6 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         self.query = query
         self.state = EngineSessionState(transport: transport)
         self.shard = context.hub.shard(for: eventLoop)
-        var logger = context.logger
-        logger[metadataKey: "sid"] = "\(sid)"
-        self.logger = logger
     }
 
     var handshake: EngineHandshake {
