@@ -5,7 +5,7 @@ SWIFT ?= swift
 BIN := .build/debug/chatmesh
 PYTEST := .venv/bin/pytest
 
-.PHONY: all build run test unit-test integration-test browser-test build-deps test-deps clean install
+.PHONY: all build run test unit-test integration-test browser-test build-deps test-deps clean install bench
 
 all: build
 
@@ -37,6 +37,13 @@ integration-test: build test-deps
 
 browser-test: build test-deps
 	$(PYTEST) -q -p no:cacheprovider tests/browser
+
+# Scenario F against chatmesh mesh mode, redis mode and the kernel floor (../shared/bench/floor.c),
+# in one run, on free loopback ports (~8 min on 2 cores): figures beside the floor's, and
+# bench/results/latest.json. Not part of `make test`. BENCH_ARGS=--quick for a short smoke run.
+bench: build-deps
+	$(SWIFT) build -c release
+	python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .venv

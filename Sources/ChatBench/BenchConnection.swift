@@ -55,9 +55,16 @@ final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandle
 
 /// One bench client after the WebSocket upgrade: Engine.IO open → `40` → `40{sid}` → join →
 /// (sender: says at a rate or in a window) and, as a receiver, counts every broadcast say.
+///
+/// It reads and writes WebSocket frames itself (it replaces the frame decoder and encoder the
+/// upgrader installs): frames are parsed in place in each read's buffer, with no per-frame
+/// allocation or pipeline hop, because the client shares the machine with the server.
 final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Partial frame carried over between reads (rare: reads usually end on a frame boundary).
+    private var carry: ByteBuffer?
 
     enum State { case upgrading, open, connected, joined, closed }
 
@@ -87,8 +94,8 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         var stalls = 0
         var tick: UInt64 = 0
         var stopped = false
-        var textScratch: [UInt8] = []
     }
+    private var textScratch: [UInt8] = []
 
     init(index: Int, room: Int, shared: BenchShared, stats: LoopStats, connectStartedAt: UInt64) {
         self.index = index
@@ -134,22 +141,69 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: input
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        stats.framesIn += 1
-        switch frame.opcode {
-        case .text:
-            let packet = frame.unmaskedData.withUnsafeReadableBytes { PacketScanner.scan($0) }
-            handle(packet, frame: frame)
-        case .ping:
-            send(opcode: .pong, frame.unmaskedData)
-        case .connectionClose:
-            context.close(promise: nil)
-        default:
-            break
+        var buffer = unwrapInboundIn(data)
+        if var pending = carry {
+            carry = nil
+            pending.writeBuffer(&buffer)
+            buffer = pending
+        }
+        let consumed = buffer.withUnsafeReadableBytes { parseFrames($0) }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        if buffer.readableBytes > 0 {
+            if buffer.readableBytes > (1 << 24) {
+                context.close(promise: nil)  // a frame over 16 MiB: not a chat server
+                return
+            }
+            carry = buffer
         }
     }
 
-    private func handle(_ packet: ScannedPacket, frame: WebSocketFrame) {
+    /// Handles every complete frame in `p`; returns the bytes consumed.
+    private func parseFrames(_ p: UnsafeRawBufferPointer) -> Int {
+        var at = 0
+        while p.count - at >= 2 {
+            let b0 = p[at], b1 = p[at + 1]
+            var header = 2
+            var length = Int(b1 & 0x7F)
+            if length == 126 {
+                guard p.count - at >= 4 else { break }
+                length = Int(p[at + 2]) << 8 | Int(p[at + 3])
+                header = 4
+            } else if length == 127 {
+                guard p.count - at >= 10 else { break }
+                var l: UInt64 = 0
+                for i in 0..<8 { l = l << 8 | UInt64(p[at + 2 + i]) }
+                guard l < (1 << 24) else { at = p.count; context?.close(promise: nil); break }
+                length = Int(l)
+                header = 10
+            }
+            let masked = b1 & 0x80 != 0
+            if masked { header += 4 }
+            guard p.count - at >= header + length else { break }
+            let payload = UnsafeRawBufferPointer(rebasing: p[(at + header)..<(at + header + length)])
+            at += header + length
+            stats.framesIn += 1
+            if masked { continue }  // servers do not mask; nothing of ours
+            switch b0 & 0x0F {
+            case 0x1:
+                let packet = PacketScanner.scan(payload)
+                handle(packet, payload: payload)
+            case 0x9:
+                var data = ByteBufferAllocator().buffer(capacity: payload.count)
+                data.writeBytes(payload)
+                send(opcode: 0xA, data)
+            case 0x8:
+                context?.close(promise: nil)
+                return p.count
+            default:
+                break
+            }
+            if context == nil { return p.count }
+        }
+        return at
+    }
+
+    private func handle(_ packet: ScannedPacket, payload: UnsafeRawBufferPointer) {
         switch packet {
         case .say(let stamp):
             stats.sayFrames += 1
@@ -161,23 +215,31 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
                 stats.foreignSays += 1
                 return
             }
+            guard state == .joined else {
+                // Not a member as far as `expected` knows (its own join echo never came):
+                // counted apart, so that it cannot hide losses elsewhere.
+                stats.unexpectedDeliveries += 1
+                return
+            }
+            var duplicate = false
             if stamp.measured {
                 if trackers.isEmpty { trackers = Array(repeating: DeliveryTracker(), count: senders) }
                 if trackers[stamp.sender].record(stamp.sequence) != .duplicate {
                     let micros = now > stamp.sentNanos ? (now - stamp.sentNanos) / 1000 : 0
                     _ = stats.latency.record(max(micros, 1))
+                } else {
+                    duplicate = true
                 }
             }
-            if stamp.sender == index { ownEcho(now: now) }
+            // A duplicated echo must not widen the window.
+            if stamp.sender == index && !duplicate { ownEcho(now: now) }
         case .ping:
             stats.pingsAnswered += 1
             sendText(StaticString("3"))
         case .join(let name):
             stats.joinFrames += 1
             if state == .connected {
-                let mine = frame.unmaskedData.withUnsafeReadableBytes { p in
-                    name.count == username.count && zip(p[name], username).allSatisfy { $0 == $1 }
-                }
+                let mine = name.count == username.count && zip(payload[name], username).allSatisfy { $0 == $1 }
                 if mine {
                     state = .joined
                     shared.roomMembers[room].add(1)
@@ -216,20 +278,40 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
         guard let context else { return }
         var buffer = context.channel.allocator.buffer(capacity: text.utf8CodeUnitCount)
         buffer.writeStaticString(text)
-        send(opcode: .text, buffer)
+        send(opcode: 0x1, buffer)
     }
 
     private func sendText(_ bytes: [UInt8]) {
         guard let context else { return }
         var buffer = context.channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
-        send(opcode: .text, buffer)
+        send(opcode: 0x1, buffer)
     }
 
-    private func send(opcode: WebSocketOpcode, _ data: ByteBuffer) {
+    /// Writes one masked client frame (header, key, masked payload) as one buffer.
+    private func send(opcode: UInt8, _ data: ByteBuffer) {
         guard let context else { return }
-        let frame = WebSocketFrame(fin: true, opcode: opcode, maskKey: .random(using: &rng), data: data)
-        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        let n = data.readableBytes
+        var out = context.channel.allocator.buffer(capacity: n + 14)
+        out.writeInteger(0x80 | opcode)
+        if n < 126 {
+            out.writeInteger(UInt8(0x80 | n))
+        } else if n < 65536 {
+            out.writeInteger(UInt8(0x80 | 126))
+            out.writeInteger(UInt16(n))
+        } else {
+            out.writeInteger(UInt8(0x80 | 127))
+            out.writeInteger(UInt64(n))
+        }
+        let key = UInt32(truncatingIfNeeded: rng.next())
+        out.writeInteger(key)
+        _ = data.withUnsafeReadableBytes { src in
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { dst in
+                for i in 0..<n { dst[i] = src[i] ^ UInt8(truncatingIfNeeded: key >> (24 - 8 * UInt32(i & 3))) }
+                return n
+            }
+        }
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
     }
 
     // MARK: sending says
@@ -328,15 +410,15 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
             s.warmupSequence += 1
         }
         s.sentTotal += 1
-        s.textScratch.removeAll(keepingCapacity: true)
-        SayText.encode(SayStamp(measured: measured, sender: index, sequence: sequence, sentNanos: now),
-                       payload: shared.options.payload, into: &s.textScratch)
         sender = s
-        var buffer = context.channel.allocator.buffer(capacity: s.textScratch.count + 24)
+        textScratch.removeAll(keepingCapacity: true)
+        SayText.encode(SayStamp(measured: measured, sender: index, sequence: sequence, sentNanos: now),
+                       payload: shared.options.payload, into: &textScratch)
+        var buffer = context.channel.allocator.buffer(capacity: textScratch.count + 24)
         buffer.writeStaticString(#"42["say",{"text":""#)
-        buffer.writeBytes(s.textScratch)
+        buffer.writeBytes(textScratch)
         buffer.writeStaticString(#""}]"#)
-        send(opcode: .text, buffer)
+        send(opcode: 0x1, buffer)
     }
 
     /// This connection's share of the results (on its loop, at the end).

@@ -69,6 +69,7 @@ public struct BenchOptions: Sendable {
         try check(drain >= 0, "--drain must not be negative")
         try check(payload >= 1 && payload <= 1_000_000, "--payload must be between 1 and 1000000")
         try check(connectRate >= 0, "--connect-rate must not be negative")
+        try check(connectTimeout > 0, "--connect-timeout must be positive")
         try check(threads >= 1 && threads <= 64, "--threads must be between 1 and 64")
         if let idle { try check(idle >= 1, "--idle must be at least 1") }
     }

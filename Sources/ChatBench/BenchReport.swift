@@ -27,6 +27,7 @@ public struct BenchReport: Sendable {
     public var sayFrames = 0
     public var windowDeliveries = 0
     public var foreignSays = 0
+    public var unexpectedDeliveries = 0
     public var errorEvents = 0
     public var pingsAnswered = 0
     public var clientCPU = 0.0
@@ -55,6 +56,7 @@ public struct BenchReport: Sendable {
         sayFrames += part.sayFrames
         windowDeliveries += part.windowDeliveries
         foreignSays += part.foreignSays
+        unexpectedDeliveries += part.unexpectedDeliveries
         errorEvents += part.errorEvents
         pingsAnswered += part.pingsAnswered
         connectErrors += part.connectErrors
@@ -127,6 +129,7 @@ public struct BenchReport: Sendable {
             add("latency_max_ms", latencyMax)
             add("error_events", errorEvents)
             add("foreign_says", foreignSays)
+            add("unexpected_deliveries", unexpectedDeliveries)
             add("window_stalls", stalls)
             add("client_cpu_s", clientCPU)
         }
@@ -157,8 +160,8 @@ public struct BenchReport: Sendable {
             rows.append(("deliveries/s", f(deliveriesPerSecond, 0)))
             rows.append(("latency p50 / p90 / p99", "\(f(latencyP50, 3)) / \(f(latencyP90, 3)) / \(f(latencyP99, 3)) ms"))
             rows.append(("latency p99.9 / max", "\(f(latencyP999, 3)) / \(f(latencyMax, 3)) ms"))
-            if errorEvents > 0 || foreignSays > 0 || stalls > 0 {
-                rows.append(("error events / foreign / stalls", "\(errorEvents) / \(foreignSays) / \(stalls)"))
+            if errorEvents > 0 || foreignSays > 0 || stalls > 0 || unexpectedDeliveries > 0 {
+                rows.append(("errors / foreign / unexpected / stalls", "\(errorEvents) / \(foreignSays) / \(unexpectedDeliveries) / \(stalls)"))
             }
             rows.append(("client CPU (window / total)", "\(f(clientCPU)) / \(f(clientCPUTotal)) s"))
         }

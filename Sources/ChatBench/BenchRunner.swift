@@ -118,10 +118,13 @@ public final class BenchRunner {
         let serverCPUStart = ProcessStats.cpuSeconds(pids: options.serverPIDs)
         let clientCPUStart = ProcessStats.selfCPUSeconds()
         let disconnectsAtStart = shared.disconnects.load()
+        // Markers for a harness that samples server counters around the same window.
+        if !interrupted { log("# window open") }
         if !interrupted { interrupted = !sleep(until: schedule.measureEnd) }
         let measuredEnd = min(monotonicNanos(), schedule.measureEnd)
         let serverCPUEnd = ProcessStats.cpuSeconds(pids: options.serverPIDs)
         let clientCPUEnd = ProcessStats.selfCPUSeconds()
+        log("# window closed")
         if !interrupted { _ = sleep(until: schedule.measureEnd + UInt64(options.drain * 1e9)) }
         shared.markEnding()
 
@@ -175,10 +178,26 @@ public final class BenchRunner {
                 lastProgress = monotonicNanos()
             } else if monotonicNanos() - lastProgress > UInt64(options.connectTimeout * 1e9) {
                 log("# connect: \(count - done) clients neither joined nor failed after \(options.connectTimeout) s")
+                logStragglers()
                 return
             }
             if !sleep(until: monotonicNanos() + 2_000_000) { return }
         }
+    }
+
+    /// Names the clients stuck before their join echo (what to look for in the server logs).
+    private func logStragglers() {
+        var lines: [String] = []
+        for loop in loops {
+            let stats = self.stats(for: loop)
+            let part = try? loop.submit { () -> [String] in
+                stats.connections.filter { $0.state != .joined && $0.state != .closed }.prefix(20).map {
+                    "\(String(decoding: $0.username, as: UTF8.self)) in room \(self.options.roomPrefix)\($0.room) on \(self.options.targets[($0.index / self.options.rooms) % self.options.targets.count]): \($0.state)"
+                }
+            }.wait()
+            lines += part ?? []
+        }
+        for line in lines.prefix(20) { log("#   not joined: \(line)") }
     }
 
     private func connect(index: Int, room: Int, address: SocketAddress, host: String) {
@@ -207,7 +226,14 @@ public final class BenchRunner {
                         automaticErrorHandling: false,
                         upgradePipelineHandler: { channel, _ in
                             channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(bound.value)
+                                // The connection parses and writes frames itself (leaner):
+                                // the codec the upgrader just put in is bypassed.
+                                let ops = channel.pipeline.syncOperations
+                                let decoder = try ops.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+                                let encoder = try ops.handler(type: WebSocketFrameEncoder.self)
+                                // Before the encoder: our writes (ready-made frames) skip it.
+                                try ops.addHandler(bound.value, position: .before(encoder))
+                                ops.removeHandler(decoder, promise: nil)
                             }
                         }
                     )
@@ -258,7 +284,7 @@ public final class BenchRunner {
                 return LoopResult(
                     snapshot: snap, latency: stats.latency, connectTimes: stats.connectTimes,
                     framesIn: stats.framesIn, sayFrames: stats.sayFrames, windowDeliveries: stats.windowDeliveries,
-                    foreignSays: stats.foreignSays, errorEvents: stats.errorEvents, pingsAnswered: stats.pingsAnswered,
+                    foreignSays: stats.foreignSays, unexpectedDeliveries: stats.unexpectedDeliveries, errorEvents: stats.errorEvents, pingsAnswered: stats.pingsAnswered,
                     connectErrors: stats.connectErrors
                 )
             }.wait()
@@ -280,6 +306,7 @@ struct LoopResult: Sendable {
     var sayFrames: Int
     var windowDeliveries: Int
     var foreignSays: Int
+    var unexpectedDeliveries: Int
     var errorEvents: Int
     var pingsAnswered: Int
     var connectErrors: Int

@@ -50,6 +50,7 @@ final class LoopStats: @unchecked Sendable {
     var sayFrames = 0
     var windowDeliveries = 0     // say frames that arrived inside the measured window
     var foreignSays = 0          // broadcast_say whose text is not a bench stamp or names an unknown sender
+    var unexpectedDeliveries = 0 // says received by a client that never saw its own join echo
     var joinFrames = 0
     var errorEvents = 0          // `error` events (rate_limited, …)
     var pingsAnswered = 0

@@ -33,8 +33,9 @@ public enum ProcessStats {
         return (utime + stime) / (ticks > 0 ? ticks : 100)
     }
 
-    /// Sum over `pids`; nil if any of them is gone.
+    /// Sum over `pids`; nil if there are none or any of them is gone.
     public static func cpuSeconds(pids: [Int32]) -> Double? {
+        guard !pids.isEmpty else { return nil }
         var total = 0.0
         for pid in pids {
             guard let s = cpuSeconds(pid: pid) else { return nil }

@@ -42,6 +42,8 @@ struct Bench: ParsableCommand {
     var payload: Int = 64
     @Option(name: .customLong("connect-rate"), help: "New connections per second (0 = unpaced).")
     var connectRate: Double = 2000
+    @Option(name: .customLong("connect-timeout"), help: "Seconds without connect progress after which the bench goes on with the clients it has.")
+    var connectTimeout: Double = 60
     @Option(help: "Client event-loop threads.")
     var threads: Int = 1
     @Option(help: "Open N connections, join, hold them until SIGTERM or --duration; no says.")
@@ -66,6 +68,7 @@ struct Bench: ParsableCommand {
         o.drain = drain
         o.payload = payload
         o.connectRate = connectRate
+        o.connectTimeout = connectTimeout
         o.threads = threads
         o.idle = idle
         o.idleHold = duration

@@ -1,0 +1,723 @@
+#!/usr/bin/env python3
+"""`make bench`: scenario F against chatmesh (mesh mode, 2 nodes), chatmesh (redis mode, 2 nodes +
+redis-server) and the kernel floor (../shared/bench/floor.c), in one run, on free loopback ports.
+
+    python3 bench/run.py                 # everything (~6-8 min on 2 cores); needs a release build
+    python3 bench/run.py --quick         # shorter windows, fewer rungs (a smoke run, ~2 min)
+    python3 bench/run.py --systems mesh  # only some systems (the floor is still run for ratios
+                                         # unless --no-floor)
+
+Scenario F: 1,000 clients, 10 rooms, 20 senders, 64-byte text. Figures:
+  (a) server CPU per delivery (utime+stime of every server process, redis-server included, from
+      /proc, sampled by the bench client exactly around its measured window) at rate 50 per
+      sender and at rate 0 (as fast as possible) with window 8;
+  (b) the highest rate of the ladder 25, 50, 100, 125, 200 per sender with p99 < 50 ms and no loss
+      (the ladder stops at the first rung that fails);
+  (c) latency p50 / p99 at rate 5;
+  (d) RSS per connection with 10,000 idle WebSocket connections on one node (fresh processes);
+  (e) inter-node bytes per message: mesh link bytes per PUB (/metrics), Redis bytes per PUBLISH
+      (INFO stats / commandstats).
+Every figure is printed beside the floor's, with the ratio to it; everything goes to
+bench/results/latest.json. Every process is started and stopped here, by pid, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LADDER = [25, 50, 100, 125, 200]
+P99_LIMIT_MS = 50.0
+SCENARIO = {"clients": 1000, "rooms": 10, "senders": 20, "payload": 64}
+IDLE_CONNECTIONS = 10_000
+ROOM_PREFIX = "r"
+
+PROCS: list[subprocess.Popen] = []   # everything we started, stopped by pid at exit
+LOG_DIR = Path(tempfile.mkdtemp(prefix="chatmesh-bench-"))
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# processes
+
+def stop(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
+
+
+def stop_all() -> None:
+    for proc in reversed(PROCS):
+        stop(proc)
+    PROCS.clear()
+
+
+def on_signal(number, _frame):
+    stop_all()
+    sys.exit(128 + number)
+
+
+def start(cmd: list[str], name: str, **kw) -> subprocess.Popen:
+    out = open(LOG_DIR / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=kw.pop("stdout", out), stderr=out,
+                            cwd=kw.pop("cwd", LOG_DIR), **kw)
+    PROCS.append(proc)
+    return proc
+
+
+def log_tail(name: str, n: int = 30) -> str:
+    try:
+        lines = (LOG_DIR / f"{name}.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def wait_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_tail(name)}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} is not listening on {port} after {timeout} s:\n{log_tail(name)}")
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+        return r.read().decode()
+
+
+def proc_io(pid: int) -> dict:
+    try:
+        return {k: int(v) for k, v in (l.split(": ") for l in Path(f"/proc/{pid}/io").read_text().splitlines())}
+    except (OSError, ValueError):
+        return {}
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# ------------------------------------------------------------------------------------------------
+# the systems
+
+class System:
+    name = ""
+    label = ""
+
+    def __init__(self, args):
+        self.args = args
+        self.procs: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def targets(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for p in self.procs:  # in start order: chatmesh nodes before the redis-server they use
+            stop(p)
+            if p in PROCS:
+                PROCS.remove(p)
+        self.procs = []
+
+    def check_alive(self) -> None:
+        for p in self.procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{self.name}: a server process ({p.args[0]}) exited with {p.returncode}")
+
+    def counters(self) -> dict:
+        return {}
+
+    def idle_pid(self) -> int:
+        return self.procs[0].pid
+
+
+class Floor(System):
+    name = "floor"
+    label = "floor (C, 1 process)"
+
+    def start(self) -> None:
+        port = free_ports(1)[0]
+        proc = start([str(self.args.floor_bin), str(port)], "floor")
+        self.procs, self.ports = [proc], [port]
+        wait_port(port, proc, "floor")
+
+    def counters(self) -> dict:
+        """send()/writev() calls, from the floor's own stats line (SIGUSR1 → stderr)."""
+        if not self.procs or self.procs[0].poll() is not None:
+            return {}
+        path = LOG_DIR / "floor.log"
+        size = path.stat().st_size if path.exists() else 0
+        os.kill(self.procs[0].pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            with open(path, "rb") as f:
+                f.seek(size)
+                m = re.search(rb"floor-stats .*?\bsends=(\d+)", f.read())
+            if m:
+                return {"write_syscalls": int(m.group(1))}
+        return {}
+
+
+class Chatmesh(System):
+    """Two `chatmesh serve` nodes (and a redis-server in redis mode) from one cluster.conf."""
+
+    def __init__(self, args, fanout: str):
+        super().__init__(args)
+        self.fanout = fanout
+        self.name = fanout
+        self.label = f"chatmesh {fanout} (2 nodes{' + redis' if fanout == 'redis' else ''})"
+        self.redis_port = None
+        self.redis_proc = None
+
+    def conf(self, listen: list[int], mesh: list[int]) -> str:
+        lines = [
+            "# written by bench/run.py",
+            "[cluster]", f"fanout = {self.fanout}", "secret = bench-secret-0123456789",
+            "",
+            "[limits]", "say_rate = 1000000", "say_burst = 1000000", f"max_connections = {IDLE_CONNECTIONS * 2}",
+            "",
+        ]
+        if self.fanout == "redis":
+            lines += ["[redis]", f"url = redis://127.0.0.1:{self.redis_port}/0", ""]
+        for i, (lp, mp) in enumerate(zip(listen, mesh), 1):
+            lines += [f"[node a{i}]", f"listen = 127.0.0.1:{lp}", f"mesh = 127.0.0.1:{mp}", ""]
+        return "\n".join(lines)
+
+    def start(self) -> None:
+        ports = free_ports(5)
+        listen, mesh = ports[:2], ports[2:4]
+        self.procs = []
+        if self.fanout == "redis":
+            self.redis_port = ports[4]
+            self.redis_proc = start([self.args.redis_bin, "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                     "--save", "", "--appendonly", "no", "--protected-mode", "no",
+                                     "--maxclients", "1000"], "redis-server")
+            wait_port(self.redis_port, self.redis_proc, "redis-server")
+        conf = LOG_DIR / f"cluster-{self.fanout}.conf"
+        conf.write_text(self.conf(listen, mesh))
+        nodes = []
+        for i in (1, 2):
+            nodes.append(start([str(self.args.chatmesh), "serve", "--config", str(conf), "--node", f"a{i}",
+                                "--log-level", "warning"], f"{self.fanout}-a{i}"))
+        self.procs = nodes + ([self.redis_proc] if self.redis_proc else [])
+        self.ports = listen
+        for i, (port, proc) in enumerate(zip(listen, nodes), 1):
+            wait_port(port, proc, f"{self.fanout}-a{i}")
+        # Ready: /healthz 200 on both, and in mesh mode both links up.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                bodies = [json.loads(http_get(p, "/healthz")) for p in listen]
+                if self.fanout != "mesh" or all(b.get("mesh", {}).get("peers_up") for b in bodies):
+                    break
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: nodes not ready:\n" + log_tail(f"{self.fanout}-a1") +
+                                   "\n" + log_tail(f"{self.fanout}-a2"))
+            self.check_alive()
+            time.sleep(0.1)
+
+    def metrics(self) -> dict:
+        """Sum of every sample over both nodes, keyed by name{labels}."""
+        out: dict[str, float] = {}
+        for port in self.ports:
+            for line in http_get(port, "/metrics").splitlines():
+                if not line or line.startswith("#"):
+                    continue
+                m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)', line)
+                if not m:
+                    continue
+                name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+                try:
+                    v = float(value)
+                except ValueError:
+                    continue
+                direction = re.search(r'direction="(\w+)"', labels)
+                key = name + (f"/{direction.group(1)}" if direction else "")
+                out[key] = out.get(key, 0.0) + v
+        return out
+
+    def redis_info(self) -> dict:
+        with socket.create_connection(("127.0.0.1", self.redis_port), timeout=5) as s:
+            info = {}
+            for section in ("stats", "commandstats"):
+                s.sendall(f"INFO {section}\r\n".encode())
+                buf = b""
+                while b"\r\n" not in buf:
+                    buf += s.recv(65536)
+                header, rest = buf.split(b"\r\n", 1)
+                n = int(header[1:])
+                while len(rest) < n + 2:
+                    rest += s.recv(65536)
+                for line in rest[:n].decode().splitlines():
+                    if ":" in line and not line.startswith("#"):
+                        k, v = line.split(":", 1)
+                        info[k] = v
+            return info
+
+    def counters(self) -> dict:
+        # write()/writev() calls of the chatmesh nodes (syscw; includes event-loop wake-ups
+        # and mesh/redis links, so a little more than the client writes).
+        c = {"write_syscalls": sum(proc_io(p.pid).get("syscw", 0) for p in self.procs if p is not self.redis_proc)}
+        if self.fanout == "mesh":
+            m = self.metrics()
+            c["mesh_bytes_out"] = m.get("chatmesh_mesh_bytes_total/out", 0)
+            c["mesh_frames_out"] = m.get("chatmesh_mesh_frames_total/out", 0)
+            c["mesh_pubs_forwarded"] = m.get("chatmesh_mesh_pubs_forwarded_total", 0)
+        else:
+            info = self.redis_info()
+            c["redis_net_in"] = int(info.get("total_net_input_bytes", 0))
+            c["redis_net_out"] = int(info.get("total_net_output_bytes", 0))
+            pub = re.search(r"calls=(\d+)", info.get("cmdstat_publish", ""))
+            c["redis_publish_calls"] = int(pub.group(1)) if pub else 0
+        return c
+
+
+# ------------------------------------------------------------------------------------------------
+# running the bench client
+
+def bench(args, system: System, *, rate: float, window: int = 8, duration: float | None = None,
+          label: str = "") -> dict:
+    duration = duration or args.duration
+    cmd = [str(args.chatmesh), "bench", "--json-only", "--targets", system.targets(),
+           "--clients", str(SCENARIO["clients"]), "--rooms", str(SCENARIO["rooms"]),
+           "--senders", str(SCENARIO["senders"]), "--payload", str(SCENARIO["payload"]),
+           "--rate", str(rate), "--window", str(window), "--duration", str(duration),
+           "--warmup", str(args.warmup), "--threads", str(args.client_threads),
+           "--room-prefix", ROOM_PREFIX, "--connect-timeout", "15",
+           "--server-pids", ",".join(str(p) for p in system.pids)]
+    # Server counters (mesh /metrics, redis INFO) are sampled when the client says its measured
+    # window opens and closes, so that joins, quits and warmup traffic stay out of them.
+    marks: dict[str, dict] = {}
+    errors: list[str] = []
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=LOG_DIR)
+    PROCS.append(proc)
+
+    def watch_stderr():
+        with open(LOG_DIR / "client.log", "ab") as logf:
+            for raw in proc.stderr:
+                logf.write(raw)
+                line = raw.decode(errors="replace").strip()
+                if line in ("# window open", "# window closed"):
+                    try:
+                        marks[line] = system.counters()
+                    except Exception as e:  # noqa: BLE001 - reported with the run
+                        errors.append(f"{line}: {e}")
+
+    watcher = threading.Thread(target=watch_stderr, daemon=True)
+    watcher.start()
+    try:
+        out = proc.stdout.read()
+        proc.wait(timeout=duration + args.warmup + 120)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise RuntimeError(f"bench client timed out ({label}):\n{log_tail('client')}")
+    finally:
+        watcher.join(timeout=10)
+        stop(proc)
+        if proc in PROCS:
+            PROCS.remove(proc)
+    lines = [l for l in out.decode().splitlines() if l.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"bench client failed ({label}, exit {proc.returncode}):\n{log_tail('client')}")
+    result = json.loads(lines[-1])
+    before, after = marks.get("# window open"), marks.get("# window closed")
+    if before is not None and after is not None:
+        result["server_counters"] = {k: after[k] - before.get(k, 0) for k in after}
+    if errors:
+        result["counter_errors"] = errors
+    system.check_alive()
+    ok = sustainable(result)
+    unjoined = result["connected"] - result["joined"]
+    missing_joins = f"  ({unjoined} connected clients never got their own join echo)" if unjoined else ""
+    log(f"  {system.name:5} {label:18} {result['deliveries_per_s']:>9.0f}/s  "
+        f"p50 {result['latency_p50_ms']:7.2f}  p99 {result['latency_p99_ms']:7.2f} ms  "
+        f"lost {result['lost']}  dup {result['duplicated']}  reord {result['reordered']}  "
+        f"cpu {result.get('server_cpu_us_per_delivery', float('nan')):.2f} µs/deliv  "
+        f"client {result['client_cpu_s']:.1f}s{'' if ok else '  (not sustainable)'}{missing_joins}")
+    return result
+
+
+def sustainable(r: dict) -> bool:
+    return (r["lost"] == 0 and r["latency_p99_ms"] < P99_LIMIT_MS and r["connected"] == SCENARIO["clients"]
+            and r["disconnects"] == 0 and r["error_events"] == 0)
+
+
+def idle_rss(args, system: System) -> dict:
+    """Fresh processes; RSS of one node before, and with N idle joined connections."""
+    system.start()
+    try:
+        pid = system.idle_pid()
+        time.sleep(1.5)
+        before = rss_kib(pid)
+        port = system.ports[0]
+        cmd = [str(args.chatmesh), "bench", "--json-only", "--targets", f"127.0.0.1:{port}",
+               "--idle", str(args.idle), "--connect-rate", "5000", "--threads", str(args.client_threads)]
+        proc = start(cmd, "client-idle", stdout=subprocess.PIPE)
+        try:
+            line = proc.stdout.readline().decode()
+            if not line.startswith("{"):
+                raise RuntimeError(f"idle client: no ready line:\n{log_tail('client-idle')}")
+            ready = json.loads(line)
+            time.sleep(2.0)  # let the server settle (the floor trims its buffers after 1 s idle)
+            after = rss_kib(pid)
+            system.check_alive()
+            os.kill(proc.pid, signal.SIGTERM)
+            out, _ = proc.communicate(timeout=60)
+            final = [l for l in out.decode().splitlines() if l.startswith("{")]
+            report = json.loads(final[-1]) if final else {}
+        finally:
+            stop(proc)
+            if proc in PROCS:
+                PROCS.remove(proc)
+        n = ready.get("joined", 0)
+        per = (after - before) * 1024 / n if n else None
+        log(f"  {system.name:5} idle {n} connections: RSS {before} KiB -> {after} KiB = "
+            f"{per:.0f} B per connection" if per is not None else f"  {system.name}: no idle connections")
+        return {"connections": n, "rss_before_kib": before, "rss_after_kib": after,
+                "rss_per_connection_bytes": per, "client": report}
+    finally:
+        system.stop()
+
+
+def run_system(args, system: System) -> dict:
+    log(f"== {system.label}")
+    res: dict = {"label": system.label}
+    if not args.skip_idle:
+        res["idle"] = idle_rss(args, system)
+    system.start()
+    try:
+        res["pids"] = system.pids
+        runs = {}
+        runs["rate5"] = bench(args, system, rate=5, label="rate 5")
+        runs["max_w8"] = bench(args, system, rate=0, window=8, label="max, window 8")
+        ladder = []
+        for rung in args.ladder:
+            r = bench(args, system, rate=rung, label=f"rate {rung}")
+            runs[f"rate{rung}"] = r
+            ladder.append({"rate": rung, "ok": sustainable(r)})
+            if not sustainable(r):
+                break
+        if "rate50" not in runs:
+            runs["rate50"] = bench(args, system, rate=50, label="rate 50")
+        res["runs"] = runs
+        res["ladder"] = ladder
+        best = 0
+        for step in ladder:
+            if not step["ok"]:
+                break
+            best = step["rate"]
+        res["max_sustainable_rate"] = best
+    finally:
+        system.stop()
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# summary
+
+def summarize(name: str, res: dict) -> dict:
+    runs = res.get("runs", {})
+    s: dict = {}
+    r50, rmax, r5 = runs.get("rate50"), runs.get("max_w8"), runs.get("rate5")
+    if r50:
+        s["cpu_us_per_delivery_rate50"] = r50.get("server_cpu_us_per_delivery")
+        s["deliveries_per_s_rate50"] = r50["deliveries_per_s"]
+    if rmax:
+        s["cpu_us_per_delivery_max_w8"] = rmax.get("server_cpu_us_per_delivery")
+        s["deliveries_per_s_max_w8"] = rmax["deliveries_per_s"]
+    s["max_sustainable_rate"] = res.get("max_sustainable_rate")
+    s["join_echoes_missing"] = sum(r["connected"] - r["joined"] for r in runs.values())
+    s["max_sustainable_deliveries_per_s"] = (res.get("max_sustainable_rate") or 0) * SCENARIO["senders"] * (
+        SCENARIO["clients"] // SCENARIO["rooms"])
+    if r5:
+        s["latency_p50_ms_rate5"] = r5["latency_p50_ms"]
+        s["latency_p99_ms_rate5"] = r5["latency_p99_ms"]
+    if "idle" in res:
+        s["rss_per_idle_connection_bytes"] = res["idle"]["rss_per_connection_bytes"]
+    for key, run in (("rate50", r50), ("max_w8", rmax)):
+        writes = (run or {}).get("server_counters", {}).get("write_syscalls")
+        if writes:
+            s[f"frames_per_write_{key}"] = run["window_deliveries"] / writes
+    # (e) inter-node bytes per message, from the rate-50 run's server counters
+    c = (r50 or {}).get("server_counters", {})
+    # the Socket.IO packet a say becomes: 2["message",{"event":"broadcast_say","data":{"username":"bN","text":"…"}}]
+    senders = SCENARIO["senders"]
+    avg_user = sum(len(f"b{i}") for i in range(senders)) / senders
+    avg_room = sum(len(f"{ROOM_PREFIX}{i}") for i in range(SCENARIO["rooms"])) / SCENARIO["rooms"]
+    event_json = len('{"event":"broadcast_say","data":{"username":"","text":""}}') + avg_user + SCENARIO["payload"]
+    packet = len('2["message",]') + event_json
+    if c.get("mesh_pubs_forwarded"):
+        per = c["mesh_bytes_out"] / c["mesh_pubs_forwarded"]
+        s["internode_bytes_per_message"] = per
+        s["internode_payload_bytes"] = packet
+        s["internode_overhead_bytes"] = per - packet
+        s["internode_overhead_bytes_without_room"] = per - packet - avg_room
+        s["internode_frames_per_pub"] = c["mesh_frames_out"] / c["mesh_pubs_forwarded"]
+    if c.get("redis_publish_calls"):
+        pubs = c["redis_publish_calls"]
+        nodes = 2
+        s["redis_in_bytes_per_publish"] = c["redis_net_in"] / pubs
+        s["redis_out_bytes_per_publish"] = c["redis_net_out"] / pubs
+        # per message per link: node->redis PUBLISH, and redis->each subscribed node
+        s["internode_bytes_per_message"] = (c["redis_net_in"] + c["redis_net_out"]) / pubs / (1 + nodes)
+        s["internode_payload_bytes"] = event_json
+        s["internode_overhead_bytes"] = s["internode_bytes_per_message"] - event_json
+    return s
+
+
+FIGURES = [
+    ("(a) server CPU µs per delivery, rate 50", "cpu_us_per_delivery_rate50", "{:.2f}"),
+    ("    deliveries/s at rate 50", "deliveries_per_s_rate50", "{:,.0f}"),
+    ("    deliveries per write syscall at rate 50", "frames_per_write_rate50", "{:.2f}"),
+    ("(a) server CPU µs per delivery, max (window 8)", "cpu_us_per_delivery_max_w8", "{:.2f}"),
+    ("    deliveries/s at max (window 8)", "deliveries_per_s_max_w8", "{:,.0f}"),
+    ("    deliveries per write syscall at max", "frames_per_write_max_w8", "{:.2f}"),
+    ("(b) max sustainable rate per sender", "max_sustainable_rate", "{:.0f}"),
+    ("    = deliveries/s", "max_sustainable_deliveries_per_s", "{:,.0f}"),
+    ("(c) latency p50 ms, rate 5", "latency_p50_ms_rate5", "{:.2f}"),
+    ("(c) latency p99 ms, rate 5", "latency_p99_ms_rate5", "{:.2f}"),
+    ("(d) RSS bytes per idle connection", "rss_per_idle_connection_bytes", "{:,.0f}"),
+    ("(e) inter-node bytes per message per link", "internode_bytes_per_message", "{:.1f}"),
+    ("    of which framing (beyond the payload)", "internode_overhead_bytes", "{:.1f}"),
+]
+
+
+def table(summaries: dict, order: list[str]) -> list[dict]:
+    rows = []
+    floor = summaries.get("floor", {})
+    for title, key, fmt in FIGURES:
+        row = {"figure": title, "key": key}
+        for name in order:
+            v = summaries.get(name, {}).get(key)
+            row[name] = v
+            f = floor.get(key)
+            if name != "floor" and isinstance(v, (int, float)) and isinstance(f, (int, float)) and f:
+                row[f"{name}_x_floor"] = v / f
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict], order: list[str], labels: dict) -> str:
+    def cell(v, fmt):
+        return "-" if v is None else fmt.format(v)
+    fmts = {k: f for _, k, f in FIGURES}
+    header = ["figure"] + [n for n in order for n in ([n] if n == "floor" else [n, "×floor"])]
+    body = []
+    for row in rows:
+        line = [row["figure"]]
+        for n in order:
+            line.append(cell(row.get(n), fmts[row["key"]]))
+            if n != "floor":
+                x = row.get(f"{n}_x_floor")
+                line.append("-" if x is None else f"{x:.2f}×")
+        body.append(line)
+    widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
+    out = []
+    for j, r in enumerate([header] + body):
+        out.append("  ".join(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(r)))
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    legend = "; ".join(f"{n} = {labels[n]}" for n in order)
+    return "\n".join(out) + "\n" + legend
+
+
+# ------------------------------------------------------------------------------------------------
+
+def find_shared() -> Path | None:
+    env = os.environ.get("CHATMESH_SHARED")
+    candidates = ([Path(env)] if env else []) + [ROOT.parent / "shared", ROOT / "shared", ROOT.parent.parent / "shared"]
+    for c in candidates:
+        if (c / "bench" / "floor.c").exists():
+            return c
+    return None
+
+
+def machine() -> dict:
+    info = {"cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        mem = Path("/proc/meminfo").read_text().split("\n")[0].split()
+        info["memory_gib"] = round(int(mem[1]) / 1024 / 1024, 1)
+        info["loadavg_at_start"] = Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        pass
+    return info
+
+
+def ensure_redis(args) -> str | None:
+    path = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+    if path or os.geteuid() != 0:
+        return path
+    log("installing redis-server (apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    lock = ["-o", "DPkg::Lock::Timeout=600"]
+    subprocess.run(["apt-get", *lock, "update", "-qq"], env=env, check=False)
+    subprocess.run(["apt-get", *lock, "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
+                   env=env, check=False, stdout=subprocess.DEVNULL)
+    if os.path.exists("/usr/sbin/service"):
+        # Debian's package starts its own redis on 6379; we use our own, so stop that one.
+        subprocess.run(["service", "redis-server", "stop"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return shutil.which("redis-server")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--systems", default="floor,mesh,redis", help="comma-separated: floor, mesh, redis")
+    ap.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--ladder", default=",".join(map(str, LADDER)))
+    ap.add_argument("--idle", type=int, default=IDLE_CONNECTIONS)
+    ap.add_argument("--skip-idle", action="store_true")
+    ap.add_argument("--client-threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="3 s windows, ladder 25,50,100, 2,000 idle")
+    ap.add_argument("--chatmesh", default=os.environ.get("CHATMESH_BIN", str(ROOT / ".build" / "release" / "chatmesh")))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.warmup, args.ladder, args.idle = 3.0, 1.0, "25,50,100", 2000
+    args.ladder = [int(x) for x in args.ladder.split(",") if x]
+    order = [s.strip() for s in args.systems.split(",") if s.strip()]
+
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    args.chatmesh = Path(args.chatmesh).resolve()
+    if not args.chatmesh.exists():
+        log(f"no chatmesh binary at {args.chatmesh}: run `swift build -c release` (or `make bench`)")
+        return 1
+    shared = find_shared()
+    if "floor" in order:
+        if shared is None:
+            log("../shared/bench/floor.c not found (set CHATMESH_SHARED); running without the floor")
+            order.remove("floor")
+        else:
+            args.floor_bin = ROOT / ".build" / "floor"
+            args.floor_bin.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["gcc", "-O2", "-o", str(args.floor_bin), str(shared / "bench" / "floor.c")], check=True)
+    if "redis" in order:
+        args.redis_bin = ensure_redis(args)
+        if not args.redis_bin:
+            log("no redis-server (and cannot install it): running without redis mode")
+            order.remove("redis")
+
+    systems = {"floor": lambda: Floor(args), "mesh": lambda: Chatmesh(args, "mesh"),
+               "redis": lambda: Chatmesh(args, "redis")}
+    started = time.monotonic()
+    results, summaries, labels, errors = {}, {}, {}, {}
+    env = machine()
+    log(f"logs in {LOG_DIR}; machine {env.get('cpu', '?')}, {env['cores']} cores, load {env.get('loadavg_at_start')}")
+    for name in order:
+        system = systems[name]()
+        labels[name] = system.label
+        try:
+            results[name] = run_system(args, system)
+            summaries[name] = summarize(name, results[name])
+        except Exception as e:  # one system failing does not lose the others' figures
+            log(f"{name} FAILED: {e}")
+            errors[name] = str(e)
+            system.stop()
+    rows = table(summaries, order)
+    text = print_table(rows, order, labels)
+    print()
+    print(f"Scenario F: {SCENARIO['clients']} clients, {SCENARIO['rooms']} rooms, {SCENARIO['senders']} senders, "
+          f"{SCENARIO['payload']}-byte text; {args.duration:g} s windows after {args.warmup:g} s warmup; "
+          f"bench client: {args.client_threads} threads on the same {env['cores']} cores.")
+    print(text)
+    for name in order:
+        missing = summaries.get(name, {}).get("join_echoes_missing")
+        if missing:
+            print(f"{name}: {missing} client(s) never received their own join broadcast (see the run log)")
+    for name, err in errors.items():
+        print(f"{name}: FAILED: {err.splitlines()[0] if err else ''}")
+    doc = {
+        "generated_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "machine": env,
+        "scenario": {**SCENARIO, "ladder": args.ladder, "p99_limit_ms": P99_LIMIT_MS, "duration_s": args.duration,
+                     "warmup_s": args.warmup, "idle_connections": args.idle, "client_threads": args.client_threads,
+                     "quick": args.quick},
+        "systems": labels,
+        "table": rows,
+        "summary": summaries,
+        "results": results,
+        "errors": errors,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    tmp.replace(out)
+    log(f"results in {out} ({doc['elapsed_s']} s)")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
