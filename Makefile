@@ -5,7 +5,7 @@ SWIFT ?= swift
 BIN := .build/debug/chatmesh
 PYTEST := .venv/bin/pytest
 
-.PHONY: all build run test unit-test integration-test browser-test build-deps test-deps clean install bench
+.PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench
 
 all: build
 
@@ -23,11 +23,15 @@ run: build
 	@echo "Starting the nodes of cluster.conf; open a chat page below in two tabs. Ctrl-C stops them."
 	@$(BIN) cluster --config cluster.conf
 
-# Unit tests first (fast, byte-level), then the real-server suites with real clients.
-test: build test-deps
-	$(SWIFT) build --build-tests
+# Unit tests first (fast, byte-level), then the real-server suites with real clients. The Swift
+# build (products and tests in one go) and the test dependencies (apt, venv) run side by side.
+test: build-deps
+	@$(MAKE) --no-print-directory -j2 build-tests test-deps
 	$(SWIFT) test --skip-build
 	$(PYTEST) -q -p no:cacheprovider tests/integration tests/browser
+
+build-tests:
+	$(SWIFT) build --build-tests
 
 unit-test: build
 	$(SWIFT) test

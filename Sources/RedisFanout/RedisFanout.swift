@@ -275,7 +275,10 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             awaitingReply.append(.publish(pending))
             wrote = true
         }
-        if wrote { publisher.flush() }
+        if wrote {
+            publisher.flush()
+            metrics.buffered.record(outbox.count)
+        }
     }
 
     /// PINGs both connections; a connection silent past the limit is closed and reconnected.
@@ -314,6 +317,9 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     public func subscribe(room: String) {
         onLoop { [self] in
             guard localRooms.insert(room).inserted else { return }
+            // An UNSUBSCRIBE for this room may still be in flight: its old confirmation no
+            // longer counts; says wait for this SUBSCRIBE's (Redis answers in order).
+            confirmedChannels.remove(channelPrefix + room)
             subscriber?.send(["SUBSCRIBE", .string(channelPrefix + room)])
         }
     }
@@ -321,6 +327,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     public func unsubscribe(room: String) {
         onLoop { [self] in
             guard localRooms.remove(room) != nil else { return }
+            confirmedChannels.remove(channelPrefix + room)
             subscriber?.send(["UNSUBSCRIBE", .string(channelPrefix + room)])
         }
     }
