@@ -35,6 +35,7 @@ import pytest
 import requests
 
 from chatmesh_testkit import (WAIT, Metrics, RecordingClient, chatmesh_binary,  # noqa: F401
+                              free_ports, unique_room, wait_until,
                               join_msg, quit_msg, say_msg)  # noqa: F401 (re-exported)
 
 # Mesh frame types (Sources/MeshFanout/MeshFrame.swift)
@@ -47,36 +48,6 @@ AUTH_LABEL = b"chatmesh-mesh-auth-v1"
 
 # Generous limits for tests that send many says (the defaults are 20/s, burst 40).
 FAST_LIMITS = {"say_rate": 100000, "say_burst": 100000, "outbound_buffer": 16 * 1048576}
-
-
-def unique_room(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def wait_until(pred, timeout: float = WAIT, interval: float = 0.05, what: str = "condition"):
-    """Polls pred() (no locks held meanwhile) until it returns a truthy value; returns it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,7 +256,7 @@ class MeshCluster:
         self.dir = Path(tempfile.mkdtemp(prefix="chatmesh-mesh-"))
         self.conf_path = self.dir / "cluster.conf"
         all_names = self.names + self.phantoms
-        ports = _free_ports(2 * len(all_names))
+        ports = free_ports(2 * len(all_names))
         self.nodes: dict[str, MeshNode] = {}
         for i, n in enumerate(all_names):
             self.nodes[n] = MeshNode(self, n, ports[2 * i], ports[2 * i + 1])

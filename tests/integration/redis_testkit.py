@@ -32,43 +32,13 @@ import pytest
 import requests
 
 from chatmesh_testkit import (WAIT, Metrics, RecordingClient, chatmesh_binary,  # noqa: F401
+                              free_ports, unique_room, wait_until,
                               join_msg, quit_msg, say_msg)
 
 REDIS_PASSWORD = "t3st-Pa55"
 # Generous limits for tests that send many says (the defaults are 20/s, burst 40).
 FAST_LIMITS = {"say_rate": 100000, "say_burst": 100000, "outbound_buffer": 16 * 1048576}
 M = "message"
-
-
-def unique_room(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all bound at once, so they differ)."""
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def wait_until(pred, timeout: float = WAIT, interval: float = 0.02, what: str = "condition"):
-    """Polls pred() until it returns a truthy value; returns it (asserts on timeout)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def _stop_pid(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 5.0):

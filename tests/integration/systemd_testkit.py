@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from chatmesh_testkit import REPO, WAIT, chatmesh_binary
+from chatmesh_testkit import REPO, WAIT, chatmesh_binary, free_ports
 
 UNIT_DIR = REPO / "deploy" / "systemd"
 INSTALL_SCRIPT = REPO / "scripts" / "install-systemd.sh"
@@ -147,21 +147,6 @@ class NotifyListener:
 
 # --------------------------------------------------------------------------------------------
 # chatmesh under test
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (all bound at once, so they differ)."""
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 def cluster_conf(nodes: dict[str, tuple[int, int | None]], cluster: dict | None = None,
