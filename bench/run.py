@@ -135,6 +135,28 @@ def http_get(port: int, path: str, timeout: float = 5.0) -> str:
         return r.read().decode()
 
 
+def cpu_times() -> list[int]:
+    """The machine's /proc/stat cpu line: user nice system idle iowait irq softirq steal …"""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+
+
+def steal_percent(before: list[int], after: list[int]) -> float | None:
+    """Share of CPU time the hypervisor gave to others meanwhile (a noise gauge)."""
+    delta = [b - a for a, b in zip(before, after)]
+    total = sum(delta[:8])
+    return round(100.0 * delta[7] / total, 1) if total > 0 and len(delta) > 7 else None
+
+
+def calibrate() -> float:
+    """Milliseconds for a fixed CPU-bound loop: a gauge of how fast this (shared, virtual)
+    machine runs right now; it moves when a neighbour loads the host."""
+    t = time.perf_counter()
+    x = 0
+    for i in range(1_000_000):
+        x += i * i % 7
+    return round((time.perf_counter() - t) * 1000, 1)
+
+
 def proc_io(pid: int) -> dict:
     try:
         return {k: int(v) for k, v in (l.split(": ") for l in Path(f"/proc/{pid}/io").read_text().splitlines())}
@@ -366,6 +388,8 @@ def bench(args, system: System, *, rate: float, window: int = 8, duration: float
                     except Exception as e:  # noqa: BLE001 - reported with the run
                         errors.append(f"{line}: {e}")
 
+    speed_ms = calibrate()
+    cpu_before = cpu_times()
     watcher = threading.Thread(target=watch_stderr, daemon=True)
     watcher.start()
     try:
@@ -383,6 +407,8 @@ def bench(args, system: System, *, rate: float, window: int = 8, duration: float
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"bench client failed ({label}, exit {proc.returncode}):\n{log_tail('client')}")
     result = json.loads(lines[-1])
+    result["machine_steal_pct"] = steal_percent(cpu_before, cpu_times())
+    result["calibration_loop_ms"] = speed_ms
     before, after = marks.get("# window open"), marks.get("# window closed")
     if before is not None and after is not None:
         result["server_counters"] = {k: after[k] - before.get(k, 0) for k in after}
@@ -396,7 +422,8 @@ def bench(args, system: System, *, rate: float, window: int = 8, duration: float
         f"p50 {result['latency_p50_ms']:7.2f}  p99 {result['latency_p99_ms']:7.2f} ms  "
         f"lost {result['lost']}  dup {result['duplicated']}  reord {result['reordered']}  "
         f"cpu {result.get('server_cpu_us_per_delivery', float('nan')):.2f} µs/deliv  "
-        f"client {result['client_cpu_s']:.1f}s{'' if ok else '  (not sustainable)'}{missing_joins}")
+        f"client {result['client_cpu_s']:.1f}s  steal {result['machine_steal_pct']}%  calib {speed_ms} ms"
+        f"{'' if ok else '  (not sustainable)'}{missing_joins}")
     return result
 
 
