@@ -49,6 +49,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_healthz(proc, base_url: str, what: str, log_text, timeout: float = 20.0,
+                     interval: float = 0.02) -> dict:
+    """Polls `base_url`/healthz until it answers 200 and returns the body; fails at once (with
+    `log_text()`) if `proc` exits meanwhile, and after `timeout` with the last answer seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} during start\n{log_text()}")
+        try:
+            r = requests.get(base_url + "/healthz", timeout=1)
+            if r.status_code == 200:
+                return r.json()
+            last = f"HTTP {r.status_code}: {r.text[:200]}"
+        except requests.RequestException as e:
+            last = repr(e)
+        time.sleep(interval)
+    raise RuntimeError(f"{what}: /healthz not 200 within {timeout}s (last: {last})\n{log_text()}")
+
+
 def free_ports(n: int) -> list[int]:
     """n distinct free loopback ports (all bound at once, so they differ)."""
     socks, ports = [], []
@@ -143,24 +163,14 @@ class ChatmeshNode:
                 if e.errno != errno.ETXTBSY or attempt == 99:
                     raise
                 time.sleep(0.1)
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chatmesh exited with {self.proc.returncode} during start\n"
-                                   f"--- config ---\n{self.config_text()}\n"
-                                   f"--- stderr ---\n{self.stderr_text()}")
-            try:
-                r = requests.get(self.http + "/healthz", timeout=1)
-                if r.status_code == 200:
-                    return self
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-            except requests.RequestException as e:
-                last = repr(e)
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"chatmesh /healthz not 200 within {timeout}s (last: {last})\n"
-                           f"--- stderr ---\n{self.stderr_text()}")
+        try:
+            wait_for_healthz(self.proc, self.http, "chatmesh", timeout=timeout, interval=0.05,
+                             log_text=lambda: f"--- config ---\n{self.config_text()}\n"
+                                              f"--- stderr ---\n{self.stderr_text()}")
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -35,7 +35,7 @@ import pytest
 import requests
 
 from chatmesh_testkit import (WAIT, Metrics, RecordingClient, chatmesh_binary,  # noqa: F401
-                              free_ports, unique_room, wait_until,
+                              free_ports, unique_room, wait_for_healthz, wait_until,
                               join_msg, quit_msg, say_msg)  # noqa: F401 (re-exported)
 
 # Mesh frame types (Sources/MeshFanout/MeshFrame.swift)
@@ -129,22 +129,8 @@ class MeshNode:
         return t
 
     def wait_healthy(self, timeout: float = 20.0) -> dict:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.name} exited with {self.proc.returncode} during "
-                                   f"start\n--- log ---\n{self.log_text()}")
-            try:
-                r = requests.get(self.http + "/healthz", timeout=1)
-                if r.status_code == 200:
-                    return r.json()
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as e:
-                last = repr(e)
-            time.sleep(0.02)
-        raise RuntimeError(f"node {self.name}: /healthz not 200 within {timeout}s ({last})\n"
-                           f"{self.log_text()}")
+        """Polls /healthz until 200; returns the body."""
+        return wait_for_healthz(self.proc, self.http, f"node {self.name}", self.log_text, timeout)
 
     def start(self, conf_path: Path | None = None) -> "MeshNode":
         self.spawn(conf_path)

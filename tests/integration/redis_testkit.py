@@ -32,7 +32,7 @@ import pytest
 import requests
 
 from chatmesh_testkit import (WAIT, Metrics, RecordingClient, chatmesh_binary,  # noqa: F401
-                              free_ports, unique_room, wait_until,
+                              free_ports, unique_room, wait_for_healthz, wait_until,
                               join_msg, quit_msg, say_msg)
 
 REDIS_PASSWORD = "t3st-Pa55"
@@ -334,22 +334,7 @@ class ClusterNode:
 
     def wait_healthy(self, timeout: float = 20.0) -> dict:
         """Polls /healthz until 200; returns the body."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"node {self.name} exited with {self.proc.returncode}\n"
-                                   f"{self.log_text()}")
-            try:
-                r = requests.get(self.http + "/healthz", timeout=1)
-                if r.status_code == 200:
-                    return r.json()
-                last = f"HTTP {r.status_code} {r.text[:200]}"
-            except requests.RequestException as e:
-                last = repr(e)
-            time.sleep(0.02)
-        raise AssertionError(f"node {self.name}: /healthz not 200 within {timeout}s ({last})\n"
-                             f"{self.log_text()}")
+        return wait_for_healthz(self.proc, self.http, f"node {self.name}", self.log_text, timeout)
 
     def wait_listening(self, timeout: float = 20.0) -> tuple[int, dict]:
         """Polls /healthz until it answers at all (200 or 503); returns (status, body)."""

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from chatmesh_testkit import REPO, WAIT, chatmesh_binary, free_ports
+from chatmesh_testkit import REPO, WAIT, chatmesh_binary, free_ports, wait_for_healthz
 
 UNIT_DIR = REPO / "deploy" / "systemd"
 INSTALL_SCRIPT = REPO / "scripts" / "install-systemd.sh"
@@ -249,22 +249,8 @@ class NodeProcess:
         self.wait_log(f"Listening on 127.0.0.1:{port}", timeout)
 
     def wait_healthy(self, port: int, timeout: float = 20.0) -> dict:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"exited with {self.proc.returncode} during start\n"
-                                   f"{self.log_text()}")
-            try:
-                r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                if r.status_code == 200:
-                    return r.json()
-                last = f"HTTP {r.status_code}"
-            except requests.RequestException as e:
-                last = repr(e)
-            time.sleep(0.02)
-        raise RuntimeError(f"/healthz on {port} not 200 within {timeout}s ({last})\n"
-                           f"{self.log_text()}")
+        return wait_for_healthz(self.proc, f"http://127.0.0.1:{port}", f"chatmesh on port {port}",
+                                self.log_text, timeout)
 
     def terminate(self) -> float:
         """SIGTERM now; returns the monotonic time it was sent."""
