@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: [
         .systemLibrary(
@@ -70,6 +71,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         .target(
@@ -101,6 +104,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"]),
+        .testTarget(
+            name: "ChatServerTests",
+            dependencies: [
+                "ChatServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "ChatBenchTests", dependencies: ["ChatBench"]),
         .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"]),
         .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"]),
@@ -133,3 +144,28 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// MARK: - Fuzzing (begin) ------------------------------------------------------------------
+// libFuzzer targets, one per decoder, in Fuzz/<Target>/. They exist only when CHATMESH_FUZZ
+// is set, so a normal `swift build` / `swift test` never sees them; `make fuzz` (Fuzz/run.sh)
+// sets it and builds them with sanitizer coverage and ASan into .build-fuzz.
+if Context.environment["CHATMESH_FUZZ"] != nil {
+    let nio: [Target.Dependency] = [.product(name: "NIOCore", package: "swift-nio")]
+    func fuzzTarget(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+        .executableTarget(name: name, dependencies: ["FuzzSupport"] + dependencies, path: "Fuzz/\(name)")
+    }
+    package.targets += [
+        .target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
+        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], path: "Fuzz/FuzzSupport"),
+        fuzzTarget("FuzzEnginePacket", ["EngineIO"]),
+        fuzzTarget("FuzzPollingPayload", ["EngineIO"]),
+        fuzzTarget("FuzzEngineRequest", ["EngineIO"]),
+        fuzzTarget("FuzzSocketPacket", ["EngineIO", "SocketIO"]),
+        fuzzTarget("FuzzJSON", ["SocketIO"]),
+        fuzzTarget("FuzzMeshFrame", ["MeshFanout"] + nio),
+        fuzzTarget("FuzzMeshHandshake", ["MeshFanout"] + nio),
+        fuzzTarget("FuzzRESP", ["RedisFanout"] + nio),
+        fuzzTarget("FuzzClusterConfig", ["ClusterConfig"]),
+    ]
+}
+// MARK: - Fuzzing (end) --------------------------------------------------------------------

@@ -51,6 +51,7 @@ public final class ChatNode: @unchecked Sendable {
         let (meshForHealth, redisForHealth) = (mesh, redis)
         self.context = ServerContext(
             nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger,
+            eventLoops: loops,
             health: {
                 if let redis = redisForHealth {
                     // A Redis-mode node without its subscriber would not see any room: not ready.
@@ -90,7 +91,7 @@ public final class ChatNode: @unchecked Sendable {
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline(
-                    withServerUpgrade: (upgraders: [WebSocketUpgrade(context: context).makeUpgrader()], completionHandler: { _ in })
+                    withServerUpgrade: (upgraders: [WebSocketUpgrade(context: context)], completionHandler: { _ in })
                 ).flatMapThrowing {
                     // A connection that sends nothing for longer than a long-poll can wait is
                     // dropped; after a WebSocket upgrade the Engine.IO heartbeat takes over.

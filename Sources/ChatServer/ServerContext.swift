@@ -17,6 +17,8 @@ final class ServerContext: Sendable {
     let metrics: ServerMetrics
     let logger: Logger
     let startedAt: NIODeadline
+    /// The heartbeat timers of each event loop's sessions.
+    private let heartbeatWheels: [ObjectIdentifier: HeartbeatWheel]
     /// Set when the node drains: new sessions are refused (503), existing ones wind down.
     let draining = NIOLockedValueBox(false)
     var isDraining: Bool { draining.withLockedValue { $0 } }
@@ -25,6 +27,7 @@ final class ServerContext: Sendable {
     let health: @Sendable () -> HealthDetails
 
     init(nodeName: String, engine: EngineSettings, limits: LimitSettings, hub: RoomHub, metrics: ServerMetrics, logger: Logger,
+         eventLoops: [any EventLoop],
          health: @escaping @Sendable () -> HealthDetails = { HealthDetails(ready: true, fields: []) }) {
         self.health = health
         self.nodeName = nodeName
@@ -39,6 +42,18 @@ final class ServerContext: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.startedAt = .now()
+        let shortest = TimeAmount.milliseconds(Int64(min(engine.pingIntervalMs, engine.pingTimeoutMs)))
+        let longest = TimeAmount.milliseconds(Int64(max(engine.pingIntervalMs, engine.pingTimeoutMs)))
+        self.heartbeatWheels = Dictionary(uniqueKeysWithValues: eventLoops.map {
+            (ObjectIdentifier($0), HeartbeatWheel(eventLoop: $0, shortestDelay: shortest, longestDelay: longest))
+        })
+    }
+
+    func heartbeatWheel(for eventLoop: any EventLoop) -> HeartbeatWheel {
+        guard let wheel = heartbeatWheels[ObjectIdentifier(eventLoop)] else {
+            preconditionFailure("event loop \(eventLoop) has no heartbeat wheel")
+        }
+        return wheel
     }
 
     /// The Origin check shared by polling (CORS) and WebSocket: no Origin header (non-browser

@@ -14,7 +14,10 @@ public struct SocketIOServerSession: Sendable {
     }
 
     public let namespaces: Set<String>
-    public private(set) var connected: [String: String] = [:] // namespace -> socket sid
+    /// Connected namespaces: `/` as a flag and others in a set, so the usual client (only `/`)
+    /// allocates nothing here. The socket sid is not kept: it is only ever sent, once.
+    private var rootConnected = false
+    private var otherConnected: Set<String> = []
     private var reassembler = BinaryReassembler()
 
     /// Shared by every session that serves only `/`, so none allocates its own set.
@@ -43,13 +46,13 @@ public struct SocketIOServerSession: Sendable {
                 return .reply(Self.connectError(namespace: packet.namespace, message: "Invalid namespace"))
             }
             // A repeated CONNECT to a connected namespace is ignored, as by the Node server.
-            guard connected[packet.namespace] == nil else { return nil }
+            guard !isConnected(to: packet.namespace) else { return nil }
             return .connect(namespace: packet.namespace, auth: packet.data)
         case .event, .binaryEvent:
-            guard connected[packet.namespace] != nil, let (name, arguments) = packet.eventNameAndArguments else { return nil }
+            guard isConnected(to: packet.namespace), let (name, arguments) = packet.eventNameAndArguments else { return nil }
             return .event(name: name, arguments: arguments, ackID: packet.ackID)
         case .disconnect:
-            guard connected.removeValue(forKey: packet.namespace) != nil else { return nil }
+            guard setConnected(packet.namespace, false) else { return nil }
             return .disconnect(namespace: packet.namespace)
         case .ack, .binaryAck, .connectError:
             // The server asks clients for no acks, and clients send no CONNECT_ERROR.
@@ -59,8 +62,25 @@ public struct SocketIOServerSession: Sendable {
 
     /// Marks the namespace connected and returns the `40{"sid":…}` answer.
     public mutating func acceptConnect(namespace: String, sid: String) -> String {
-        connected[namespace] = sid
+        setConnected(namespace, true)
         return SocketPacketCodec.encode(SocketPacket(type: .connect, namespace: namespace, data: .object([("sid", .string(sid))])))
+    }
+
+    public func isConnected(to namespace: String) -> Bool {
+        namespace == "/" ? rootConnected : otherConnected.contains(namespace)
+    }
+
+    /// Whether any namespace is connected.
+    public var hasConnections: Bool { rootConnected || !otherConnected.isEmpty }
+
+    /// Sets a namespace's state; returns whether it changed.
+    @discardableResult
+    private mutating func setConnected(_ namespace: String, _ connected: Bool) -> Bool {
+        if namespace == "/" {
+            defer { rootConnected = connected }
+            return rootConnected != connected
+        }
+        return connected ? otherConnected.insert(namespace).inserted : otherConnected.remove(namespace) != nil
     }
 
     public static func connectError(namespace: String, message: String, data: JSONValue? = nil) -> String {

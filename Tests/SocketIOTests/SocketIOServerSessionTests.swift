@@ -22,7 +22,7 @@ struct SocketIOServerSessionTests {
         var session = SocketIOServerSession()
         let input = try send(&session, "0")
         #expect(input == .connect(namespace: "/", auth: nil))
-        #expect(session.connected.isEmpty)
+        #expect(!session.hasConnections)
     }
 
     @Test func connectCarriesTheAuthObject() throws {
@@ -37,12 +37,13 @@ struct SocketIOServerSessionTests {
         let answer = session.acceptConnect(namespace: "/", sid: "0ewkIBceVtYY-by1AAAD")
         #expect(answer == #"0{"sid":"0ewkIBceVtYY-by1AAAD"}"#)
         #expect(EnginePacket.message(answer).encodedText() == #"40{"sid":"0ewkIBceVtYY-by1AAAD"}"#)
-        #expect(session.connected == ["/": "0ewkIBceVtYY-by1AAAD"])
+        #expect(session.isConnected(to: "/") && session.hasConnections)
     }
 
     @Test func acceptConnectOnOtherNamespaceNamesIt() {
         var session = SocketIOServerSession(namespaces: ["/", "/admin"])
         #expect(session.acceptConnect(namespace: "/admin", sid: "abc") == #"0/admin,{"sid":"abc"}"#)
+        #expect(session.isConnected(to: "/admin") && !session.isConnected(to: "/"))
     }
 
     @Test func connectToUnknownNamespaceIsRefusedLikeTheNodeServer() throws {
@@ -51,7 +52,7 @@ struct SocketIOServerSessionTests {
         #expect(input == .reply(#"4/admin,{"message":"Invalid namespace"}"#))
         guard case .reply(let text)? = input else { return }
         #expect(EnginePacket.message(text).encodedText() == #"44/admin,{"message":"Invalid namespace"}"#)
-        #expect(session.connected.isEmpty)
+        #expect(!session.hasConnections)
     }
 
     @Test func servedSecondNamespaceConnects() throws {
@@ -64,7 +65,7 @@ struct SocketIOServerSessionTests {
         var session = try connected()
         let input = try send(&session, "0")
         #expect(input == nil)
-        #expect(session.connected == ["/": "sid-/"])
+        #expect(session.isConnected(to: "/"))
     }
 
     @Test func eventsBeforeConnectAreIgnored() throws {
@@ -145,7 +146,7 @@ struct SocketIOServerSessionTests {
         var session = try connected()
         let input = try send(&session, "1")
         #expect(input == .disconnect(namespace: "/"))
-        #expect(session.connected.isEmpty)
+        #expect(!session.hasConnections)
         let after = try send(&session, #"2["say",{"text":"hi"}]"#)
         #expect(after == nil)
         let again = try send(&session, "1")

@@ -83,6 +83,70 @@ def test_websocket_message_just_under_max_payload_is_accepted(node):
     w.close()
 
 
+def _server_frames(s, rest: bytes, until, timeout=WAIT) -> list[tuple[int, bytes]]:
+    """Reads server frames (opcode, payload) until `until(frames)` holds; fails on EOF or timeout."""
+    buf, frames = bytearray(rest), []
+    deadline = time.monotonic() + timeout
+    while True:
+        while len(buf) >= 2:
+            op, n, off = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, off = int.from_bytes(buf[2:4], "big"), 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, off = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < off + n:
+                break
+            frames.append((op, bytes(buf[off:off + n])))
+            del buf[:off + n]
+        if until(frames):
+            return frames
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; frames so far: {frames}"
+        s.settimeout(left)
+        chunk = s.recv(65536)
+        assert chunk, f"closed; frames so far: {frames}"
+        buf += chunk
+
+
+def test_fragmented_websocket_message_is_joined_with_a_ping_between_fragments(node, bystanders):
+    s, rest = raw_ws_upgrade(node, "calm")
+    try:
+        s.sendall(ws_frame(0x1, b"40"))
+        join = b'42["join",{"username":"frag"}]'
+        s.sendall(ws_frame(0x1, join[:5], fin=False) + ws_frame(0x9, b"hi")
+                  + ws_frame(0x0, join[5:12], fin=False) + ws_frame(0x0, join[12:]))
+        want = json.dumps([M, join_msg("frag")], separators=(",", ":")).encode()
+        frames = _server_frames(s, rest, lambda fs: any(p == b"42" + want for _, p in fs))
+        assert (0xA, b"hi") in frames, frames
+    finally:
+        s.close()
+    bystanders.check()
+
+
+@pytest.mark.chatmesh(engineio={"max_payload": 10000})
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_message_over_max_payload_is_closed_with_1009(node, bystanders, fragmented):
+    s, rest = raw_ws_upgrade(node, "calm")
+    try:
+        s.sendall(ws_frame(0x1, b"40"))
+        big = b'42["say",{"text":"' + b"x" * 12000 + b'"}]'
+        if fragmented:
+            s.sendall(b"".join(ws_frame(0x1 if i == 0 else 0x0, big[i:i + 4000], fin=False)
+                               for i in range(0, len(big), 4000)))
+        else:
+            s.sendall(ws_frame(0x1, big))
+        frames = _server_frames(s, rest, lambda fs: any(op == 0x8 for op, _ in fs))
+        close = next(p for op, p in frames if op == 0x8)
+        assert int.from_bytes(close[:2], "big") == 1009, close
+    finally:
+        s.close()
+    bystanders.check()
+
+
 def _closed_raw(s, rest: bytes, timeout=WAIT) -> str:
     """Reads server frames until a close frame or EOF; returns how it ended."""
     buf = bytearray(rest)

@@ -1,4 +1,5 @@
 import ChatCore
+import DequeModule
 import EngineIO
 import Logging
 import NIOCore
@@ -13,11 +14,13 @@ import SocketIO
 /// Outbound data goes to whichever transport is primary: a queue drained by long-polling GETs,
 /// or the WebSocket channel. Both are bounded by `outbound_buffer`: a client that stops reading
 /// is cut off, and the room goes on.
-final class EngineSession: RoomMember, @unchecked Sendable {
+final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendable {
     let sid: String
     let eventLoop: any EventLoop
     private let context: ServerContext
-    private let query: [String: String]
+    /// The `roomid` query parameter, the only part of the query the session needs later (the
+    /// whole query dictionary would cost every idle connection a few hundred bytes).
+    private let roomID: String?
     /// Built when something is logged (rarely), not stored: an idle session stays small.
     private var logger: Logger {
         var logger = context.logger
@@ -31,26 +34,29 @@ final class EngineSession: RoomMember, @unchecked Sendable {
     private let shard: RoomShard
 
     // Long-polling: encoded packets waiting for a GET, and the GET waiting for packets.
-    /// Starts at one slot: WebSocket sessions never use it.
-    private var pollQueue = CircularBuffer<ByteBuffer>(initialCapacity: 1)
+    /// A Deque allocates nothing until the first packet: WebSocket sessions never use it.
+    private var pollQueue = Deque<ByteBuffer>()
     private var pollQueueBytes = 0
     private var pendingPoll: HTTPResponder?
 
     // WebSocket: the primary transport once upgraded (or from the start), and an upgrade probe.
     private var webSocket: (any Channel)?
     private var probe: (any Channel)?
-    /// Writes pre-encoded frames to `webSocket`, when the socket lives on this session's loop.
-    private var rawWriter: WebSocketRawWriter?
-    private var probeRawWriter: WebSocketRawWriter?
+    /// Writes encoded frames to `webSocket` through its pipeline, when the socket lives on this
+    /// session's loop (otherwise frames go through `Channel.write`, which hops loops).
+    private var writer: WebSocketEngineHandler?
+    private var probeWriter: WebSocketEngineHandler?
 
-    /// The probe's raw writer arrives once its pipeline is set up.
-    func probePipelineReady(_ channel: any Channel, rawWriter: WebSocketRawWriter) {
+    /// The probe's writer arrives once its pipeline is set up.
+    func probePipelineReady(_ channel: any Channel, writer: WebSocketEngineHandler) {
         eventLoop.preconditionInEventLoop()
-        if channel === probe, channel.eventLoop === eventLoop { probeRawWriter = rawWriter }
+        if channel === probe, channel.eventLoop === eventLoop { probeWriter = writer }
     }
 
-    private var pingTimer: Scheduled<Void>?
-    private var pongTimer: Scheduled<Void>?
+    /// The heartbeat runs on the loop's wheel: the entry scheduled under the current generation
+    /// is the live one (send a ping, or, while a pong is owed, give up on the client).
+    private let heartbeats: HeartbeatWheel
+    private var heartbeatGeneration: UInt32 = 0
     private var upgradeTimer: Scheduled<Void>?
     private var connectTimer: Scheduled<Void>?
 
@@ -64,9 +70,10 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         self.sid = SessionID.make()
         self.eventLoop = eventLoop
         self.context = context
-        self.query = query
+        self.roomID = query["roomid"]
         self.state = EngineSessionState(transport: transport)
         self.shard = context.hub.shard(for: eventLoop)
+        self.heartbeats = context.heartbeatWheel(for: eventLoop)
     }
 
     var handshake: EngineHandshake {
@@ -81,16 +88,16 @@ final class EngineSession: RoomMember, @unchecked Sendable {
 
     /// Starts the heartbeat and the Socket.IO connect deadline. For a WebSocket-born session the
     /// open packet goes out as its first frame; for polling it is the handshake GET's body.
-    func open(webSocket channel: (any Channel)?, rawWriter: WebSocketRawWriter? = nil) {
+    func open(webSocket channel: (any Channel)?, writer: WebSocketEngineHandler? = nil) {
         eventLoop.preconditionInEventLoop()
         if let channel {
             webSocket = channel
-            self.rawWriter = channel.eventLoop === eventLoop ? rawWriter : nil
+            self.writer = channel.eventLoop === eventLoop ? writer : nil
             send(handshake.openPacket)
         }
         schedulePing()
         connectTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.connectTimeoutMs))) { [self] in
-            if chat == nil, socketIO.connected.isEmpty {
+            if chat == nil, !socketIO.hasConnections {
                 logger.debug("no Socket.IO connect in time")
                 close(.transportClose)
             }
@@ -162,6 +169,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
     /// payload of more than 16, so a busy room would otherwise drop every such client. The
     /// rest waits for the next GET, which the client sends at once.
     static let maxPacketsPerPoll = 16
+    /// How long a closing WebSocket may take to get its close frame out before it is closed anyway.
+    static let closeGrace = TimeAmount.seconds(2)
 
     private func flushPollQueue() {
         guard let responder = pendingPoll, !pollQueue.isEmpty else { return }
@@ -183,7 +192,7 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         eventLoop.preconditionInEventLoop()
         guard state.beginUpgrade() else { return false }
         probe = channel
-        probeRawWriter = nil
+        probeWriter = nil
         upgradeTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.upgradeTimeoutMs))) { [self] in
             guard state.isUpgrading, let probe else { return }
             logger.debug("upgrade timed out")
@@ -222,7 +231,7 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         case .deliver(let payload):
             handleSocketIO(payload)
         case .answerProbe:
-            probe.map { write(EnginePacket(.pong, .text("probe")), to: $0, flush: true) }
+            probe.map { write(EnginePacket(.pong, .text("probe")), to: $0, writer: probeWriter) }
             if let responder = pendingPoll {
                 pendingPoll = nil
                 responder.send(pollReply(EnginePacket(.noop).encodedText()!))
@@ -230,15 +239,15 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         case .completeUpgrade:
             upgradeTimer?.cancel()
             webSocket = probe
-            rawWriter = probeRawWriter
+            writer = probeWriter
             probe = nil
-            probeRawWriter = nil
+            probeWriter = nil
             if let responder = pendingPoll {
                 pendingPoll = nil
                 responder.send(pollReply(EnginePacket(.noop).encodedText()!))
             }
             if let channel = webSocket {
-                for packet in pollQueue { channel.write(WebSocketFrame(fin: true, opcode: .text, data: packet), promise: nil) }
+                for packet in pollQueue { channel.write(WebSocketWire.textFrame(packet), promise: nil) }
                 channel.flush()
             }
             pollQueue.removeAll()
@@ -249,8 +258,6 @@ final class EngineSession: RoomMember, @unchecked Sendable {
             probe?.close(promise: nil)
             probe = nil
         case .heartbeat:
-            pongTimer?.cancel()
-            pongTimer = nil
             schedulePing()
         case .close(let reason):
             teardown(reason)
@@ -276,7 +283,7 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         case .reply(let text):
             sendMessage(text)
         case .connect(let namespace, _):
-            if let error = context.chatLimits.validateRoomID(query["roomid"]) {
+            if let error = context.chatLimits.validateRoomID(roomID) {
                 context.metrics.countError(error.reason.rawValue)
                 sendMessage(SocketIOServerSession.connectError(
                     namespace: namespace, message: error.message,
@@ -284,9 +291,11 @@ final class EngineSession: RoomMember, @unchecked Sendable {
                 ))
                 return
             }
+            // Dropped, not only cancelled: a kept `Scheduled` holds its promise and closure.
             connectTimer?.cancel()
+            connectTimer = nil
             chat = ChatSession(
-                roomID: query["roomid"]!, limits: context.chatLimits, hub: context.hub, shard: shard, member: self,
+                roomID: roomID!, limits: context.chatLimits, hub: context.hub, shard: shard, member: self,
                 now: { NIODeadline.now().uptimeNanoseconds }
             )
             sendMessage(socketIO.acceptConnect(namespace: namespace, sid: SessionID.make()))
@@ -314,20 +323,26 @@ final class EngineSession: RoomMember, @unchecked Sendable {
             enqueueForPolling(ByteBuffer(string: packet.encodedForPolling()))
             flushPollQueue()
         } else if let channel = webSocket {
-            write(packet, to: channel, flush: true)
+            write(packet, to: channel, writer: writer)
         }
     }
 
-    private func write(_ packet: EnginePacket, to channel: any Channel, flush: Bool) {
-        let frame: WebSocketFrame
+    /// Writes and flushes one packet as a WebSocket frame.
+    private func write(_ packet: EnginePacket, to channel: any Channel, writer: WebSocketEngineHandler?) {
+        let frame: ByteBuffer
         switch packet.payload {
         case .text:
-            frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: packet.encodedText()!))
+            frame = WebSocketWire.textFrame(ByteBuffer(string: packet.encodedText()!))
         case .binary(let bytes):
-            frame = WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: bytes))
+            frame = WebSocketWire.frame(opcode: WebSocketWire.binaryOpcode, payload: ByteBuffer(bytes: bytes))
         }
-        context.metrics.chat.bytesSent.increment(by: Int64(frame.data.readableBytes))
-        if flush { channel.writeAndFlush(frame, promise: nil) } else { channel.write(frame, promise: nil) }
+        context.metrics.chat.bytesSent.increment(by: Int64(frame.readableBytes))
+        if let writer {
+            writer.write(frame)
+            writer.flush()
+        } else {
+            channel.writeAndFlush(frame, promise: nil)
+        }
     }
 
     private func enqueueForPolling(_ encoded: ByteBuffer) {
@@ -344,11 +359,11 @@ final class EngineSession: RoomMember, @unchecked Sendable {
             enqueueForPolling(frames.engineFrame)
         } else if let channel = webSocket {
             guard channel.isWritable else { return overflow() }
-            if let rawWriter {
+            if let writer {
                 // The hot path: the frame bytes shared by every member, no per-member encoding.
-                rawWriter.write(frames.webSocketFrame)
+                writer.write(frames.webSocketFrame)
             } else {
-                channel.write(WebSocketFrame(fin: true, opcode: .text, data: frames.engineFrame), promise: nil)
+                channel.write(frames.webSocketFrame, promise: nil)
             }
         }
     }
@@ -357,8 +372,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         guard !state.isClosed else { return }
         if state.sendsOverPolling {
             flushPollQueue()
-        } else if let rawWriter {
-            rawWriter.flush()
+        } else if let writer {
+            writer.flush()
         } else {
             webSocket?.flush()
         }
@@ -378,19 +393,30 @@ final class EngineSession: RoomMember, @unchecked Sendable {
 
     // MARK: Heartbeat
 
+    /// The next ping is due one ping interval from now (any earlier deadline is void).
     private func schedulePing() {
-        pingTimer?.cancel()
-        pingTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.pingIntervalMs))) { [self] in
-            guard !state.isClosed else { return }
-            send(EnginePacket(.ping))
-            state.pingSent()
-            pongTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.pingTimeoutMs))) { [self] in
-                if let reason = state.pongDeadlinePassed() {
-                    logger.debug("pong not received in time")
-                    teardown(reason)
-                }
+        heartbeatGeneration &+= 1
+        awaitingPong = false
+        heartbeats.schedule(self, generation: heartbeatGeneration, after: .milliseconds(Int64(context.engine.pingIntervalMs)))
+    }
+
+    /// Whether the live heartbeat deadline is the pong's (else it is the next ping's).
+    private var awaitingPong = false
+
+    func heartbeatDeadlinePassed(generation: UInt32) {
+        guard generation == heartbeatGeneration, !state.isClosed else { return }
+        if awaitingPong {
+            if let reason = state.pongDeadlinePassed() {
+                logger.debug("pong not received in time")
+                teardown(reason)
             }
+            return
         }
+        send(EnginePacket(.ping))
+        state.pingSent()
+        awaitingPong = true
+        heartbeatGeneration &+= 1
+        heartbeats.schedule(self, generation: heartbeatGeneration, after: .milliseconds(Int64(context.engine.pingTimeoutMs)))
     }
 
     // MARK: Closing
@@ -433,7 +459,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
 
     private func teardown(_ reason: EngineSessionState.CloseReason) {
         logger.debug("session closed", metadata: ["reason": "\(reason.rawValue)"])
-        for timer in [pingTimer, pongTimer, upgradeTimer, connectTimer] { timer?.cancel() }
+        for timer in [upgradeTimer, connectTimer] { timer?.cancel() }
+        heartbeatGeneration &+= 1
         chat?.leave()
         chat = nil
         context.sessions.remove(sid)
@@ -443,8 +470,8 @@ final class EngineSession: RoomMember, @unchecked Sendable {
         }
         pollQueue.removeAll()
         pollQueueBytes = 0
-        rawWriter = nil
-        probeRawWriter = nil
+        writer = nil
+        probeWriter = nil
         if let channel = webSocket {
             webSocket = nil
             let code: WebSocketErrorCode
@@ -453,11 +480,13 @@ final class EngineSession: RoomMember, @unchecked Sendable {
             case .serverClose: code = .goingAway
             default: code = .normalClosure
             }
-            var data = channel.allocator.buffer(capacity: 2)
-            data.write(webSocketErrorCode: code)
-            channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)).whenComplete { _ in
+            channel.writeAndFlush(WebSocketWire.closeFrame(code: code, allocator: channel.allocator)).whenComplete { _ in
                 channel.close(promise: nil)
             }
+            // A client that stopped reading (cut at the outbound bound, or silent) never lets
+            // the close frame past its full buffers; without a deadline the connection, and
+            // everything queued on it, would stay open forever, outside max_connections.
+            channel.eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
         }
         probe?.close(promise: nil)
         probe = nil

@@ -2,59 +2,150 @@ import EngineIO
 import NIOCore
 import NIOWebSocket
 
-/// Turns WebSocket frames into Engine.IO packets for one session (one packet per frame; text
-/// frames carry text packets, binary frames raw binary messages) and answers control frames.
-/// Protocol violations close this connection with a close code and reason; nothing else is hurt.
+/// The whole WebSocket stage of one connection: it cuts frames out of the bytes
+/// (`WebSocketFrameReader`), joins fragmented messages, turns each message into an Engine.IO
+/// packet for its session, answers control frames, and writes the session's frames, which are
+/// already encoded bytes (`WebSocketWire`).
+///
+/// One handler instead of NIO's frame decoder, encoder, protocol-error handler, aggregator and a
+/// raw writer: each handler costs an idle connection a context and an object or two, and idle
+/// connections are what a chat node holds most of. Protocol violations close this connection with a close code
+/// and reason; nothing else is hurt.
 final class WebSocketEngineHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
 
     private let session: EngineSession
     private let metrics: ServerMetrics
+    private let maxMessageSize: Int
+    private var reader: WebSocketFrameReader
+    private var context: ChannelHandlerContext?
     private var closing = false
 
-    init(session: EngineSession, metrics: ServerMetrics) {
+    /// A fragmented message in progress: its opcode and the unmasked bytes so far.
+    private var fragmentOpcode: UInt8?
+    private var fragments: ByteBuffer?
+    private var fragmentCount = 0
+    static let maxFragments = 1024
+
+    init(session: EngineSession, metrics: ServerMetrics, maxMessageSize: Int) {
         self.session = session
         self.metrics = metrics
+        self.maxMessageSize = maxMessageSize
+        self.reader = WebSocketFrameReader(maxFrameSize: maxMessageSize)
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: Writing (on the channel's event loop)
+
+    /// Writes encoded frame bytes without flushing. Must be called on the channel's event loop.
+    func write(_ frame: ByteBuffer) {
+        context?.write(NIOAny(frame), promise: nil)
+    }
+
+    func flush() {
+        context?.flush()
+    }
+
+    // MARK: Reading
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        guard frame.maskKey != nil else {
+        guard !closing else { return }
+        do {
+            try reader.read(unwrapInboundIn(data), allocator: context.channel.allocator) { frame in
+                if !closing { receive(frame, context: context) }
+            }
+        } catch WebSocketFrameReader.Failure.frameTooLarge {
+            fail(context: context, code: .messageTooLarge, reason: "frame too large")
+        } catch WebSocketFrameReader.Failure.protocolViolation(let reason) {
+            fail(context: context, code: .protocolError, reason: reason)
+        } catch {
+            fail(context: context, code: .protocolError, reason: "\(error)")
+        }
+    }
+
+    private func receive(_ frame: WebSocketFrameReader.Frame, context: ChannelHandlerContext) {
+        guard frame.isMasked else {
             return fail(context: context, code: .protocolError, reason: "client frames must be masked")
         }
-        guard frame.rsv1 == false, frame.rsv2 == false, frame.rsv3 == false else {
+        guard frame.reservedBits == 0 else {
             return fail(context: context, code: .protocolError, reason: "reserved bits set")
         }
-        let payload = frame.unmaskedData
-        metrics.bytesReceived.increment(by: Int64(payload.readableBytes))
         switch frame.opcode {
-        case .text:
-            guard let text = String(validating: payload.readableBytesView, as: UTF8.self) else {
-                return fail(context: context, code: .dataInconsistentWithMessage, reason: "text frame is not UTF-8")
+        case WebSocketWire.textOpcode, WebSocketWire.binaryOpcode:
+            guard fragmentOpcode == nil else {
+                return fail(context: context, code: .protocolError, reason: "new message before the last one ended")
             }
-            let packet: EnginePacket
-            do {
-                packet = try EnginePacket.decode(text: text[...])
-            } catch {
-                metrics.countError("parse_error")
-                return fail(context: context, code: .protocolError, reason: "\(error)")
+            if frame.fin {
+                receiveMessage(opcode: frame.opcode, payload: frame.payload, context: context)
+            } else {
+                fragmentOpcode = frame.opcode
+                appendFragment(frame, context: context)
             }
-            forward(packet, channel: context.channel)
-        case .binary:
-            forward(.binaryMessage(Array(payload.readableBytesView)), channel: context.channel)
-        case .ping:
-            guard frame.fin, payload.readableBytes <= 125 else {
-                return fail(context: context, code: .protocolError, reason: "invalid ping frame")
+        case WebSocketWire.continuationOpcode:
+            guard let opcode = fragmentOpcode else {
+                return fail(context: context, code: .protocolError, reason: "continuation without a message")
             }
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: payload)), promise: nil)
-        case .pong:
+            guard appendFragment(frame, context: context), frame.fin, let message = fragments else { return }
+            fragmentOpcode = nil
+            fragments = nil
+            fragmentCount = 0
+            receiveMessage(opcode: opcode, payload: message, context: context)
+        case WebSocketWire.pingOpcode:
+            // Length and FIN of control frames were checked by the reader.
+            context.writeAndFlush(NIOAny(WebSocketWire.frame(opcode: WebSocketWire.pongOpcode, payload: frame.payload)), promise: nil)
+        case WebSocketWire.pongOpcode:
             break
-        case .connectionClose:
-            closeEchoing(context: context, payload: payload)
+        case WebSocketWire.closeOpcode:
+            closeEchoing(context: context, payload: frame.payload)
         default:
             fail(context: context, code: .protocolError, reason: "unknown opcode")
         }
+    }
+
+    /// Adds one fragment; false (and the connection failing) when the message grows past the limits.
+    @discardableResult
+    private func appendFragment(_ frame: WebSocketFrameReader.Frame, context: ChannelHandlerContext) -> Bool {
+        fragmentCount += 1
+        let size = (fragments?.readableBytes ?? 0) + frame.payload.readableBytes
+        guard fragmentCount <= Self.maxFragments else {
+            fail(context: context, code: .protocolError, reason: "too many fragments")
+            return false
+        }
+        guard size <= maxMessageSize else {
+            fail(context: context, code: .messageTooLarge, reason: "message too large")
+            return false
+        }
+        var payload = frame.payload
+        if fragments == nil {
+            fragments = context.channel.allocator.buffer(capacity: payload.readableBytes)
+        }
+        fragments!.writeBuffer(&payload)
+        return true
+    }
+
+    private func receiveMessage(opcode: UInt8, payload: ByteBuffer, context: ChannelHandlerContext) {
+        metrics.bytesReceived.increment(by: Int64(payload.readableBytes))
+        if opcode == WebSocketWire.binaryOpcode {
+            return forward(.binaryMessage(Array(payload.readableBytesView)), channel: context.channel)
+        }
+        guard let text = String(validating: payload.readableBytesView, as: UTF8.self) else {
+            return fail(context: context, code: .dataInconsistentWithMessage, reason: "text frame is not UTF-8")
+        }
+        let packet: EnginePacket
+        do {
+            packet = try EnginePacket.decode(text: text[...])
+        } catch {
+            metrics.countError("parse_error")
+            return fail(context: context, code: .protocolError, reason: "\(error)")
+        }
+        forward(packet, channel: context.channel)
     }
 
     private func forward(_ packet: EnginePacket, channel: any Channel) {
@@ -74,33 +165,30 @@ final class WebSocketEngineHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // Frame decoding errors (oversized frame, bad length) were already answered with a close
-        // frame by NIO's automatic error handling; make sure the connection goes away.
         metrics.countError("websocket_protocol")
         context.close(promise: nil)
     }
 
     private func closeEchoing(context: ChannelHandlerContext, payload: ByteBuffer) {
-        guard !closing else { return context.close(promise: nil) }
         closing = true
         var echo = payload
         let code = echo.readWebSocketErrorCode() ?? .normalClosure
-        var data = context.channel.allocator.buffer(capacity: 2)
-        data.write(webSocketErrorCode: code)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))).whenComplete { _ in
-            context.close(promise: nil)
-        }
+        sendClose(context: context, code: code, reason: "")
     }
 
     private func fail(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String) {
         guard !closing else { return }
         closing = true
+        fragments = nil
         metrics.countError("websocket_protocol")
-        var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
-        data.write(webSocketErrorCode: code)
-        data.writeString(String(decoding: reason.utf8.prefix(120), as: UTF8.self))
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))).whenComplete { _ in
-            context.close(promise: nil)
+        sendClose(context: context, code: code, reason: reason)
+    }
+
+    private func sendClose(context: ChannelHandlerContext, code: WebSocketErrorCode, reason: String) {
+        let frame = WebSocketWire.closeFrame(code: code, reason: reason, allocator: context.channel.allocator)
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(frame)).whenComplete { _ in
+            channel.close(promise: nil)
         }
     }
 }

@@ -2,25 +2,54 @@ import EngineIO
 import NIOCore
 import NIOHTTP1
 import NIOWebSocket
+import Crypto
 
-/// Decides which WebSocket upgrades to accept on `/socket.io/` and wires the upgraded channel
-/// to its session: a new WebSocket-only session, or the probe of a polling session's upgrade.
-/// A refused upgrade falls through to `HTTPRouter`, which answers with the Engine.IO error.
-struct WebSocketUpgrade {
+/// The WebSocket upgrade on `/socket.io/` (RFC 6455 §4.2): decides which upgrades to accept and
+/// wires the upgraded channel to its session, a new WebSocket-only session or the probe of a
+/// polling session's upgrade. A refused upgrade falls through to `HTTPRouter`, which answers
+/// with the Engine.IO error.
+///
+/// Our own upgrader rather than NIO's: NIO's puts a frame encoder and an error handler into
+/// every pipeline that cannot be taken out again, and this server writes frames as bytes
+/// (`WebSocketWire`), so after the upgrade a connection holds only NIO's frame decoder and one
+/// `WebSocketEngineHandler`.
+struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
     let context: ServerContext
 
-    func makeUpgrader() -> NIOWebSocketServerUpgrader {
-        let context = self.context
-        return NIOWebSocketServerUpgrader(
-            maxFrameSize: context.engine.maxPayload,
-            automaticErrorHandling: true,
-            shouldUpgrade: { channel, head in
-                Self.shouldUpgrade(channel: channel, head: head, context: context)
-            },
-            upgradePipelineHandler: { channel, head in
-                Self.upgradePipeline(channel: channel, head: head, context: context)
-            }
-        )
+    let supportedProtocol = "websocket"
+    /// Headers the `Connection` header must name (h2c style); WebSocket needs none.
+    let requiredUpgradeHeaders: [String] = []
+
+    /// RFC 6455 §1.3: the accept value proves the server read this handshake.
+    static let acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    enum UpgradeError: Error {
+        case invalidUpgradeHeader
+        case refused
+    }
+
+    func buildUpgradeResponse(channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders) -> EventLoopFuture<HTTPHeaders> {
+        let keys = upgradeRequest.headers[canonicalForm: "sec-websocket-key"]
+        let versions = upgradeRequest.headers[canonicalForm: "sec-websocket-version"]
+        guard keys.count == 1, versions.count == 1, versions[0] == "13" else {
+            return channel.eventLoop.makeFailedFuture(UpgradeError.invalidUpgradeHeader)
+        }
+        let accept = Self.acceptValue(key: String(keys[0]))
+        return Self.shouldUpgrade(channel: channel, head: upgradeRequest, context: context).flatMapThrowing { extra in
+            guard var headers = extra else { throw UpgradeError.refused }
+            headers.replaceOrAdd(name: "Upgrade", value: "websocket")
+            headers.add(name: "Sec-WebSocket-Accept", value: accept)
+            headers.replaceOrAdd(name: "Connection", value: "upgrade")
+            return headers
+        }
+    }
+
+    func upgrade(context channelContext: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
+        Self.upgradePipeline(channel: channelContext.channel, head: upgradeRequest, context: context)
+    }
+
+    static func acceptValue(key: String) -> String {
+        Base64.encode(Array(Insecure.SHA1.hash(data: Array((key + acceptGUID).utf8))))
     }
 
     private static func shouldUpgrade(channel: any Channel, head: HTTPRequestHead, context: ServerContext) -> EventLoopFuture<HTTPHeaders?> {
@@ -28,8 +57,11 @@ struct WebSocketUpgrade {
               context.isOriginAllowed(head.headers.first(name: "origin"))
         else { return channel.eventLoop.makeSucceededFuture(nil) }
         guard let sid = request.sid else {
-            // While draining no new session starts here; the router answers 503.
-            return channel.eventLoop.makeSucceededFuture(context.isDraining ? nil : [:])
+            // While draining, or with max_connections sessions open, no new session starts
+            // here: the router answers 503 before any upgrade, which costs a node under a
+            // connection storm little and lets a proxy try the next node.
+            let refuse = context.isDraining || context.sessions.count >= context.limits.maxConnections
+            return channel.eventLoop.makeSucceededFuture(refuse ? nil : [:])
         }
         guard let session = context.sessions.session(sid) else {
             return channel.eventLoop.makeSucceededFuture(nil)
@@ -52,33 +84,25 @@ struct WebSocketUpgrade {
         }
         return channel.pipeline.removeHandler(name: HTTPRouter.name).flatMap {
             channel.pipeline.removeHandler(name: HTTPRouter.idleHandlerName)
-        }.flatMapThrowing { () -> WebSocketRawWriter in
-            let rawWriter = WebSocketRawWriter()
-            try channel.pipeline.syncOperations.addHandler(rawWriter, position: .first)
-            try channel.pipeline.syncOperations.addHandlers([
-                NIOWebSocketFrameAggregator(
-                    minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 1024,
-                    maxAccumulatedFrameSize: context.engine.maxPayload
-                ),
-                WebSocketEngineHandler(session: session, metrics: context.metrics),
-            ])
-            return rawWriter
-        }.map { rawWriter in
+        }.flatMapThrowing { () -> WebSocketEngineHandler in
+            let handler = WebSocketEngineHandler(session: session, metrics: context.metrics, maxMessageSize: context.engine.maxPayload)
+            try channel.pipeline.syncOperations.addHandler(handler)
+            return handler
+        }.map { handler in
             guard isNew else {
-                session.eventLoop.execute { session.probePipelineReady(channel, rawWriter: rawWriter) }
+                session.eventLoop.execute { session.probePipelineReady(channel, writer: handler) }
                 return
             }
+            // The limit was checked before the upgrade; this catches the ones that raced past.
             guard context.sessions.insert(session, limit: context.limits.maxConnections) else {
                 context.metrics.countError("max_connections")
-                var data = channel.allocator.buffer(capacity: 32)
-                data.write(webSocketErrorCode: .unknown(1013))
-                data.writeString("too many connections")
-                channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)).whenComplete { _ in
+                let frame = WebSocketWire.closeFrame(code: .unknown(1013), reason: "too many connections", allocator: channel.allocator)
+                channel.writeAndFlush(frame).whenComplete { _ in
                     channel.close(promise: nil)
                 }
                 return
             }
-            session.open(webSocket: channel, rawWriter: rawWriter)
+            session.open(webSocket: channel, writer: handler)
         }
     }
 }

@@ -1,10 +1,15 @@
 import NIOCore
+import NIOWebSocket
 
 /// Server-to-client WebSocket frames as bytes (RFC 6455 §5.2: FIN, opcode, unmasked length),
 /// so a broadcast is framed once and the same buffer is written to every member's socket.
 enum WebSocketWire {
+    static let continuationOpcode: UInt8 = 0x0
     static let textOpcode: UInt8 = 0x1
     static let binaryOpcode: UInt8 = 0x2
+    static let closeOpcode: UInt8 = 0x8
+    static let pingOpcode: UInt8 = 0x9
+    static let pongOpcode: UInt8 = 0xA
 
     static func frame(opcode: UInt8, payload: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         let length = payload.readableBytes
@@ -26,31 +31,19 @@ enum WebSocketWire {
     static func textFrame(_ payload: ByteBuffer) -> ByteBuffer {
         frame(opcode: textOpcode, payload: payload)
     }
-}
 
-/// Sits next to the socket end of a WebSocket pipeline and lets the session write frames that
-/// are already encoded (`WebSocketWire`), skipping the frame encoder. Everything else passes.
-final class WebSocketRawWriter: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private var context: ChannelHandlerContext?
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-    }
-
-    /// Writes encoded frame bytes. Must be called on the channel's event loop.
-    func write(_ frame: ByteBuffer) {
-        guard let context else { return }
-        context.write(wrapOutboundOut(frame), promise: nil)
-    }
-
-    func flush() {
-        context?.flush()
+    /// A close frame: the status code and a reason cut (on a character boundary) to fit the
+    /// 125 bytes a control frame may carry.
+    static func closeFrame(code: WebSocketErrorCode, reason: String = "", allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var payload = allocator.buffer(capacity: 2 + min(reason.utf8.count, 123))
+        payload.write(webSocketErrorCode: code)
+        var used = 0
+        for character in reason {
+            let bytes = character.utf8.count
+            guard used + bytes <= 123 else { break }
+            payload.writeString(String(character))
+            used += bytes
+        }
+        return frame(opcode: closeOpcode, payload: payload, allocator: allocator)
     }
 }

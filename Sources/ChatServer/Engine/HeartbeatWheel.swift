@@ -1,0 +1,100 @@
+import NIOCore
+
+/// The heartbeat deadlines of every session on one event loop (when to send the next ping,
+/// when a pong is overdue), kept in a timing wheel that ticks on that loop.
+///
+/// One NIO scheduled task per session costs an idle connection a promise, two closures and a
+/// heap entry, and every pong would cancel one task and schedule another. A wheel entry is a
+/// reference and a number. Deadlines fire up to one tick late, and the tick is a tenth of the
+/// shortest heartbeat time, so a 25 s ping interval moves by at most half a second.
+///
+/// Entries are never removed: a session that moves or cancels its deadline bumps its
+/// generation, and the old entry is skipped when its slot comes round.
+final class HeartbeatWheel: @unchecked Sendable {
+    /// Told when its deadline passed, with the generation it was scheduled under.
+    protocol Target: AnyObject {
+        func heartbeatDeadlinePassed(generation: UInt32)
+    }
+
+    private struct Entry {
+        let target: any Target
+        let generation: UInt32
+        let dueTick: UInt64
+    }
+
+    let eventLoop: any EventLoop
+    let tick: TimeAmount
+    private var slots: [[Entry]]
+    /// The last tick whose slot was processed.
+    private var processedTick: UInt64
+    private var entryCount = 0
+    private var ticker: RepeatedTask?
+
+    /// - Parameter longestDelay: the longest deadline that will be scheduled; the wheel has a
+    ///   slot for every tick up to it, so each slot holds only entries due at that tick.
+    init(eventLoop: any EventLoop, shortestDelay: TimeAmount, longestDelay: TimeAmount) {
+        self.eventLoop = eventLoop
+        let tickNanos = min(max(shortestDelay.nanoseconds / 10, 5_000_000), 500_000_000)
+        self.tick = .nanoseconds(tickNanos)
+        let slotCount = Int(max(longestDelay.nanoseconds, 0) / tickNanos) + 2
+        self.slots = Array(repeating: [], count: slotCount)
+        self.processedTick = eventLoop.now.uptimeNanoseconds / UInt64(tickNanos)
+    }
+
+    private func tickNumber(of deadline: NIODeadline) -> UInt64 {
+        deadline.uptimeNanoseconds / UInt64(tick.nanoseconds)
+    }
+
+    /// Calls `target.heartbeatDeadlinePassed(generation:)` once `delay` has passed.
+    func schedule(_ target: any Target, generation: UInt32, after delay: TimeAmount) {
+        eventLoop.preconditionInEventLoop()
+        if ticker == nil {
+            // Idle until now: nothing is waiting, so the slots before now need no visit.
+            processedTick = max(processedTick, tickNumber(of: eventLoop.now))
+        }
+        // Round up, so a deadline never fires early.
+        let due = max(tickNumber(of: eventLoop.now + delay) + 1, processedTick + 1)
+        let maxAhead = UInt64(slots.count - 1)
+        let clampedDue = min(due, processedTick + maxAhead)
+        slots[Int(clampedDue % UInt64(slots.count))].append(Entry(target: target, generation: generation, dueTick: due))
+        entryCount += 1
+        if ticker == nil {
+            ticker = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [unowned self] _ in
+                self.advance()
+            }
+        }
+    }
+
+    /// Processes every slot up to now (several, if the loop was busy past a tick).
+    private func advance() {
+        let now = tickNumber(of: eventLoop.now)
+        var entries: [Entry] = []
+        while processedTick < now {
+            processedTick += 1
+            let index = Int(processedTick % UInt64(slots.count))
+            guard !slots[index].isEmpty else { continue }
+            swap(&entries, &slots[index])
+            entryCount -= entries.count
+            for entry in entries {
+                if entry.dueTick > processedTick {
+                    // Farther out than the wheel reaches: goes round once more.
+                    let ahead = min(entry.dueTick, processedTick + UInt64(slots.count - 1))
+                    slots[Int(ahead % UInt64(slots.count))].append(entry)
+                    entryCount += 1
+                } else {
+                    entry.target.heartbeatDeadlinePassed(generation: entry.generation)
+                }
+            }
+            // Hand the slot its storage back, so a steady load reuses it rather than reallocating.
+            entries.removeAll(keepingCapacity: true)
+            if slots[index].isEmpty { swap(&entries, &slots[index]) }
+        }
+        if entryCount == 0 {
+            ticker?.cancel()
+            ticker = nil
+        }
+    }
+
+    /// Entries waiting, including those whose session has moved on (for tests and metrics).
+    var pendingEntries: Int { entryCount }
+}
