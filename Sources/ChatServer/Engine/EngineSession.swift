@@ -357,14 +357,13 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         guard !state.isClosed, !cutOff else { return }
         if state.sendsOverPolling {
             enqueueForPolling(frames.engineFrame)
+        } else if let writer {
+            // The hot path: the frame bytes shared by every member, no per-member encoding.
+            guard writer.isWritable else { return overflow() }
+            writer.write(frames.webSocketFrame)
         } else if let channel = webSocket {
             guard channel.isWritable else { return overflow() }
-            if let writer {
-                // The hot path: the frame bytes shared by every member, no per-member encoding.
-                writer.write(frames.webSocketFrame)
-            } else {
-                channel.write(frames.webSocketFrame, promise: nil)
-            }
+            channel.write(frames.webSocketFrame, promise: nil)
         }
     }
 

@@ -42,6 +42,15 @@ final class WebSocketEngineHandler: ChannelInboundHandler, RemovableChannelHandl
         self.context = nil
     }
 
+    /// The channel's writability, kept here so that a broadcast checks a stored flag per member
+    /// rather than asking the channel (a protocol call and an atomic load).
+    private(set) var isWritable = true
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        isWritable = context.channel.isWritable
+        context.fireChannelWritabilityChanged()
+    }
+
     // MARK: Writing (on the channel's event loop)
 
     /// Writes encoded frame bytes without flushing. Must be called on the channel's event loop.
