@@ -5,7 +5,7 @@ SWIFT ?= swift
 BIN := .build/debug/chatmesh
 PYTEST := .venv/bin/pytest
 
-.PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench
+.PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench fuzz
 
 all: build
 
@@ -48,6 +48,14 @@ browser-test: build test-deps
 bench: build-deps
 	$(SWIFT) build -c release
 	python3 bench/run.py $(BENCH_ARGS)
+
+# libFuzzer over every decoder (Fuzz/: one target each), FUZZ_SECONDS per target (~10 min at the
+# default 60), after a sanitizer build into .build-fuzz. Not part of `make test`. Fails if any
+# target crashes; the input is kept in Fuzz/crashes/<target>/. FUZZ_TARGETS=FuzzRESP for one.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: build-deps
+	SWIFT=$(SWIFT) Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf .build .venv

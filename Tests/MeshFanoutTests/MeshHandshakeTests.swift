@@ -275,6 +275,25 @@ import Testing
         #expect(Self.rejected(b.receive(authA, resume: Self.noResume)))
     }
 
+    /// Found by `make fuzz` (FuzzMeshHandshake): the dialer's proof covers both names, both
+    /// nonces and its own epoch, not the acceptor's epoch it was shown. A man in the middle who
+    /// changes that epoch gets the acceptor established (with the dialer's true name, epoch and
+    /// resume point), but the dialer then rejects the acceptor's AUTH, whose proof covers the
+    /// true epoch: no side ever runs with a wrong peer epoch. Dropping the last AUTH has the
+    /// same one-sided effect, and the acceptor's link closes when the dialer hangs up.
+    @Test func tamperedAcceptorEpochGetsTheAcceptorUpButTheDialerRejectsItsAuth() {
+        var a = Self.dialer(), b = Self.acceptor()
+        guard case .hello(var helloB) = Self.transmit(b.hello) else { return }
+        helloB.epoch = 333
+        let authA = Self.sent(a.receive(.hello(helloB), resume: Self.noResume))!
+        #expect(b.receive(Self.transmit(a.hello), resume: Self.noResume) == .wait)
+        let acceptorDone = b.receive(Self.transmit(authA), resume: Self.noResume)
+        #expect(Self.established(acceptorDone) == .init(peer: "a1", peerEpoch: 111, peerReceivedEpoch: 0, peerReceivedSequence: 0))
+        let authB = Self.reply(acceptorDone)!
+        #expect(Self.rejected(a.receive(Self.transmit(authB), resume: Self.noResume)))
+        #expect(!a.isEstablished)
+    }
+
     @Test func tamperedHelloNonceIsDetectedByTheProof() {
         var a = Self.dialer(), b = Self.acceptor()
         guard case .hello(var hello) = Self.transmit(a.hello) else { return }

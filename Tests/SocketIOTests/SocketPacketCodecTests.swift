@@ -128,6 +128,18 @@ struct SocketPacketCodecTests {
         #expect(try decode(#"2[1,"x"]"#).data == .array([.number(1), .string("x")]))
     }
 
+    /// Found by `make fuzz` (FuzzSocketPacket): a name beyond a double reads as Infinity, as in
+    /// JavaScript, so the event is valid (and ignored: its name is no string); re-encoded, the
+    /// name becomes null as JSON.stringify writes it, which is no valid event any more. Nothing
+    /// re-encodes a client's packet, so that is only a limit of the round trip the fuzzer checks.
+    @Test func eventNamedByANumberBeyondADoubleDecodesAsInfinityLikeJavaScript() throws {
+        let packet = try decode("2[1e400]")
+        #expect(packet.data == .array([.number(.infinity)]))
+        #expect(packet.eventNameAndArguments == nil)
+        #expect(SocketPacketCodec.encode(packet) == "2[null]")
+        #expect(throws: SocketIOError.invalidPayload(.event)) { try decode("2[null]") }
+    }
+
     @Test func decodesASliceOfTheEngineFrameInPlace() throws {
         // The server hands the codec the Engine.IO frame minus its leading "4", as a Substring.
         let frame = #"42/admin,7["say",{"text":"日本"}]"#
