@@ -38,6 +38,18 @@ DEFAULT_ENGINEIO: dict[str, object] = {}
 DEFAULT_LIMITS: dict[str, object] = {}
 
 
+# Measured figures (and plain skip reasons) that must show in `make test` output, which runs
+# pytest -q and so hides print(): tests call record_figure(); conftest's
+# pytest_terminal_summary prints them all in one "measured figures" section at the end.
+FIGURES: list[tuple[str, str]] = []
+
+
+def record_figure(where: str, text: str) -> None:
+    """Prints `text` now (seen with -s) and keeps it for the end-of-run summary."""
+    print(f"{where}: {text}")
+    FIGURES.append((where, text))
+
+
 def chatmesh_binary() -> Path:
     env = os.environ.get("CHATMESH_BIN")
     return Path(env) if env else REPO / ".build" / "debug" / "chatmesh"

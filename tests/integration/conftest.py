@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from chatmesh_testkit import ChatmeshNode, RecordingClient  # noqa: E402
+from chatmesh_testkit import FIGURES, ChatmeshNode, RecordingClient  # noqa: E402
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -102,6 +102,14 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     _reap_children()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The figures tests recorded with chatmesh_testkit.record_figure, passing or not."""
+    if FIGURES:
+        terminalreporter.section("measured figures")
+        for where, text in FIGURES:
+            terminalreporter.write_line(f"{where}: {text}")
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

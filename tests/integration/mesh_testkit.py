@@ -91,16 +91,23 @@ class MeshNode:
         self.expect_dead = False      # killed on purpose: no failure at teardown
         self.generation = 0
         self._log = None
+        # Where the node listens and how it is started; netns_testkit puts a node in a network
+        # namespace by setting these (its own addresses, `ip netns exec NS` before the binary,
+        # a snapshot of the binary that a rebuild during the run cannot change).
+        self.host = "127.0.0.1"
+        self.mesh_host = "127.0.0.1"
+        self.command_prefix: list[str] = []
+        self.binary: Path | None = None
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     base_url = http  # the browser helpers' name for it
 
     @property
     def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self.host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -111,12 +118,13 @@ class MeshNode:
         """Starts the process without waiting; returns the monotonic time just before."""
         if conf_path is not None:
             self.conf_path = conf_path
-        binary = chatmesh_binary()
+        binary = self.binary or chatmesh_binary()
         if not binary.exists():
             raise RuntimeError(f"chatmesh binary not found at {binary} (set CHATMESH_BIN)")
         self.generation += 1
         self._log = open(self.log_path, "wb")
-        cmd = [str(binary), "serve", "--config", str(self.conf_path), "--node", self.name]
+        cmd = [*self.command_prefix, str(binary), "serve", "--config", str(self.conf_path),
+               "--node", self.name]
         level = os.environ.get("CHATMESH_LOG_LEVEL")
         if level:
             cmd += ["--log-level", level]
@@ -268,8 +276,8 @@ class MeshCluster:
             if kv:
                 lines += ["", f"[{section}]"] + [f"{k} = {v}" for k, v in kv.items()]
         for n in self.nodes.values():
-            lines += ["", f"[node {n.name}]", f"listen = 127.0.0.1:{n.port}",
-                      f"mesh = 127.0.0.1:{n.mesh_port}"]
+            lines += ["", f"[node {n.name}]", f"listen = {n.host}:{n.port}",
+                      f"mesh = {n.mesh_host}:{n.mesh_port}"]
         return "\n".join(lines) + "\n"
 
     def write_variant(self, filename: str, **kw) -> Path:

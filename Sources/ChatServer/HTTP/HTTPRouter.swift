@@ -141,6 +141,10 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
         // refused): answer like the Node server.
         guard request.transport == .polling else {
             if request.sid == nil, context.isDraining { return responder.send(Self.shuttingDown) }
+            if request.sid == nil, context.sessions.count >= context.limits.maxConnections {
+                context.metrics.countError("max_connections")
+                return responder.send(Self.tooManyConnections)
+            }
             return responder.send(.engineError(request.sid.map { context.sessions.session($0) == nil ? .unknownSid : .badRequest } ?? .badRequest))
         }
         guard let sid = request.sid else {
@@ -171,14 +175,16 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
         status: .serviceUnavailable, contentType: "application/json", text: #"{"code":3,"message":"Server is shutting down"}"#
     )
 
+    /// New sessions beyond `max_connections` (polling, and WebSocket before the upgrade).
+    static let tooManyConnections = HTTPReply(
+        status: .serviceUnavailable, contentType: "application/json", text: #"{"code":3,"message":"Too many connections"}"#
+    )
+
     private func openPollingSession(_ channelContext: ChannelHandlerContext, request: EngineRequest, responder: HTTPResponder) {
         let session = EngineSession(eventLoop: channelContext.eventLoop, transport: .polling, query: request.query, context: context)
         guard context.sessions.insert(session, limit: context.limits.maxConnections) else {
             context.metrics.countError("max_connections")
-            return responder.send(HTTPReply(
-                status: .serviceUnavailable, contentType: "application/json",
-                text: #"{"code":3,"message":"Too many connections"}"#
-            ))
+            return responder.send(Self.tooManyConnections)
         }
         session.open(webSocket: nil)
         responder.send(HTTPReply(
