@@ -300,7 +300,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     }
 
     /// Pings every live link, closes links silent for two intervals, and ages out what is
-    /// buffered for peers whose link is down.
+    /// buffered for peers silent for longer than buffer_ms.
     private func heartbeat() {
         let now = NIODeadline.now()
         let silence = TimeAmount.milliseconds(Int64(2 * settings.pingIntervalMs))
@@ -314,7 +314,10 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                 } else {
                     link.send(.ping(now.uptimeNanoseconds), flush: false)
                 }
-            } else {
+            } else if now - peer.lastHeard > .milliseconds(Int64(settings.bufferMs)) {
+                // Only an outage longer than buffer_ms (counted from the peer's last frame, not
+                // from when a message was queued) costs messages: the seconds it takes to notice
+                // a dead link and dial it again do not eat into the bound.
                 let dropped = peer.outbox.expire(olderThan: expiry)
                 if dropped.total > 0 {
                     metrics.count(dropped)
@@ -322,6 +325,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                         "peer": "\(peer.name)", "unsent": "\(dropped.unsent)", "unconfirmed": "\(dropped.unconfirmed)",
                     ])
                 }
+                buffered += peer.outbox.count
+            } else {
                 buffered += peer.outbox.count
             }
         }
