@@ -166,6 +166,12 @@ if Context.environment["CHATMESH_FUZZ"] != nil {
         fuzzTarget("FuzzMeshHandshake", ["MeshFanout"] + nio),
         fuzzTarget("FuzzRESP", ["RedisFanout"] + nio),
         fuzzTarget("FuzzClusterConfig", ["ClusterConfig"]),
+        fuzzTarget("FuzzWebSocketFrame", ["ChatServer"] + nio),
     ]
+    // The WebSocket frame reader is internal to ChatServer: its target reaches it through
+    // `@testable import`, so in this build (only) ChatServer is compiled with -enable-testing.
+    for target in package.targets where target.name == "ChatServer" {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-enable-testing"])]
+    }
 }
 // MARK: - Fuzzing (end) --------------------------------------------------------------------

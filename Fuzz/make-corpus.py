@@ -211,3 +211,50 @@ for s in literals("ClusterConfigTests/RedisURLTests.swift"):
 configs.append((ROOT / "cluster.conf").read_text())
 configs.append(b"[node a1]\nlisten = 127.0.0.1:6001\n# caf\xe9\n")  # not UTF-8: goes through ClusterConfig.load
 write("FuzzClusterConfig", configs)
+
+# Client WebSocket frames ------------------------------------------------------------------------
+def ws_frame(opcode, payload, fin=True, rsv=0, key=b"\x37\xfa\x21\x3d", length=None):
+    """A frame as WebSocketFrameReaderTests.clientFrame writes it (key=None: unmasked);
+    `length` overrides the header's length, for frames cut short or lying about it."""
+    n = len(payload) if length is None else length
+    mask = 0x80 if key else 0
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
+    if n < 126:
+        head += bytes([mask | n])
+    elif n <= 0xFFFF:
+        head += bytes([mask | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([mask | 127]) + struct.pack(">Q", n)
+    if not key:
+        return head + payload
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+hello = b"Hello"
+websocket = [
+    # RFC 6455 §5.7: unmasked and masked "Hello", a fragmented text message, an unmasked ping
+    # and a masked pong, 256 bytes and 64 KiB (cut short) of unmasked binary.
+    bytes.fromhex("810548656c6c6f"),
+    bytes.fromhex("818537fa213d7f9f4d5158"),
+    bytes.fromhex("010348656c") + bytes.fromhex("80026c6f"),
+    bytes.fromhex("890548656c6c6f") + bytes.fromhex("8a8537fa213d7f9f4d5158"),
+    bytes.fromhex("827e0100") + bytes(range(256)),
+    bytes.fromhex("827f0000000000010000") + bytes(range(100)),
+    # The unit tests: a text frame and a ping, an unmasked frame and RSV bits, the 70000-byte
+    # header over a 65536 limit, a length with the top bit, a fragmented and a long control frame.
+    ws_frame(1, '42["say",{"text":"héllo wörld"}]'.encode()) + ws_frame(9, b"\x01\x02"),
+    ws_frame(1, b"a", key=None) + ws_frame(1, b"b", rsv=4),
+    ws_frame(1, b"", length=70_000),
+    bytes([0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3, 4]),
+    ws_frame(9, b"\x01", fin=False),
+    ws_frame(8, bytes(126)),
+    # What Engine.IO clients send: the probe, a message in a text frame and its continuation,
+    # a 125-byte ping and a close with code 1000.
+    ws_frame(1, b"2probe") + ws_frame(1, b"5"),
+    ws_frame(1, b'42["say",', fin=False) + ws_frame(9, b"") + ws_frame(0, b'{"text":"hi"}]'),
+    ws_frame(9, bytes(range(125))) + ws_frame(8, b"\x03\xe8bye"),
+]
+# First byte: maxFrameSize (byte % 8 indexes [0, 1, 125, 126, 4000, 65535, 65536, 1 MiB]; 4000
+# or 65536 here) and the skew (byte >> 3); then 2 split points.
+write("FuzzWebSocketFrame", [bytes([4 + 8 * (i % 2) if i != 8 else 6, 2, 40 + 17 * i % 200, 128 + 13 * i % 120]) + v
+                             for i, v in enumerate(websocket)])

@@ -93,6 +93,39 @@ struct WebSocketFrameReaderTests {
         #expect(got == ["hello"] && reader.bufferedBytes == 0)
     }
 
+    @Test func aFrameTricklingInIsGrownInPlaceNotCopiedOnEveryRead() throws {
+        // 200 KB in 100-byte reads: copying the kept bytes on each read moved them to new storage
+        // 2,000 times (n²/2 bytes copied: seconds of an event loop for a 1 MB frame); growing
+        // them in place moves them only when the buffer doubles.
+        var reader = WebSocketFrameReader(maxFrameSize: 1 << 20)
+        let payload = (0..<200_000).map { UInt8($0 & 0xFF) }
+        let bytes = clientFrame(opcode: 0x2, payload)
+        var frames: [WebSocketFrameReader.Frame] = []
+        var moves = 0
+        var storage: UInt?
+        for start in stride(from: 0, to: bytes.count, by: 100) {
+            try reader.read(ByteBuffer(bytes: bytes[start..<min(start + 100, bytes.count)]), allocator: ByteBufferAllocator()) { frames.append($0) }
+            let now = reader.unfinished?.withVeryUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+            if now != storage { moves += 1 }
+            storage = now
+        }
+        #expect(frames.count == 1 && frames.first.map { Array($0.payload.readableBytesView) } == payload)
+        #expect(reader.bufferedBytes == 0)
+        #expect(moves < 50, "kept bytes moved to new storage \(moves) times in \(bytes.count / 100) reads")
+    }
+
+    @Test func bytesAfterAFrameAreKeptWhenTheyArriveWithItsEnd() throws {
+        var reader = WebSocketFrameReader(maxFrameSize: 1024)
+        let bytes = clientFrame(opcode: 0x1, Array("hello".utf8)) + clientFrame(opcode: 0x1, Array("world".utf8))
+        var got: [String] = []
+        var buffered: [Int] = []
+        for chunk in [bytes[..<3], bytes[3..<14], bytes[14...]] {
+            try reader.read(ByteBuffer(bytes: chunk), allocator: ByteBufferAllocator()) { got.append(String(buffer: $0.payload)) }
+            buffered.append(reader.bufferedBytes)
+        }
+        #expect(got == ["hello", "world"] && buffered == [3, 3, 0])
+    }
+
     @Test func randomBytesNeverTrapAndConsumeOnlyWhatIsThere() {
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<2_000 {

@@ -29,7 +29,7 @@ struct WebSocketFrameReader {
     }
 
     let maxFrameSize: Int
-    private var unfinished: ByteBuffer?
+    private(set) var unfinished: ByteBuffer?
 
     init(maxFrameSize: Int) {
         self.maxFrameSize = maxFrameSize
@@ -42,18 +42,25 @@ struct WebSocketFrameReader {
     /// A malformed frame throws; the reader must then not be used again.
     mutating func read(_ bytes: ByteBuffer, allocator: ByteBufferAllocator, _ body: (Frame) throws -> Void) throws {
         var input: ByteBuffer
+        var growsKept = false
         if var kept = unfinished {
             unfinished = nil
             var more = bytes
             kept.writeBuffer(&more)
             input = kept
+            growsKept = true
         } else {
             input = bytes
         }
+        let start = input.readerIndex
         while let frame = try Self.cutFrame(from: &input, maxFrameSize: maxFrameSize) {
             try body(frame)
         }
-        if input.readableBytes > 0 {
+        if growsKept && input.readerIndex == start {
+            // Still the same unfinished frame, in our own buffer: kept as it is. Copying it again
+            // on every read would cost a frame that trickles in over n reads n²/2 bytes of copying.
+            unfinished = input
+        } else if input.readableBytes > 0 {
             var copy = allocator.buffer(capacity: input.readableBytes)
             copy.writeBuffer(&input)
             unfinished = copy
