@@ -345,7 +345,11 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         }
     }
 
+    /// Always queued, never run inline, even on this loop: subscribe, unsubscribe and publish
+    /// arrive from every event loop in the order the hub counted them, and a call run inline
+    /// would overtake one already queued. (A room that emptied on another loop and refilled on
+    /// this one ended unsubscribed: its new member never got a message from another node.)
     private func onLoop(_ work: @escaping () -> Void) {
-        if eventLoop.inEventLoop { work() } else { eventLoop.execute(work) }
+        eventLoop.execute(work)
     }
 }
