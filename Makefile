@@ -5,7 +5,9 @@ SWIFT ?= swift
 BIN := .build/debug/chatmesh
 PYTEST := .venv/bin/pytest
 
-.PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench fuzz
+.PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench fuzz \
+	sanitize sanitize-address sanitize-thread asan-integration asan-integration-core asan-faults asan-browser \
+	tsan-build-and-unit tsan-integration tsan-integration-a tsan-integration-b
 
 all: build
 
@@ -23,15 +25,80 @@ run: build
 	@echo "Starting the nodes of cluster.conf; open a chat page below in two tabs. Ctrl-C stops them."
 	@$(BIN) cluster --config cluster.conf
 
-# Unit tests first (fast, byte-level), then the real-server suites with real clients. The Swift
-# build (products and tests in one go) and the test dependencies (apt, venv) run side by side.
+# Every test, under the sanitizers (`make sanitize`, overlapped to fit CI's time): the build of
+# products and tests is AddressSanitizer-instrumented (our targets; Package.swift,
+# CHATMESH_SANITIZE), side by side with the test dependencies (apt, venv); then the unit tests,
+# then the real-server suites with real clients (integration and browser side by side, each
+# printed when done) while the ThreadSanitizer rebuild of our modules and its unit tests take
+# only the CPU they leave idle (SCHED_IDLE); last the ThreadSanitizer server suites beside the
+# fault suite (ASan). Any
+# sanitizer report fails the step that caused it (scripts/sanitized.sh).
 test: build-deps
-	@$(MAKE) --no-print-directory -j2 build-tests test-deps
-	$(SWIFT) test --skip-build
-	$(PYTEST) -q -p no:cacheprovider tests/integration tests/browser
+	@$(MAKE) --no-print-directory -j2 build-tests test-deps SANITIZE=address
+	$(SANITIZED) address $(SWIFT) test --skip-build
+	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN)
+	@$(MAKE) --no-print-directory -j3 --output-sync=target asan-integration-core asan-browser tsan-build-and-unit TSAN_NICE="chrt --idle 0"
+	@$(MAKE) --no-print-directory -j3 --output-sync=target asan-faults tsan-integration-a tsan-integration-b
 
 build-tests:
-	$(SWIFT) build --build-tests
+	$(if $(SANITIZE),$(SANITIZED) $(SANITIZE) )$(SWIFT) build --build-tests
+
+# Sanitizers: CHATMESH_SANITIZE (Package.swift) instruments our targets only, in the same .build,
+# so switching recompiles our modules (~2 min) and never the dependencies. `make test` runs both
+# of these; a plain `make build` / `make run` afterwards recompiles our modules uninstrumented.
+#   address: every suite (unit, integration, browser); LeakSanitizer off (scripts/sanitized.sh).
+#   thread: the unit tests but the seeded fuzz loops (single-threaded decoders on random bytes:
+#   nothing for a race detector there, and ~90 s more), and the integration suites that keep
+#   both event loops, the mesh, Redis and the bench client busy at once, since a race shows
+#   only where two threads really touch the same memory.
+SANITIZED := scripts/sanitized.sh
+ASAN_BIN := .build/sanitizer/chatmesh-address
+TSAN_SKIP := RESPFuzzTests|MeshFrameFuzzTests|RobustnessTests
+TSAN_SUITES_A := tests/integration/test_churn.py tests/integration/test_transports.py tests/integration/test_drain.py
+TSAN_SUITES_B := tests/integration/test_fanout_modes.py tests/integration/test_mesh_cluster.py \
+	tests/integration/test_bench_counting.py
+
+sanitize: sanitize-address sanitize-thread
+
+sanitize-address: build-deps test-deps
+	@$(MAKE) --no-print-directory build-tests SANITIZE=address
+	$(SANITIZED) address $(SWIFT) test --skip-build
+	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN)
+	@$(MAKE) --no-print-directory asan-integration asan-browser
+
+sanitize-thread: build-deps test-deps
+	@$(MAKE) --no-print-directory tsan-build-and-unit tsan-integration
+
+# The pieces. The ASan suites run the copy in $(ASAN_BIN): `make test` rebuilds .build/debug for
+# ThreadSanitizer meanwhile.
+asan-integration:
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider tests/integration
+
+# `make test` splits the integration suite: the network-namespace fault suite (~100 s, mostly
+# waiting out its partitions) runs beside the ThreadSanitizer suites at the end.
+FAULT_SUITE := tests/integration/test_faults_netns.py
+asan-integration-core:
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider tests/integration --ignore=$(FAULT_SUITE)
+
+asan-faults:
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(FAULT_SUITE)
+
+asan-browser:
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider tests/browser
+
+tsan-build-and-unit:
+	$(TSAN_NICE) $(SANITIZED) thread $(SWIFT) build --build-tests
+	$(TSAN_NICE) $(SANITIZED) thread $(SWIFT) test --skip-build --skip '$(TSAN_SKIP)'
+
+# In two halves side by side: they wait on sockets and timers far more than they compute.
+tsan-integration:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target tsan-integration-a tsan-integration-b
+
+tsan-integration-a:
+	$(SANITIZED) thread $(PYTEST) -q -p no:cacheprovider $(TSAN_SUITES_A)
+
+tsan-integration-b:
+	$(SANITIZED) thread $(PYTEST) -q -p no:cacheprovider $(TSAN_SUITES_B)
 
 unit-test: build
 	$(SWIFT) test

@@ -15,7 +15,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
@@ -24,6 +23,11 @@ let package = Package(
             name: "CSystemd",
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
         ),
         .target(name: "EngineIO"),
         .target(name: "SocketIO", dependencies: ["EngineIO"]),
@@ -44,7 +48,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                "CLibCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -71,7 +75,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Crypto", package: "swift-crypto"),
+                "CLibCrypto",
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
@@ -144,6 +148,27 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// MARK: - Sanitizers (begin) ---------------------------------------------------------------
+// CHATMESH_SANITIZE=address or =thread (`make sanitize-address` / `make sanitize-thread`, both run
+// by `make test`) builds OUR targets instrumented and links the sanitizer runtime into every
+// product, while the dependencies (NIO, swift-log, ...) keep their uninstrumented objects in
+// the same .build: switching recompiles our modules only, where `swift build --sanitize=` would
+// rebuild every dependency too. SwiftPM keys its manifest cache on the environment, so a change
+// of the variable takes effect at once (and flips our modules back on the next plain build).
+// Sources/CSanitizerDefaults (uninstrumented C, linked into chatmesh only here) gives the
+// runtimes their default options.
+if let sanitizer = Context.environment["CHATMESH_SANITIZE"], !sanitizer.isEmpty {
+    precondition(["address", "thread"].contains(sanitizer), "CHATMESH_SANITIZE is address or thread, not \(sanitizer)")
+    for target in package.targets where target.type != .system {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=\(sanitizer)"])]
+        // lld: gold warns once per ASan runtime symbol it cannot export (~280 lines a link).
+        target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-sanitize=\(sanitizer)", "-use-ld=lld"])]
+    }
+    package.targets.append(.target(name: "CSanitizerDefaults", path: "Sources/CSanitizerDefaults"))
+    package.targets.first { $0.name == "chatmesh" }?.dependencies.append("CSanitizerDefaults")
+}
+// MARK: - Sanitizers (end) -----------------------------------------------------------------
 
 // MARK: - Fuzzing (begin) ------------------------------------------------------------------
 // libFuzzer targets, one per decoder, in Fuzz/<Target>/. They exist only when CHATMESH_FUZZ

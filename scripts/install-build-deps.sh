@@ -11,7 +11,7 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 
 missing=()
-for pkg in curl pkg-config libsystemd-dev; do
+for pkg in curl pkg-config libsystemd-dev libssl-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]} > 0)); then

@@ -1,4 +1,4 @@
-import Crypto
+import CLibCrypto
 
 /// The opening of a mesh link, without sockets: both sides send HELLO at once. The dialer
 /// answers the acceptor's HELLO with AUTH, an HMAC-SHA256 with the shared secret over both
@@ -42,7 +42,7 @@ public struct MeshHandshake {
     public let localName: String
     public let localEpoch: UInt64
     public let localNonce: [UInt8]
-    private let key: SymmetricKey
+    private let key: [UInt8]
     public let role: Role
     private let knownPeers: Set<String>
     private var state: State = .awaitingHello
@@ -52,7 +52,7 @@ public struct MeshHandshake {
         self.localName = localName
         self.localEpoch = localEpoch
         self.localNonce = nonce
-        self.key = SymmetricKey(data: Array(secret.utf8))
+        self.key = Array(secret.utf8)
         self.role = role
         self.knownPeers = knownPeers
     }
@@ -125,7 +125,7 @@ public struct MeshHandshake {
         return .reject(reason)
     }
 
-    static func proof(key: SymmetricKey, sender: String, receiver: String, senderNonce: [UInt8], receiverNonce: [UInt8],
+    static func proof(key: [UInt8], sender: String, receiver: String, senderNonce: [UInt8], receiverNonce: [UInt8],
                       senderEpoch: UInt64, resumeEpoch: UInt64, resumeSequence: UInt64) -> [UInt8] {
         var message = Array("chatmesh-mesh-auth-v1".utf8)
         for name in [sender, receiver] {
@@ -139,7 +139,24 @@ public struct MeshHandshake {
         for value in [senderEpoch, resumeEpoch, resumeSequence] {
             withUnsafeBytes(of: value.bigEndian) { message.append(contentsOf: $0) }
         }
-        return Array(HMAC<SHA256>.authenticationCode(for: message, using: key))
+        return hmacSHA256(key: key, message: message)
+    }
+
+    /// HMAC-SHA256 (RFC 2104) by OpenSSL's libcrypto.
+    static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        var code = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
+        var length: UInt32 = 0
+        // A trailing zero byte, not counted, keeps the pointers non-nil for an empty key.
+        let done = (key + [0]).withUnsafeBufferPointer { key in
+            (message + [0]).withUnsafeBufferPointer { message in
+                code.withUnsafeMutableBufferPointer { code in
+                    HMAC(EVP_sha256(), key.baseAddress, Int32(key.count - 1), message.baseAddress, message.count - 1,
+                         code.baseAddress, &length)
+                }
+            }
+        }
+        precondition(done != nil && length == SHA256_DIGEST_LENGTH, "libcrypto HMAC-SHA256 failed")
+        return code
     }
 
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

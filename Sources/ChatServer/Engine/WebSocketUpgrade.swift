@@ -2,7 +2,7 @@ import EngineIO
 import NIOCore
 import NIOHTTP1
 import NIOWebSocket
-import Crypto
+import CLibCrypto
 
 /// The WebSocket upgrade on `/socket.io/` (RFC 6455 §4.2): decides which upgrades to accept and
 /// wires the upgraded channel to its session, a new WebSocket-only session or the probe of a
@@ -49,7 +49,10 @@ struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
     }
 
     static func acceptValue(key: String) -> String {
-        Base64.encode(Array(Insecure.SHA1.hash(data: Array((key + acceptGUID).utf8))))
+        let bytes = Array((key + acceptGUID).utf8)
+        var digest = [UInt8](repeating: 0, count: Int(SHA_DIGEST_LENGTH))
+        _ = digest.withUnsafeMutableBufferPointer { SHA1(bytes, bytes.count, $0.baseAddress) }  // OpenSSL's libcrypto
+        return Base64.encode(digest)
     }
 
     private static func shouldUpgrade(channel: any Channel, head: HTTPRequestHead, context: ServerContext) -> EventLoopFuture<HTTPHeaders?> {

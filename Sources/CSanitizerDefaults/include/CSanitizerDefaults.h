@@ -1,0 +1,1 @@
+// Nothing to import: the target only defines the sanitizer runtimes' option hooks (defaults.c).
