@@ -83,25 +83,32 @@ def test_websocket_message_just_under_max_payload_is_accepted(node):
     w.close()
 
 
+def _cut_server_frames(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Cuts the whole server frames (unmasked) off the front of buf: (opcode, payload) each."""
+    frames = []
+    while len(buf) >= 2:
+        op, n, off = buf[0] & 0x0F, buf[1] & 0x7F, 2
+        if n == 126:
+            if len(buf) < 4:
+                break
+            n, off = int.from_bytes(buf[2:4], "big"), 4
+        elif n == 127:
+            if len(buf) < 10:
+                break
+            n, off = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < off + n:
+            break
+        frames.append((op, bytes(buf[off:off + n])))
+        del buf[:off + n]
+    return frames
+
+
 def _server_frames(s, rest: bytes, until, timeout=WAIT) -> list[tuple[int, bytes]]:
     """Reads server frames (opcode, payload) until `until(frames)` holds; fails on EOF or timeout."""
     buf, frames = bytearray(rest), []
     deadline = time.monotonic() + timeout
     while True:
-        while len(buf) >= 2:
-            op, n, off = buf[0] & 0x0F, buf[1] & 0x7F, 2
-            if n == 126:
-                if len(buf) < 4:
-                    break
-                n, off = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    break
-                n, off = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < off + n:
-                break
-            frames.append((op, bytes(buf[off:off + n])))
-            del buf[:off + n]
+        frames += _cut_server_frames(buf)
         if until(frames):
             return frames
         left = deadline - time.monotonic()
@@ -152,24 +159,9 @@ def _closed_raw(s, rest: bytes, timeout=WAIT) -> str:
     buf = bytearray(rest)
     deadline = time.monotonic() + timeout
     while True:
-        # parse whole server frames (unmasked) out of buf
-        while len(buf) >= 2:
-            op = buf[0] & 0x0F
-            n = buf[1] & 0x7F
-            off = 2
-            if n == 126:
-                if len(buf) < 4:
-                    break
-                n, off = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    break
-                n, off = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < off + n:
-                break
+        for op, payload in _cut_server_frames(buf):
             if op == 0x8:
-                return "close frame " + bytes(buf[off:off + 2]).hex()
-            del buf[:off + n]
+                return "close frame " + payload[:2].hex()
         left = deadline - time.monotonic()
         if left <= 0:
             raise AssertionError(f"connection still open after {timeout}s")
