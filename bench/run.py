@@ -251,6 +251,9 @@ class Chatmesh(System):
         self.redis_port = None
         self.redis_proc = None
 
+    def thread_args(self) -> list[str]:
+        return ["--threads", str(self.args.node_threads)] if self.args.node_threads else []
+
     def conf(self, listen: list[int], mesh: list[int]) -> str:
         lines = [
             "# written by bench/run.py",
@@ -280,7 +283,7 @@ class Chatmesh(System):
         nodes = []
         for i in (1, 2):
             nodes.append(start([str(self.args.chatmesh), "serve", "--config", str(conf), "--node", f"a{i}",
-                                "--log-level", "warning"], f"{self.fanout}-a{i}"))
+                                "--log-level", "warning", *self.thread_args()], f"{self.fanout}-a{i}"))
         self.procs = nodes + ([self.redis_proc] if self.redis_proc else [])
         self.ports = listen
         for i, (port, proc) in enumerate(zip(listen, nodes), 1):
@@ -663,6 +666,7 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=IDLE_CONNECTIONS)
     ap.add_argument("--skip-idle", action="store_true")
     ap.add_argument("--client-threads", type=int, default=2)
+    ap.add_argument("--node-threads", type=int, default=0, help="event loops per chatmesh node (0: its default)")
     ap.add_argument("--quick", action="store_true", help="3 s windows, ladder 25,50,100, 2,000 idle")
     ap.add_argument("--chatmesh", default=os.environ.get("CHATMESH_BIN", str(ROOT / ".build" / "release" / "chatmesh")))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))

@@ -71,15 +71,3 @@ public struct ChatBroadcast: Sendable {
         engineFrame.getSlice(at: engineFrame.readerIndex + 1, length: engineFrame.readableBytes - 1)!
     }
 }
-
-/// One broadcast as the transports write it: the Engine.IO packet (long-polling queues it) and
-/// the same packet in a WebSocket frame. Built once per event loop, shared by every member.
-public struct BroadcastFrames: Sendable {
-    public let engineFrame: ByteBuffer
-    public let webSocketFrame: ByteBuffer
-
-    public init(engineFrame: ByteBuffer, webSocketFrame: ByteBuffer) {
-        self.engineFrame = engineFrame
-        self.webSocketFrame = webSocketFrame
-    }
-}

@@ -13,8 +13,10 @@ public final class RoomHub: FanoutDelivery, @unchecked Sendable {
     private let memberCounts = NIOLockedValueBox<[String: Int]>([:])
 
     public init(eventLoops: [any EventLoop], fanout: any Fanout, metrics: ChatMetrics,
-                webSocketFramer: @escaping @Sendable (ByteBuffer) -> ByteBuffer = { $0 }) {
-        let shards = eventLoops.map { RoomShard(eventLoop: $0, metrics: metrics, webSocketFramer: webSocketFramer) }
+                transportFramer: @escaping @Sendable (ByteBuffer, inout ByteBuffer) -> Void = { packet, out in
+                    out.writeImmutableBuffer(packet)
+                }) {
+        let shards = eventLoops.map { RoomShard(eventLoop: $0, metrics: metrics, transportFramer: transportFramer) }
         self.shards = shards
         self.fanout = fanout
         self.metrics = metrics

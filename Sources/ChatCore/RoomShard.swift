@@ -3,36 +3,51 @@ import NIOCore
 
 /// The rooms of one event loop: which local connections on that loop are in which room.
 ///
-/// All state is touched only on `eventLoop`, so delivery takes no lock. A broadcast writes the
-/// same frame to every member and flushes each touched connection once at the end of the
-/// tick, so several broadcasts in one tick share one write system call per connection.
+/// All state is touched only on `eventLoop`, so delivery takes no lock. A broadcast is only
+/// noted against its room; at the end of the tick each room that had broadcasts joins them into
+/// one `RoomBatch` (framed once for the transport) and hands that same batch to every member,
+/// which writes it with one write and one flush. The work per delivery is thereby a counter;
+/// the work per member per tick is one write, as in the kernel floor's design.
+///
+/// A membership change writes its room's batch first, so a member never gets a broadcast from
+/// before it joined and a leaving member still gets what was said while it was there. A frame
+/// written to a member directly (an acknowledgement, a ping) may pass broadcasts of the same
+/// tick; those are concurrent events with no order between them, and a client's own say is
+/// echoed only after its acknowledgement, since publishing takes a hop.
 public final class RoomShard: @unchecked Sendable {
     public let eventLoop: any EventLoop
-    private var rooms: [String: MemberList] = [:]
-    private var pendingFlush: [RoomMember] = []
+    private var rooms: [String: LocalRoom] = [:]
+    /// Rooms with broadcasts waiting for the end of the tick, each listed once.
+    private var roomsWithBroadcasts: [LocalRoom] = []
     private let deliveries: Counter
     private let bytesSent: Counter
-    /// Wraps an Engine.IO packet in the WebSocket frame the transport writes.
-    private let webSocketFramer: @Sendable (ByteBuffer) -> ByteBuffer
+    /// Appends an Engine.IO packet, in the frame the streaming transport writes, to a buffer.
+    private let transportFramer: @Sendable (ByteBuffer, inout ByteBuffer) -> Void
+    private static let allocator = ByteBufferAllocator()
 
     public init(eventLoop: any EventLoop, metrics: ChatMetrics,
-                webSocketFramer: @escaping @Sendable (ByteBuffer) -> ByteBuffer = { $0 }) {
+                transportFramer: @escaping @Sendable (ByteBuffer, inout ByteBuffer) -> Void = { packet, out in
+                    out.writeImmutableBuffer(packet)
+                }) {
         self.eventLoop = eventLoop
         self.deliveries = metrics.deliveries
         self.bytesSent = metrics.bytesSent
-        self.webSocketFramer = webSocketFramer
+        self.transportFramer = transportFramer
     }
 
     /// Adds a member; returns false if it already was one.
     @discardableResult
     public func add(_ member: RoomMember, to room: String) -> Bool {
         eventLoop.preconditionInEventLoop()
-        if let list = rooms[room] {
-            return list.insert(member)
+        if let existing = rooms[room] {
+            guard !existing.contains(member) else { return false }
+            writeBatch(of: existing)
+            existing.insert(member)
+            return true
         }
-        let list = MemberList()
-        list.insert(member)
-        rooms[room] = list
+        let created = LocalRoom()
+        created.insert(member)
+        rooms[room] = created
         return true
     }
 
@@ -40,68 +55,83 @@ public final class RoomShard: @unchecked Sendable {
     @discardableResult
     public func remove(_ member: RoomMember, from room: String) -> Bool {
         eventLoop.preconditionInEventLoop()
-        guard let list = rooms[room], list.remove(member) else { return false }
-        if list.isEmpty { rooms[room] = nil }
+        guard let existing = rooms[room], existing.contains(member) else { return false }
+        writeBatch(of: existing)
+        existing.remove(member)
+        if existing.isEmpty { rooms[room] = nil }
         return true
     }
 
     public func memberCount(of room: String) -> Int { rooms[room]?.count ?? 0 }
     public var roomCount: Int { rooms.count }
 
+    /// Notes a broadcast for the room's members; they get it at the end of this tick.
     public func deliver(_ broadcast: ChatBroadcast) {
         eventLoop.preconditionInEventLoop()
-        guard let list = rooms[broadcast.room] else { return }
-        let frame = broadcast.engineFrame
-        let frames = BroadcastFrames(engineFrame: frame, webSocketFrame: webSocketFramer(frame))
-        for member in list.members {
-            member.enqueueBroadcast(frames)
-            if !member.broadcastFlushPending {
-                member.broadcastFlushPending = true
-                if pendingFlush.isEmpty {
-                    eventLoop.execute { self.flushPending() }
-                }
-                pendingFlush.append(member)
+        guard let room = rooms[broadcast.room] else { return }
+        if room.pendingFrames.isEmpty {
+            if roomsWithBroadcasts.isEmpty {
+                eventLoop.execute { self.writePendingBatches() }
             }
+            roomsWithBroadcasts.append(room)
         }
-        deliveries.increment(by: Int64(list.count))
-        bytesSent.increment(by: Int64(list.count * frame.readableBytes))
+        room.pendingFrames.append(broadcast.engineFrame)
+        deliveries.increment(by: Int64(room.count))
+        bytesSent.increment(by: Int64(room.count * broadcast.engineFrame.readableBytes))
     }
 
-    private func flushPending() {
-        let members = pendingFlush
-        pendingFlush.removeAll(keepingCapacity: true)
-        for member in members {
-            member.broadcastFlushPending = false
-            member.flushBroadcasts()
+    private func writePendingBatches() {
+        let due = roomsWithBroadcasts
+        roomsWithBroadcasts.removeAll(keepingCapacity: true)
+        for room in due {
+            writeBatch(of: room)
+        }
+    }
+
+    private func writeBatch(of room: LocalRoom) {
+        guard !room.pendingFrames.isEmpty else { return }
+        let frames = room.pendingFrames
+        room.pendingFrames = []
+        var framed = Self.allocator.buffer(capacity: frames.reduce(0) { $0 + $1.readableBytes + 10 })
+        for frame in frames {
+            transportFramer(frame, &framed)
+        }
+        let batch = RoomBatch(engineFrames: frames, transportBytes: framed)
+        // A snapshot: a member that leaves (or makes others leave) while being written still
+        // gets this batch, and one that joins meanwhile does not.
+        for member in room.members {
+            member.deliver(batch)
         }
     }
 }
 
-/// Members of one room on one shard: an array to iterate fast, an index to remove in O(1).
-final class MemberList {
+/// One room on one shard: its members (an array to iterate fast, an index to remove in O(1))
+/// and the broadcasts waiting for the end of the tick.
+final class LocalRoom {
     private(set) var members: [RoomMember] = []
     private var positions: [ObjectIdentifier: Int] = [:]
+    var pendingFrames: [ByteBuffer] = []
 
     var count: Int { members.count }
     var isEmpty: Bool { members.isEmpty }
 
-    @discardableResult
-    func insert(_ member: RoomMember) -> Bool {
-        let id = ObjectIdentifier(member)
-        guard positions[id] == nil else { return false }
-        positions[id] = members.count
-        members.append(member)
-        return true
+    func contains(_ member: RoomMember) -> Bool {
+        positions[ObjectIdentifier(member)] != nil
     }
 
-    @discardableResult
-    func remove(_ member: RoomMember) -> Bool {
-        guard let position = positions.removeValue(forKey: ObjectIdentifier(member)) else { return false }
+    func insert(_ member: RoomMember) {
+        let id = ObjectIdentifier(member)
+        guard positions[id] == nil else { return }
+        positions[id] = members.count
+        members.append(member)
+    }
+
+    func remove(_ member: RoomMember) {
+        guard let position = positions.removeValue(forKey: ObjectIdentifier(member)) else { return }
         let last = members.removeLast()
         if position < members.count {
             members[position] = last
             positions[ObjectIdentifier(last)] = position
         }
-        return true
     }
 }

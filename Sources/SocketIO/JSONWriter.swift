@@ -71,34 +71,37 @@ public enum JSONWriter {
         return out
     }
 
+    /// Walks the UTF-8 bytes: every byte that needs escaping is ASCII, and no byte of a
+    /// multi-byte sequence is below 0x80, so the runs between them are copied whole (a scalar-by-
+    /// scalar append was the costliest step of building a broadcast).
     public static func writeString(_ text: String, into out: inout String) {
         out += "\""
-        var plainStart = text.unicodeScalars.startIndex
+        let bytes = text.utf8
+        var plainStart = bytes.startIndex
         var position = plainStart
-        let scalars = text.unicodeScalars
-        while position != scalars.endIndex {
-            let scalar = scalars[position]
-            if scalar.value < 0x20 || scalar == "\"" || scalar == "\\" {
-                out.unicodeScalars.append(contentsOf: scalars[plainStart..<position])
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\u{08}": out += "\\b"
-                case "\u{0C}": out += "\\f"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                default:
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                }
-                position = scalars.index(after: position)
-                plainStart = position
-            } else {
-                position = scalars.index(after: position)
+        while position != bytes.endIndex {
+            let byte = bytes[position]
+            guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else {
+                position = bytes.index(after: position)
+                continue
             }
+            out += text[plainStart..<position]
+            switch byte {
+            case UInt8(ascii: "\""): out += "\\\""
+            case UInt8(ascii: "\\"): out += "\\\\"
+            case 0x08: out += "\\b"
+            case 0x0C: out += "\\f"
+            case UInt8(ascii: "\n"): out += "\\n"
+            case UInt8(ascii: "\r"): out += "\\r"
+            case UInt8(ascii: "\t"): out += "\\t"
+            default:
+                let hex = String(byte, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            }
+            position = bytes.index(after: position)
+            plainStart = position
         }
-        out.unicodeScalars.append(contentsOf: scalars[plainStart..<scalars.endIndex])
+        out += text[plainStart..<position]
         out += "\""
     }
 }

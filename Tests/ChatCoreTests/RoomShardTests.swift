@@ -13,22 +13,26 @@ struct RoomShardTests {
 
     private let hello = ChatBroadcast(.say(room: "r1", username: "a", text: "hello"))
 
-    @Test func shardFramesEachBroadcastOnceForTheTransport() {
+    @Test func shardFramesEachBroadcastOncePerTickForEveryMember() {
         let loop = EmbeddedEventLoop()
         let framings = NIOLockedValueBox(0)
-        let shard = RoomShard(eventLoop: loop, metrics: ChatMetrics(), webSocketFramer: { frame in
+        let shard = RoomShard(eventLoop: loop, metrics: ChatMetrics(), transportFramer: { packet, out in
             framings.withLockedValue { $0 += 1 }
-            var framed = ByteBuffer(string: "WS:")
-            framed.writeImmutableBuffer(frame)
-            return framed
+            out.writeString("WS:")
+            out.writeImmutableBuffer(packet)
         })
         let a = FakeMember("a"), b = FakeMember("b")
         shard.add(a, to: "r1")
         shard.add(b, to: "r1")
+        let second = ChatBroadcast(.say(room: "r1", username: "a", text: "again"))
         shard.deliver(hello)
-        #expect(framings.withLockedValue { $0 } == 1)
-        #expect(a.webSocketFrames == ["WS:" + String(buffer: hello.engineFrame)])
-        #expect(b.webSocketFrames == a.webSocketFrames)
+        shard.deliver(second)
+        #expect(framings.withLockedValue { $0 } == 0)
+        loop.run()
+        #expect(framings.withLockedValue { $0 } == 2)
+        let joined = "WS:" + String(buffer: hello.engineFrame) + "WS:" + String(buffer: second.engineFrame)
+        #expect(a.transportBatches == [joined])
+        #expect(b.transportBatches == [joined])
     }
 
     // MARK: membership
@@ -103,7 +107,8 @@ struct RoomShardTests {
         shard.deliver(ChatBroadcast(.join(room: "r2", username: "y")))
         loop.run()
         #expect(a.frames == [joinFrame("x"), joinFrame("y")])
-        #expect(a.flushCount == 1)
+        // One write per room per tick.
+        #expect(a.flushCount == 2)
     }
 
     // MARK: delivery
@@ -130,7 +135,6 @@ struct RoomShardTests {
         #expect(inside.frames.count == 1)
         #expect(outside.frames.isEmpty)
         #expect(outside.flushCount == 0)
-        #expect(!outside.broadcastFlushPending)
     }
 
     @Test func deliverToARoomWithoutMembersDoesNothing() {
@@ -144,17 +148,41 @@ struct RoomShardTests {
         #expect(shard.roomCount == 1)
     }
 
-    @Test func deliverDoesNotFlushBeforeTheTickEnds() {
+    @Test func deliverWritesNothingBeforeTheTickEnds() {
         let (loop, shard) = makeShard()
         let a = FakeMember("a")
         shard.add(a, to: "r1")
         shard.deliver(hello)
-        #expect(a.frames == [sayFrame("a", "hello")])
-        #expect(a.flushCount == 0)
-        #expect(a.broadcastFlushPending)
+        #expect(a.frames.isEmpty)
         loop.run()
+        #expect(a.frames == [sayFrame("a", "hello")])
         #expect(a.flushCount == 1)
-        #expect(!a.broadcastFlushPending)
+    }
+
+    @Test func aMemberJoiningLaterInTheTickDoesNotGetEarlierBroadcasts() {
+        let (loop, shard) = makeShard()
+        let a = FakeMember("a"), late = FakeMember("late")
+        shard.add(a, to: "r1")
+        shard.deliver(hello)
+        shard.add(late, to: "r1")
+        let after = ChatBroadcast(.say(room: "r1", username: "a", text: "after"))
+        shard.deliver(after)
+        loop.run()
+        #expect(a.frames == [sayFrame("a", "hello"), sayFrame("a", "after")])
+        #expect(late.frames == [sayFrame("a", "after")])
+    }
+
+    @Test func aMemberLeavingLaterInTheTickStillGetsWhatWasSaidWhileItWasThere() {
+        let (loop, shard) = makeShard()
+        let a = FakeMember("a"), leaving = FakeMember("leaving")
+        shard.add(a, to: "r1")
+        shard.add(leaving, to: "r1")
+        shard.deliver(hello)
+        shard.remove(leaving, from: "r1")
+        shard.deliver(ChatBroadcast(.say(room: "r1", username: "a", text: "after")))
+        loop.run()
+        #expect(leaving.frames == [sayFrame("a", "hello")])
+        #expect(a.frames == [sayFrame("a", "hello"), sayFrame("a", "after")])
     }
 
     @Test func severalBroadcastsInOneTickShareOneFlushPerMember() {
@@ -215,14 +243,13 @@ struct RoomShardTests {
         shard.remove(a, from: "r1")
         loop.run()
         #expect(a.flushedBatches == [[sayFrame("a", "hello")]])
-        #expect(!a.broadcastFlushPending)
     }
 
     @Test func aMemberThatRemovesItselfDuringDeliveryDoesNotCrash() {
         let (loop, shard) = makeShard()
         let a = FakeMember("a"), b = FakeMember("b"), c = FakeMember("c")
         for member in [a, b, c] { shard.add(member, to: "r1") }
-        b.onEnqueue = { [unowned shard] member in shard.remove(member, from: "r1") }
+        b.onDeliver = { [unowned shard] member in shard.remove(member, from: "r1") }
         shard.deliver(hello)
         loop.run()
         for member in [a, b, c] { #expect(member.frames == [sayFrame("a", "hello")]) }
@@ -238,7 +265,7 @@ struct RoomShardTests {
         let (loop, shard) = makeShard()
         let a = FakeMember("a"), b = FakeMember("b"), c = FakeMember("c"), d = FakeMember("d")
         for member in [a, b, c, d] { shard.add(member, to: "r1") }
-        a.onEnqueue = { [unowned shard] _ in
+        a.onDeliver = { [unowned shard] _ in
             shard.remove(a, from: "r1")
             shard.remove(c, from: "r1")
             shard.remove(d, from: "r1")
@@ -247,7 +274,7 @@ struct RoomShardTests {
         loop.run()
         #expect(shard.memberCount(of: "r1") == 1)
         // The next broadcast reaches only who is left.
-        a.onEnqueue = nil
+        a.onDeliver = nil
         shard.deliver(ChatBroadcast(.say(room: "r1", username: "b", text: "next")))
         loop.run()
         #expect(b.frames.last == sayFrame("b", "next"))
@@ -259,7 +286,7 @@ struct RoomShardTests {
         let a = FakeMember("a"), b = FakeMember("b")
         shard.add(a, to: "r1")
         shard.add(b, to: "r1")
-        b.onEnqueue = { [unowned shard] _ in
+        b.onDeliver = { [unowned shard] _ in
             shard.remove(a, from: "r1")
             shard.remove(b, from: "r1")
         }
@@ -274,7 +301,7 @@ struct RoomShardTests {
         let (loop, shard) = makeShard()
         let a = FakeMember("a"), late = FakeMember("late")
         shard.add(a, to: "r1")
-        a.onEnqueue = { [unowned shard] _ in shard.add(late, to: "r1") }
+        a.onDeliver = { [unowned shard] _ in shard.add(late, to: "r1") }
         shard.deliver(hello)
         loop.run()
         #expect(shard.memberCount(of: "r1") == 2)
@@ -297,15 +324,12 @@ struct RoomShardTests {
         loop.run()
         #expect(a.flushedFrames == [sayFrame("a", "hello"), sayFrame("a", "during flush")])
         #expect(flushing.flushCount == 2)
-        #expect(!a.broadcastFlushPending)
-        #expect(!flushing.broadcastFlushPending)
     }
 }
 
-/// A member that runs a hook inside `flushBroadcasts`.
+/// A member that runs a hook inside `deliver`.
 private final class FlushHookMember: RoomMember {
     let name: String
-    var broadcastFlushPending = false
     private(set) var flushCount = 0
     private let hook: () -> Void
 
@@ -314,9 +338,7 @@ private final class FlushHookMember: RoomMember {
         self.hook = hook
     }
 
-    func enqueueBroadcast(_ frames: BroadcastFrames) {}
-
-    func flushBroadcasts() {
+    func deliver(_ batch: RoomBatch) {
         flushCount += 1
         hook()
     }

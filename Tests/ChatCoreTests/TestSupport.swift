@@ -3,17 +3,17 @@ import NIOEmbedded
 import SocketIO
 @testable import ChatCore
 
-/// A connection stand-in: records every enqueued frame as text and every flush.
+/// A connection stand-in: records every batch the shard hands it.
 final class FakeMember: RoomMember {
     let name: String
-    /// Every frame enqueued so far, in order.
+    /// Every Engine.IO frame delivered so far, in order.
     private(set) var frames: [String] = []
-    /// Frames that were enqueued and then flushed, one batch per flush.
+    /// The frames of each batch, one entry per write (and flush).
     private(set) var flushedBatches: [[String]] = []
-    private var unflushed: [String] = []
-    var broadcastFlushPending = false
-    /// Runs after each enqueue, so a test can make a member leave mid-broadcast.
-    var onEnqueue: ((FakeMember) -> Void)?
+    /// Each batch's transport bytes, as built by the shard's framer.
+    private(set) var transportBatches: [String] = []
+    /// Runs after each batch, so a test can make a member leave mid-delivery.
+    var onDeliver: ((FakeMember) -> Void)?
 
     init(_ name: String = "member") {
         self.name = name
@@ -22,20 +22,12 @@ final class FakeMember: RoomMember {
     var flushCount: Int { flushedBatches.count }
     var flushedFrames: [String] { flushedBatches.flatMap { $0 } }
 
-    /// The transport frames seen, as built by the shard's framer.
-    var webSocketFrames: [String] = []
-
-    func enqueueBroadcast(_ broadcast: BroadcastFrames) {
-        let text = String(buffer: broadcast.engineFrame)
-        webSocketFrames.append(String(buffer: broadcast.webSocketFrame))
-        frames.append(text)
-        unflushed.append(text)
-        onEnqueue?(self)
-    }
-
-    func flushBroadcasts() {
-        flushedBatches.append(unflushed)
-        unflushed.removeAll()
+    func deliver(_ batch: RoomBatch) {
+        let texts = batch.engineFrames.map { String(buffer: $0) }
+        frames += texts
+        flushedBatches.append(texts)
+        transportBatches.append(String(buffer: batch.transportBytes))
+        onDeliver?(self)
     }
 }
 

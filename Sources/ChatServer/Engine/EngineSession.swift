@@ -60,7 +60,6 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
     private var upgradeTimer: Scheduled<Void>?
     private var connectTimer: Scheduled<Void>?
 
-    var broadcastFlushPending = false
     /// Set when the outbound bound was passed; the close follows on the next tick.
     private var cutOff = false
     /// The node drains: GETs get what is queued, then a 503.
@@ -353,28 +352,19 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         }
     }
 
-    func enqueueBroadcast(_ frames: BroadcastFrames) {
+    func deliver(_ batch: RoomBatch) {
         guard !state.isClosed, !cutOff else { return }
         if state.sendsOverPolling {
-            enqueueForPolling(frames.engineFrame)
-        } else if let writer {
-            // The hot path: the frame bytes shared by every member, no per-member encoding.
-            guard writer.isWritable else { return overflow() }
-            writer.write(frames.webSocketFrame)
-        } else if let channel = webSocket {
-            guard channel.isWritable else { return overflow() }
-            channel.write(frames.webSocketFrame, promise: nil)
-        }
-    }
-
-    func flushBroadcasts() {
-        guard !state.isClosed else { return }
-        if state.sendsOverPolling {
+            for frame in batch.engineFrames where !cutOff {
+                enqueueForPolling(frame)
+            }
             flushPollQueue()
         } else if let writer {
-            writer.flush()
-        } else {
-            webSocket?.flush()
+            // The hot path: the bytes every member of the room shares, one write and one flush.
+            guard writer.writeBroadcasts(batch.transportBytes) else { return overflow() }
+        } else if let channel = webSocket {
+            guard channel.isWritable else { return overflow() }
+            channel.writeAndFlush(batch.transportBytes, promise: nil)
         }
     }
 

@@ -58,6 +58,14 @@ final class WebSocketEngineHandler: ChannelInboundHandler, RemovableChannelHandl
         context?.write(NIOAny(frame), promise: nil)
     }
 
+    /// Writes and flushes a room's broadcasts in one pass through the pipeline; false when the
+    /// client is over the outbound bound (the channel holds more than `outbound_buffer`).
+    func writeBroadcasts(_ bytes: ByteBuffer) -> Bool {
+        guard isWritable else { return false }
+        if !closing { context?.writeAndFlush(NIOAny(bytes), promise: nil) }
+        return true
+    }
+
     func flush() {
         context?.flush()
     }

@@ -12,20 +12,25 @@ enum WebSocketWire {
     static let pongOpcode: UInt8 = 0xA
 
     static func frame(opcode: UInt8, payload: ByteBuffer, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
-        let length = payload.readableBytes
-        var frame = allocator.buffer(capacity: length + 10)
-        frame.writeInteger(0x80 | opcode)
-        if length < 126 {
-            frame.writeInteger(UInt8(length))
-        } else if length <= Int(UInt16.max) {
-            frame.writeInteger(UInt8(126))
-            frame.writeInteger(UInt16(length))
-        } else {
-            frame.writeInteger(UInt8(127))
-            frame.writeInteger(UInt64(length))
-        }
-        frame.writeImmutableBuffer(payload)
+        var frame = allocator.buffer(capacity: payload.readableBytes + 10)
+        append(opcode: opcode, payload: payload, to: &frame)
         return frame
+    }
+
+    /// Writes one unfragmented frame carrying `payload` at the end of `out`.
+    static func append(opcode: UInt8, payload: ByteBuffer, to out: inout ByteBuffer) {
+        let length = payload.readableBytes
+        out.writeInteger(0x80 | opcode)
+        if length < 126 {
+            out.writeInteger(UInt8(length))
+        } else if length <= Int(UInt16.max) {
+            out.writeInteger(UInt8(126))
+            out.writeInteger(UInt16(length))
+        } else {
+            out.writeInteger(UInt8(127))
+            out.writeInteger(UInt64(length))
+        }
+        out.writeImmutableBuffer(payload)
     }
 
     static func textFrame(_ payload: ByteBuffer) -> ByteBuffer {

@@ -1,14 +1,14 @@
 import Testing
 @testable import ChatCore
 
-@Suite("MemberList")
-struct MemberListTests {
-    private func names(_ list: MemberList) -> [String] {
+@Suite("LocalRoom")
+struct LocalRoomTests {
+    private func names(_ list: LocalRoom) -> [String] {
         list.members.map { ($0 as! FakeMember).name }
     }
 
     @Test func insertAppendsInOrder() {
-        let list = MemberList()
+        let list = LocalRoom()
         let a = FakeMember("A"), b = FakeMember("B"), c = FakeMember("C")
         #expect(list.isEmpty)
         list.insert(a); list.insert(b); list.insert(c)
@@ -18,7 +18,7 @@ struct MemberListTests {
     }
 
     @Test func swapRemoveKeepsIndicesRight() {
-        let list = MemberList()
+        let list = LocalRoom()
         let a = FakeMember("A"), b = FakeMember("B"), c = FakeMember("C")
         list.insert(a); list.insert(b); list.insert(c)
         list.remove(a) // C moves into A's slot
@@ -31,7 +31,7 @@ struct MemberListTests {
     }
 
     @Test func removingTheLastElementNeedsNoSwap() {
-        let list = MemberList()
+        let list = LocalRoom()
         let a = FakeMember("A"), b = FakeMember("B"), c = FakeMember("C")
         list.insert(a); list.insert(b); list.insert(c)
         list.remove(c)
@@ -45,7 +45,7 @@ struct MemberListTests {
     }
 
     @Test func duplicateInsertIsIgnored() {
-        let list = MemberList()
+        let list = LocalRoom()
         let a = FakeMember("A"), b = FakeMember("B")
         list.insert(a); list.insert(a); list.insert(b); list.insert(a)
         #expect(names(list) == ["A", "B"])
@@ -54,7 +54,7 @@ struct MemberListTests {
     }
 
     @Test func removingANonMemberOrRemovingTwiceIsIgnored() {
-        let list = MemberList()
+        let list = LocalRoom()
         let a = FakeMember("A"), b = FakeMember("B"), stranger = FakeMember("X")
         list.insert(a); list.insert(b)
         list.remove(stranger)
@@ -65,7 +65,7 @@ struct MemberListTests {
     }
 
     @Test func reinsertAfterRemoveWorks() {
-        let list = MemberList()
+        let list = LocalRoom()
         let a = FakeMember("A"), b = FakeMember("B")
         list.insert(a); list.insert(b)
         list.remove(a)
@@ -77,7 +77,7 @@ struct MemberListTests {
     }
 
     @Test func manyInsertsAndRemovesKeepEveryRecordedIndexRight() {
-        let list = MemberList()
+        let list = LocalRoom()
         let members = (0..<50).map { FakeMember("m\($0)") }
         for member in members { list.insert(member) }
         var expected = members.map(\.name)
