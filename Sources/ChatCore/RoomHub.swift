@@ -13,10 +13,11 @@ public final class RoomHub: FanoutDelivery, @unchecked Sendable {
     private let memberCounts = NIOLockedValueBox<[String: Int]>([:])
 
     public init(eventLoops: [any EventLoop], fanout: any Fanout, metrics: ChatMetrics,
+                maxWriteDelay: TimeAmount = .milliseconds(10),
                 transportFramer: @escaping @Sendable (ByteBuffer, inout ByteBuffer) -> Void = { packet, out in
                     out.writeImmutableBuffer(packet)
                 }) {
-        let shards = eventLoops.map { RoomShard(eventLoop: $0, metrics: metrics, transportFramer: transportFramer) }
+        let shards = eventLoops.map { RoomShard(eventLoop: $0, metrics: metrics, maxWriteDelay: maxWriteDelay, transportFramer: transportFramer) }
         self.shards = shards
         self.fanout = fanout
         self.metrics = metrics

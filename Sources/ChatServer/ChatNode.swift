@@ -47,9 +47,12 @@ public final class ChatNode: @unchecked Sendable {
         }
         self.mesh = mesh
         self.redis = redis
-        let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: metrics.chat, transportFramer: { packet, out in
+        let hub = RoomHub(
+            eventLoops: loops, fanout: fanout, metrics: metrics.chat,
+            maxWriteDelay: .milliseconds(Int64(config.limits.maxWriteDelayMs))
+        ) { packet, out in
             WebSocketWire.append(opcode: WebSocketWire.textOpcode, payload: packet, to: &out)
-        })
+        }
         let (meshForHealth, redisForHealth) = (mesh, redis)
         self.context = ServerContext(
             nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger,

@@ -87,6 +87,7 @@ public struct ClusterConfig: Sendable, Equatable {
         lines.append("  say_burst = \(limits.sayBurst)")
         lines.append("  outbound_buffer = \(limits.outboundBuffer) bytes")
         lines.append("  max_connections = \(limits.maxConnections)")
+        lines.append("  max_write_delay = \(limits.maxWriteDelayMs) ms")
         lines.append("mesh:\(fanout == .mesh ? "" : " (unused: fanout = \(fanout.rawValue))")")
         lines.append("  ping_interval = \(mesh.pingIntervalMs) ms")
         lines.append("  buffer_messages = \(mesh.bufferMessages)")

@@ -16,7 +16,7 @@ struct ConfigParser {
         ("cluster", ["fanout", "secret", "drain_timeout"]),
         ("redis", ["url", "channel_prefix", "buffer_messages", "buffer_ms"]),
         ("engineio", ["ping_interval", "ping_timeout", "max_payload", "upgrade_timeout", "connect_timeout", "allowed_origins"]),
-        ("limits", ["username_max", "text_max", "roomid_max", "say_rate", "say_burst", "outbound_buffer", "max_connections"]),
+        ("limits", ["username_max", "text_max", "roomid_max", "say_rate", "say_burst", "outbound_buffer", "max_connections", "max_write_delay"]),
         ("mesh", ["ping_interval", "buffer_messages", "buffer_ms", "max_frame", "reconnect_max"]),
         ("node", ["listen", "mesh"]),
     ]
@@ -226,7 +226,9 @@ struct ConfigParser {
             default: config.engine.connectTimeoutMs = n
             }
         case .limits:
-            let n = try positiveInteger(value, key: key, in: where_, number: number)
+            // max_write_delay = 0 is meaningful: pacing off.
+            let isZero = key == "max_write_delay" && !value.isEmpty && value.utf8.allSatisfy { $0 == 0x30 }
+            let n = isZero ? 0 : try positiveInteger(value, key: key, in: where_, number: number)
             switch key {
             case "username_max": config.limits.usernameMax = n
             case "text_max": config.limits.textMax = n
@@ -234,6 +236,7 @@ struct ConfigParser {
             case "say_rate": config.limits.sayRate = n
             case "say_burst": config.limits.sayBurst = n
             case "outbound_buffer": config.limits.outboundBuffer = n
+            case "max_write_delay": config.limits.maxWriteDelayMs = n
             default: config.limits.maxConnections = n
             }
         case .mesh:
@@ -291,7 +294,7 @@ struct ConfigParser {
 
     private func unitName(_ key: String) -> String {
         switch key {
-        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout", "buffer_ms", "reconnect_max", "drain_timeout": return "milliseconds"
+        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout", "buffer_ms", "reconnect_max", "drain_timeout", "max_write_delay": return "milliseconds"
         case "max_payload", "outbound_buffer", "max_frame": return "bytes"
         case "buffer_messages": return "messages"
         case "username_max", "text_max", "roomid_max": return "characters"

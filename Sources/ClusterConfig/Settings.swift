@@ -45,6 +45,9 @@ public struct LimitSettings: Sendable, Equatable {
     public var outboundBuffer: Int
     /// Per node.
     public var maxConnections: Int
+    /// Milliseconds a broadcast may wait, under load, so that each write to a client carries
+    /// more of them; 0 writes every event-loop tick.
+    public var maxWriteDelayMs: Int
 
     public init() {
         usernameMax = 64
@@ -54,6 +57,7 @@ public struct LimitSettings: Sendable, Equatable {
         sayBurst = 40
         outboundBuffer = 1_048_576
         maxConnections = 10_000
+        maxWriteDelayMs = 10
     }
 }
 

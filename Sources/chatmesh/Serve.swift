@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChatServer
 import ClusterConfig
+import ClusterSupervisor
 import Dispatch
 import Logging
 import NIOCore
@@ -24,11 +25,18 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "This node's name: a [node NAME] section of the config. Optional under socket activation: the node whose listen address the inherited client socket has.")
     var node: String?
 
-    @Option(name: .long, help: "Event-loop threads (default: one per core).")
+    @Option(name: .long, help: "Event-loop threads (default: the host's cores shared among the config's nodes on this host).")
     var threads: Int?
 
     @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: LogLevelArgument = .init(.info)
+
+    /// The host's cores shared among the nodes of the config that listen on this host.
+    private func defaultThreads(_ config: ClusterConfig) -> Int {
+        let local = LocalAddresses.current()
+        let localNodes = config.nodes.filter { local.contains($0.listen) }.count
+        return ThreadShare.threadsPerNode(cores: System.coreCount, localNodes: localNodes)
+    }
 
     func validate() throws {
         if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
@@ -57,7 +65,9 @@ struct Serve: ParsableCommand {
         var logger = Logger(label: "chatmesh")
         logger[metadataKey: "node"] = "\(entry.name)"
 
-        let chatNode = ChatNode(config: clusterConfig, node: entry, threads: threads, logger: logger)
+        let threadCount = threads ?? defaultThreads(clusterConfig)
+        logger.info("starting", metadata: ["event_loops": "\(threadCount)"])
+        let chatNode = ChatNode(config: clusterConfig, node: entry, threads: threadCount, logger: logger)
         do {
             try chatNode.start(inherited: inherited)
         } catch {

@@ -29,6 +29,7 @@ let shippedExample = """
     say_burst = 40
     outbound_buffer = 1048576     # bytes queued to one client before it is cut off
     max_connections = 10000       # per node
+    max_write_delay = 10          # ms a broadcast may wait under load to share a write; 0 = every tick
 
     [mesh]                        # node-to-node links (fanout = mesh)
     ping_interval = 1000          # ms between mesh PINGs; a link silent for 2 intervals is dead
@@ -65,14 +66,15 @@ let shippedExample = """
     #expect(config.limits.sayBurst == 40)
     #expect(config.limits.outboundBuffer == 1_048_576)
     #expect(config.limits.maxConnections == 10_000)
+    #expect(config.limits.maxWriteDelayMs == 10)
     #expect(config.mesh.pingIntervalMs == 1000)
     #expect(config.mesh.bufferMessages == 10_000)
     #expect(config.mesh.bufferMs == 5000)
     #expect(config.mesh.maxFrame == 4_194_304)
     #expect(config.mesh.reconnectMaxMs == 2000)
     #expect(config.nodes == [
-        NodeEntry(name: "a1", listen: HostPort(host: "127.0.0.1", port: 6001), mesh: HostPort(host: "127.0.0.1", port: 7001), line: 34),
-        NodeEntry(name: "a2", listen: HostPort(host: "127.0.0.1", port: 6002), mesh: HostPort(host: "127.0.0.1", port: 7002), line: 38),
+        NodeEntry(name: "a1", listen: HostPort(host: "127.0.0.1", port: 6001), mesh: HostPort(host: "127.0.0.1", port: 7001), line: 35),
+        NodeEntry(name: "a2", listen: HostPort(host: "127.0.0.1", port: 6002), mesh: HostPort(host: "127.0.0.1", port: 7002), line: 39),
     ])
 }
 
