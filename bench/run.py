@@ -572,6 +572,7 @@ FIGURES = [
     ("(d) RSS bytes per idle connection", "rss_per_idle_connection_bytes", "{:,.0f}"),
     ("(e) inter-node bytes per message per link", "internode_bytes_per_message", "{:.1f}"),
     ("    of which framing (beyond the payload)", "internode_overhead_bytes", "{:.1f}"),
+    ("    framing beyond payload and room name", "internode_overhead_bytes_without_room", "{:.1f}"),
 ]
 
 
