@@ -66,13 +66,16 @@ public final class RoomHub: FanoutDelivery, @unchecked Sendable {
     }
 
     /// Hands a broadcast to every shard: inline for the current loop, one hop for the others.
-    /// Tasks from one loop to another run in order, so each publisher's order is kept.
+    /// Tasks from one loop to another run in order, so each publisher's order is kept. The time
+    /// it reached the node travels along, so that a member who joins on another loop before the
+    /// hop arrives does not get what reached the node before it joined.
     public func deliverLocally(_ broadcast: ChatBroadcast) {
+        let arrived = NIODeadline.now()
         for shard in shards {
             if shard.eventLoop.inEventLoop {
-                shard.deliver(broadcast)
+                shard.deliver(broadcast, arrivedAt: arrived)
             } else {
-                shard.eventLoop.execute { shard.deliver(broadcast) }
+                shard.eventLoop.execute { shard.deliver(broadcast, arrivedAt: arrived) }
             }
         }
     }

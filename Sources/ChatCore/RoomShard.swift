@@ -48,11 +48,11 @@ public final class RoomShard: @unchecked Sendable {
         if let existing = rooms[room] {
             guard !existing.contains(member) else { return false }
             writeBatch(of: existing)
-            existing.insert(member)
+            existing.insert(member, joinedAt: NIODeadline.now().uptimeNanoseconds)
             return true
         }
         let created = LocalRoom()
-        created.insert(member)
+        created.insert(member, joinedAt: NIODeadline.now().uptimeNanoseconds)
         rooms[room] = created
         return true
     }
@@ -73,9 +73,16 @@ public final class RoomShard: @unchecked Sendable {
 
     /// Notes a broadcast for the room's members; they get it at the end of this tick, or of a
     /// later one while the node is busy writing (at most `maxWriteDelay` later).
-    public func deliver(_ broadcast: ChatBroadcast) {
+    ///
+    /// `arrivedAt` is when the broadcast reached this node (`RoomHub.deliverLocally`); a member
+    /// that joined on this loop after that, while the broadcast hopped here from another loop,
+    /// does not get it.
+    public func deliver(_ broadcast: ChatBroadcast, arrivedAt: NIODeadline? = nil) {
         eventLoop.preconditionInEventLoop()
         guard let room = rooms[broadcast.room] else { return }
+        if let arrivedAt, room.lastJoinAt > arrivedAt.uptimeNanoseconds {
+            return deliverSkippingLaterMembers(broadcast, to: room, arrivedAt: arrivedAt.uptimeNanoseconds)
+        }
         if room.pendingFrames.isEmpty {
             if roomsWithBroadcasts.isEmpty {
                 eventLoop.execute { self.writePendingBatches() }
@@ -127,6 +134,22 @@ public final class RoomShard: @unchecked Sendable {
         lastRoundCost = end &- start
     }
 
+    /// The rare path: someone joined the room after the broadcast reached the node. What the
+    /// room already had waiting goes out first, then this broadcast alone to those who were there.
+    private func deliverSkippingLaterMembers(_ broadcast: ChatBroadcast, to room: LocalRoom, arrivedAt: UInt64) {
+        writeBatch(of: room)
+        let recipients = room.members(joinedBefore: arrivedAt)
+        guard !recipients.isEmpty else { return }
+        var framed = Self.allocator.buffer(capacity: broadcast.engineFrame.readableBytes + 10)
+        transportFramer(broadcast.engineFrame, &framed)
+        let batch = RoomBatch(engineFrames: [broadcast.engineFrame], transportBytes: framed)
+        for member in recipients {
+            member.deliver(batch)
+        }
+        deliveries.increment(by: Int64(recipients.count))
+        bytesSent.increment(by: Int64(recipients.count * broadcast.engineFrame.readableBytes))
+    }
+
     private func writeBatch(of room: LocalRoom) {
         guard !room.pendingFrames.isEmpty else { return }
         let frames = room.pendingFrames
@@ -144,12 +167,16 @@ public final class RoomShard: @unchecked Sendable {
     }
 }
 
-/// One room on one shard: its members (an array to iterate fast, an index to remove in O(1))
-/// and the broadcasts waiting for the end of the tick.
+/// One room on one shard: its members (an array to iterate fast, an index to remove in O(1)),
+/// when each joined, and the broadcasts waiting for the end of the tick.
 final class LocalRoom {
     private(set) var members: [RoomMember] = []
+    /// Monotonic nanoseconds, parallel to `members`.
+    private var joinTimes: [UInt64] = []
     private var positions: [ObjectIdentifier: Int] = [:]
     var pendingFrames: [ByteBuffer] = []
+    /// The latest join: a broadcast that reached the node before it may skip someone.
+    private(set) var lastJoinAt: UInt64 = 0
 
     var count: Int { members.count }
     var isEmpty: Bool { members.isEmpty }
@@ -158,19 +185,28 @@ final class LocalRoom {
         positions[ObjectIdentifier(member)] != nil
     }
 
-    func insert(_ member: RoomMember) {
+    func insert(_ member: RoomMember, joinedAt: UInt64 = 0) {
         let id = ObjectIdentifier(member)
         guard positions[id] == nil else { return }
         positions[id] = members.count
         members.append(member)
+        joinTimes.append(joinedAt)
+        lastJoinAt = max(lastJoinAt, joinedAt)
     }
 
     func remove(_ member: RoomMember) {
         guard let position = positions.removeValue(forKey: ObjectIdentifier(member)) else { return }
         let last = members.removeLast()
+        let lastJoin = joinTimes.removeLast()
         if position < members.count {
             members[position] = last
+            joinTimes[position] = lastJoin
             positions[ObjectIdentifier(last)] = position
         }
+    }
+
+    /// Members that joined at or before `time`.
+    func members(joinedBefore time: UInt64) -> [RoomMember] {
+        members.indices.filter { joinTimes[$0] <= time }.map { members[$0] }
     }
 }

@@ -96,4 +96,16 @@ struct LocalRoomTests {
         }
         #expect(list.isEmpty)
     }
+
+    @Test func joinTimesFollowTheirMembersThroughSwapRemoval() {
+        let list = LocalRoom()
+        let a = FakeMember("A"), b = FakeMember("B"), c = FakeMember("C")
+        list.insert(a, joinedAt: 10)
+        list.insert(b, joinedAt: 20)
+        list.insert(c, joinedAt: 30)
+        list.remove(a) // C moves into A's slot and must keep its own time
+        #expect(list.members(joinedBefore: 25).map { ($0 as! FakeMember).name } == ["B"])
+        #expect(Set(list.members(joinedBefore: 30).map { ($0 as! FakeMember).name }) == ["B", "C"])
+        #expect(list.lastJoinAt == 30)
+    }
 }

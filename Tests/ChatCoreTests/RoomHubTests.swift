@@ -187,6 +187,29 @@ struct RoomHubTests {
         #expect(b.flushedFrames == [joinFrame("x")])
     }
 
+    @Test func aMemberJoiningOnAnotherLoopWhileABroadcastHopsThereDoesNotGetIt() {
+        let world = LoopWorld()
+        let loops = [ManualEventLoop("L0", world: world), ManualEventLoop("L1", world: world)]
+        let hub = RoomHub(eventLoops: loops, fanout: RecordingFanout(), metrics: ChatMetrics())
+        let a = FakeMember("a"), early = FakeMember("early"), late = FakeMember("late")
+        loops[0].enter { hub.join(a, room: "r1", shard: hub.shards[0]) }
+        loops[1].enter { hub.join(early, room: "r1", shard: hub.shards[1]) }
+        loops[1].enter { hub.deliverLocally(ChatBroadcast(.say(room: "r1", username: "a", text: "queued"))) }
+
+        // The broadcast reached the node; its hop to L0 waits while `late` joins on L0.
+        loops[0].enter { hub.join(late, room: "r1", shard: hub.shards[0]) }
+        for loop in loops { loop.run() }
+        #expect(a.frames == [sayFrame("a", "queued")])
+        #expect(early.frames == [sayFrame("a", "queued")])
+        #expect(late.frames.isEmpty)
+
+        // What reaches the node after the join reaches it, after everything before, in order.
+        loops[1].enter { hub.deliverLocally(ChatBroadcast(.say(room: "r1", username: "a", text: "next"))) }
+        for loop in loops { loop.run() }
+        #expect(late.frames == [sayFrame("a", "next")])
+        #expect(a.frames == [sayFrame("a", "queued"), sayFrame("a", "next")])
+    }
+
     @Test func hoppedBroadcastsKeepThePublishersOrder() {
         let world = LoopWorld()
         let loops = [ManualEventLoop("L0", world: world), ManualEventLoop("L1", world: world)]
