@@ -15,8 +15,8 @@ public struct EngineRequest: Equatable, Sendable {
 
     /// Returns nil when `uri` is not under `path` (not an Engine.IO request at all).
     public static func parse(uri: String, path: String = defaultPath) -> Result<EngineRequest, EngineErrorCode>? {
-        let (requestPath, queryString) = splitURI(uri)
-        guard requestPath == path || requestPath + "/" == path else { return nil }
+        guard isEngineURI(uri, path: path) else { return nil }
+        let queryString = splitURI(uri).query
         let query = QueryString.parse(queryString)
         guard let transportName = query["transport"], let transport = Transport(rawValue: transportName) else {
             return .failure(.unknownTransport)
@@ -25,6 +25,12 @@ public struct EngineRequest: Equatable, Sendable {
         let sid = query["sid"]
         if let sid, sid.isEmpty || sid.utf8.count > 64 { return .failure(.unknownSid) }
         return .success(EngineRequest(transport: transport, sid: sid, query: query))
+    }
+
+    /// Whether `uri` is under `path` (with or without its trailing slash), whatever its query.
+    public static func isEngineURI(_ uri: String, path: String = defaultPath) -> Bool {
+        let requestPath = splitURI(uri).path
+        return requestPath == path || requestPath + "/" == path
     }
 
     static func splitURI(_ uri: String) -> (path: String, query: Substring) {

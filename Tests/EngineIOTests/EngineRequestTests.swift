@@ -34,6 +34,15 @@ struct EngineRequestTests {
                       "/socket.io.js", "/SOCKET.IO/?EIO=4&transport=polling", "/metrics", ""])
     func pathMismatchIsNotAnEngineRequest(uri: String) {
         #expect(EngineRequest.parse(uri: uri) == nil)
+        #expect(!EngineRequest.isEngineURI(uri))
+    }
+
+    /// The router's body limit asks the same question as the router: `/socket.io?…` without
+    /// the slash gets max_payload too, not the small limit of other paths.
+    @Test(arguments: ["/socket.io/?EIO=4&transport=polling", "/socket.io?EIO=4&transport=polling&sid=x",
+                      "/socket.io", "/socket.io/"])
+    func bothSpellingsOfThePathAreEngineURIs(uri: String) {
+        #expect(EngineRequest.isEngineURI(uri))
     }
 
     @Test func customPathIsHonoured() throws {

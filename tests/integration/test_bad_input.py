@@ -59,6 +59,19 @@ def test_oversized_polling_post_is_rejected_with_413(node, bystanders):
     bystanders.check()
 
 
+def test_the_path_without_its_slash_gets_max_payload_not_the_small_limit_of_other_paths(node):
+    # 70 KB: over the 64 KiB that non-Engine.IO paths accept, under the default max_payload.
+    p = Polling(node, "calm")
+    p.open()
+    p.connect_sio()
+    url = p.url().replace("/socket.io/?", "/socket.io?", 1)
+    assert "/socket.io?" in url
+    body = '42["no-such-event","' + "x" * 70_000 + '"]'
+    r = p.http.post(url, data=body, timeout=WAIT, headers={"Content-Type": "text/plain;charset=UTF-8"})
+    assert r.status_code == 200, (r.status_code, r.text[:200])
+    assert r.text == "ok"
+
+
 @pytest.mark.chatmesh(engineio={"max_payload": 10000})
 def test_oversized_websocket_message_closes_the_connection(node, bystanders):
     w = RawWS(node, "calm")

@@ -67,7 +67,8 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func bodyLimit(for head: HTTPRequestHead) -> Int {
-        head.uri.hasPrefix(EngineRequest.defaultPath) ? context.engine.maxPayload : Self.nonEngineBodyLimit
+        // The same test the router routes by: `/socket.io?…` is an Engine.IO request too.
+        EngineRequest.isEngineURI(head.uri) ? context.engine.maxPayload : Self.nonEngineBodyLimit
     }
 
     private func refuseTooLarge(_ channelContext: ChannelHandlerContext, head: HTTPRequestHead) {
