@@ -27,14 +27,16 @@ public final class RoomShard: @unchecked Sendable {
 
     /// `maxWriteDelay`: the longest a broadcast may wait under load so that writes carry more of
     /// them (see the write rounds below); zero writes at the end of every tick.
-    /// `clock` is the loop's own (`EventLoop.now`) unless a test drives time by hand.
+    /// `clock` is the loop's own (`EventLoop.now`) and `cpuClock` this thread's CPU time,
+    /// unless a test drives time by hand.
     public init(eventLoop: any EventLoop, metrics: ChatMetrics, maxWriteDelay: TimeAmount = .milliseconds(10),
-                clock: (() -> NIODeadline)? = nil,
+                clock: (() -> NIODeadline)? = nil, cpuClock: (() -> UInt64)? = nil,
                 transportFramer: @escaping @Sendable (ByteBuffer, inout ByteBuffer) -> Void = { packet, out in
                     out.writeImmutableBuffer(packet)
                 }) {
         self.eventLoop = eventLoop
         self.clock = clock ?? { eventLoop.now }
+        self.cpuClock = cpuClock ?? ThreadCPUTime.nanoseconds
         self.deliveries = metrics.deliveries
         self.bytesSent = metrics.bytesSent
         self.transportFramer = transportFramer
@@ -101,12 +103,14 @@ public final class RoomShard: @unchecked Sendable {
     // round. A round to a handful of members takes microseconds, so at light load nothing
     // waits; under load the pause grows with the round, and with it the broadcasts per write.
     // On the 2-core bench this took the CPU per delivery at 100,000/s from 10.2 to 7.8 µs and
-    // made 200,000/s sustainable (p99 41 ms, was 63 ms).
+    // made 200,000/s sustainable (p99 41 ms, was 63 ms). T is the round's CPU time, not its
+    // wall time: a round the scheduler preempted is not a reason to wait longer.
     private var lastRoundEnd: UInt64 = 0
     private var lastRoundCost: UInt64 = 0
     private var roundScheduled = false
     private let maxWriteDelayNanos: UInt64
     private let clock: () -> NIODeadline
+    private let cpuClock: () -> UInt64
 
     private func writePendingBatches() {
         let now = clock().uptimeNanoseconds
@@ -116,22 +120,22 @@ public final class RoomShard: @unchecked Sendable {
             roundScheduled = true
             eventLoop.scheduleTask(deadline: .uptimeNanoseconds(earliest)) {
                 self.roundScheduled = false
-                self.writeRound(start: self.clock().uptimeNanoseconds)
+                self.writeRound()
             }
             return
         }
-        writeRound(start: now)
+        writeRound()
     }
 
-    private func writeRound(start: UInt64) {
+    private func writeRound() {
+        let cpuStart = cpuClock()
         let due = roomsWithBroadcasts
         roomsWithBroadcasts.removeAll(keepingCapacity: true)
         for room in due {
             writeBatch(of: room)
         }
-        let end = clock().uptimeNanoseconds
-        lastRoundEnd = end
-        lastRoundCost = end &- start
+        lastRoundCost = cpuClock() &- cpuStart
+        lastRoundEnd = clock().uptimeNanoseconds
     }
 
     /// The rare path: someone joined the room after the broadcast reached the node. What the

@@ -150,7 +150,7 @@ struct RoomHubTests {
         let world = LoopWorld()
         let loops = [ManualEventLoop("L0", world: world), ManualEventLoop("L1", world: world), ManualEventLoop("L2", world: world)]
         let fanout = RecordingFanout()
-        let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: ChatMetrics())
+        let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: ChatMetrics(), maxWriteDelay: .zero)
         let members = (0..<3).map { FakeMember("m\($0)") }
         for (index, member) in members.enumerated() {
             loops[index].enter { hub.join(member, room: "r1", shard: hub.shards[index]) }
@@ -174,7 +174,7 @@ struct RoomHubTests {
     @Test func deliverLocallyFromOutsideEveryLoopHopsToAll() {
         let world = LoopWorld()
         let loops = [ManualEventLoop("L0", world: world), ManualEventLoop("L1", world: world)]
-        let hub = RoomHub(eventLoops: loops, fanout: RecordingFanout(), metrics: ChatMetrics())
+        let hub = RoomHub(eventLoops: loops, fanout: RecordingFanout(), metrics: ChatMetrics(), maxWriteDelay: .zero)
         let a = FakeMember("a"), b = FakeMember("b")
         loops[0].enter { hub.join(a, room: "r1", shard: hub.shards[0]) }
         loops[1].enter { hub.join(b, room: "r1", shard: hub.shards[1]) }
@@ -190,7 +190,7 @@ struct RoomHubTests {
     @Test func aMemberJoiningOnAnotherLoopWhileABroadcastHopsThereDoesNotGetIt() {
         let world = LoopWorld()
         let loops = [ManualEventLoop("L0", world: world), ManualEventLoop("L1", world: world)]
-        let hub = RoomHub(eventLoops: loops, fanout: RecordingFanout(), metrics: ChatMetrics())
+        let hub = RoomHub(eventLoops: loops, fanout: RecordingFanout(), metrics: ChatMetrics(), maxWriteDelay: .zero)
         let a = FakeMember("a"), early = FakeMember("early"), late = FakeMember("late")
         loops[0].enter { hub.join(a, room: "r1", shard: hub.shards[0]) }
         loops[1].enter { hub.join(early, room: "r1", shard: hub.shards[1]) }
@@ -214,7 +214,7 @@ struct RoomHubTests {
         let world = LoopWorld()
         let loops = [ManualEventLoop("L0", world: world), ManualEventLoop("L1", world: world)]
         let fanout = RecordingFanout(echo: true)
-        let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: ChatMetrics())
+        let hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: ChatMetrics(), maxWriteDelay: .zero)
         let a = FakeMember("a"), b = FakeMember("b")
         loops[0].enter { hub.join(a, room: "r1", shard: hub.shards[0]) }
         loops[1].enter { hub.join(b, room: "r1", shard: hub.shards[1]) }
@@ -233,7 +233,7 @@ struct RoomHubTests {
 
     @Test func localFanoutDeliversPublishedMessagesToLocalMembers() {
         let loops = [EmbeddedEventLoop(), EmbeddedEventLoop()]
-        let hub = RoomHub(eventLoops: loops, fanout: LocalFanout(), metrics: ChatMetrics())
+        let hub = RoomHub(eventLoops: loops, fanout: LocalFanout(), metrics: ChatMetrics(), maxWriteDelay: .zero)
         let a = FakeMember("a"), b = FakeMember("b"), other = FakeMember("other")
         hub.join(a, room: "r1", shard: hub.shards[0])
         hub.join(b, room: "r1", shard: hub.shards[1])

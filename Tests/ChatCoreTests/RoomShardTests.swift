@@ -8,7 +8,9 @@ import Testing
 struct RoomShardTests {
     private func makeShard() -> (EmbeddedEventLoop, RoomShard) {
         let loop = EmbeddedEventLoop()
-        return (loop, RoomShard(eventLoop: loop, metrics: ChatMetrics()))
+        // Pacing (RoomShardWritePacingTests) off: the embedded loop's time stands still while
+        // real CPU time passes, so a paced round would wait forever here.
+        return (loop, RoomShard(eventLoop: loop, metrics: ChatMetrics(), maxWriteDelay: .zero))
     }
 
     private let hello = ChatBroadcast(.say(room: "r1", username: "a", text: "hello"))
@@ -16,7 +18,7 @@ struct RoomShardTests {
     @Test func shardFramesEachBroadcastOncePerTickForEveryMember() {
         let loop = EmbeddedEventLoop()
         let framings = NIOLockedValueBox(0)
-        let shard = RoomShard(eventLoop: loop, metrics: ChatMetrics(), transportFramer: { packet, out in
+        let shard = RoomShard(eventLoop: loop, metrics: ChatMetrics(), maxWriteDelay: .zero, transportFramer: { packet, out in
             framings.withLockedValue { $0 += 1 }
             out.writeString("WS:")
             out.writeImmutableBuffer(packet)

@@ -28,7 +28,7 @@ struct RoomShardWritePacingTests {
         let clock = ManualClock()
         clock.catchUp()
         let shard = RoomShard(eventLoop: clock.loop, metrics: ChatMetrics(), maxWriteDelay: maxWriteDelay,
-                              clock: { .uptimeNanoseconds(clock.now) })
+                              clock: { .uptimeNanoseconds(clock.now) }, cpuClock: { clock.now })
         return (clock, shard)
     }
 

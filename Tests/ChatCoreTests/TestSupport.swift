@@ -105,7 +105,7 @@ struct Node {
     init(loops loopCount: Int = 1, echo: Bool = true) {
         loops = (0..<loopCount).map { _ in EmbeddedEventLoop() }
         fanout = RecordingFanout(echo: echo)
-        hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: ChatMetrics())
+        hub = RoomHub(eventLoops: loops, fanout: fanout, metrics: ChatMetrics(), maxWriteDelay: .zero)
     }
 
     var shard: RoomShard { hub.shards[0] }
