@@ -283,13 +283,18 @@ struct ConfigParser {
             return n
         }
         if utf8.first == 0x2D, utf8.count > 1, utf8.dropFirst().allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
-            throw fail(number, "'\(key)' in \(where_) must be a positive integer (\(unit)), got \(quoted(value))")
+            throw fail(number, "'\(key)' in \(where_) must be \(numberKind(key)) (\(unit)), got \(quoted(value))")
         }
         let leadingDigits = utf8.prefix { $0 >= 0x30 && $0 <= 0x39 }.count
         if leadingDigits > 0 && utf8.dropFirst(leadingDigits).allSatisfy({ ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A }) {
             throw fail(number, "'\(key)' in \(where_) must be a plain integer in \(unit) without a unit suffix, got \(quoted(value))")
         }
-        throw fail(number, "'\(key)' in \(where_) must be a positive integer (\(unit)), got \(quoted(value))")
+        throw fail(number, "'\(key)' in \(where_) must be \(numberKind(key)) (\(unit)), got \(quoted(value))")
+    }
+
+    /// max_write_delay alone may be 0 (write pacing off).
+    private func numberKind(_ key: String) -> String {
+        key == "max_write_delay" ? "a whole number" : "a positive integer"
     }
 
     private func unitName(_ key: String) -> String {
@@ -311,7 +316,7 @@ struct ConfigParser {
         case "url": return "redis://[user:]password@host[:port][/db]"
         case "allowed_origins": return "'*' or a list of origins such as http://localhost:6001"
         case "listen", "mesh": return "host:port, e.g. 127.0.0.1:6001"
-        default: return "a positive integer (\(unitName(key)))"
+        default: return "\(numberKind(key)) (\(unitName(key)))"
         }
     }
 

@@ -29,6 +29,21 @@ func everyLimitRejectsZero(key: String) {
     #expect(error?.message.hasPrefix("'\(key)' in [limits] must be a positive integer") == true)
 }
 
+@Test(arguments: ["0", "000"])
+func maxWriteDelayZeroTurnsWritePacingOff(value: String) throws {
+    let config = try ClusterConfig.parse("[limits]\nmax_write_delay = \(value)\n" + oneNode, file: "c.conf")
+    #expect(config.limits.maxWriteDelayMs == 0)
+}
+
+@Test(arguments: [
+    ("-1", "cluster.conf:2: 'max_write_delay' in [limits] must be a whole number (milliseconds), got '-1'"),
+    ("10ms", "cluster.conf:2: 'max_write_delay' in [limits] must be a plain integer in milliseconds without a unit suffix, got '10ms'"),
+    ("", "cluster.conf:2: empty value for 'max_write_delay' in [limits]; expected a whole number (milliseconds)"),
+])
+func maxWriteDelayRejectsWhatIsNotAWholeNumberOfMilliseconds(value: String, expected: String) {
+    #expect(configError("[limits]\nmax_write_delay = \(value)\n" + oneNode)?.description == expected)
+}
+
 @Test(arguments: ["ping_interval", "ping_timeout", "max_payload", "upgrade_timeout", "connect_timeout"])
 func everyEngineNumberRejectsNegatives(key: String) {
     let error = configError("[engineio]\n\(key) = -1\n" + oneNode)
