@@ -44,6 +44,14 @@ struct JSONWriterTests {
         #expect(Array(string("👋").utf8) == [0x22, 0xF0, 0x9F, 0x91, 0x8B, 0x22])
     }
 
+    /// The writer copies the runs between escapes by UTF-8 position; a combining mark right
+    /// after an escaped character shares a Character with it, and must still come out once.
+    @Test func combiningMarksAfterAnEscapeAreCopiedExactlyOnce() {
+        #expect(Array(string("a\"\u{301}b").utf8) == Array(#""a\"\#u{301}b""#.utf8))
+        #expect(Array(string("\\\u{301}").utf8) == Array(#""\\\#u{301}""#.utf8))
+        #expect(Array(string("\n\u{301}\u{1}\u{302}").utf8) == Array(#""\n\#u{301}\u0001\#u{302}""#.utf8))
+    }
+
     @Test func escapesInsideLongerTextKeepTheRestIntact() {
         #expect(string("say \"hi\"\nto\\all\u{1}!") == #""say \"hi\"\nto\\all\u0001!""#)
         #expect(string("") == #""""#)
