@@ -35,6 +35,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private var delivery: (any FanoutDelivery)?
     private var serverChannel: (any Channel)?
     private var heartbeatTimer: RepeatedTask?
+    /// A late heartbeat (the loop was busy) does not judge silence: see `HeartbeatPunctuality`.
+    private lazy var heartbeatPunctuality = HeartbeatPunctuality(interval: .milliseconds(Int64(settings.pingIntervalMs)))
     private var pendingFlush: [PeerLinkHandler] = []
     /// Links still in their handshake, oldest first.
     private var pendingHandshakes: [PeerLinkHandler] = []
@@ -306,12 +308,13 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     /// buffered for peers silent for longer than buffer_ms.
     private func heartbeat() {
         let now = NIODeadline.now()
+        let onTime = heartbeatPunctuality.beat(at: now)
         let silence = TimeAmount.milliseconds(Int64(2 * settings.pingIntervalMs))
         let expiry = now.uptimeNanoseconds &- UInt64(settings.bufferMs) * 1_000_000
         var buffered = 0
         for peer in peers.values {
             if let link = peer.link {
-                if now - peer.lastHeard > silence {
+                if onTime, now - peer.lastHeard > silence {
                     logger.warning("mesh peer silent, closing link", metadata: ["peer": "\(peer.name)"])
                     link.close(reason: "heartbeat timeout")
                 } else {

@@ -69,6 +69,8 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
 
     static let heartbeatInterval = TimeAmount.seconds(1)
     static let silenceLimit = TimeAmount.seconds(3)
+    /// A late heartbeat (the loop was busy) does not judge silence: see `HeartbeatPunctuality`.
+    private var heartbeatPunctuality = HeartbeatPunctuality(interval: RedisFanout.heartbeatInterval)
 
     public init(url: RedisURL, channelPrefix: String, bufferMessages: Int, bufferMs: Int, eventLoop: any EventLoop, logger: Logger) {
         self.url = url
@@ -285,8 +287,9 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     /// Ages out what waits for a publisher that is down.
     private func heartbeat() {
         let now = NIODeadline.now()
+        let onTime = heartbeatPunctuality.beat(at: now)
         for link in [subscriber, publisher].compactMap({ $0 }) {
-            if let heard = lastHeard[link.role], now - heard > Self.silenceLimit {
+            if onTime, let heard = lastHeard[link.role], now - heard > Self.silenceLimit {
                 link.fail("no reply for \(Self.silenceLimit.nanoseconds / 1_000_000_000) s")
                 continue
             }

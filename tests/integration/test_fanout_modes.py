@@ -168,6 +168,12 @@ def test_three_senders_thousand_says_each_complete_and_in_order(mode):
     finally:
         counts = [len(says(r, set(names))) for r in receivers]
         print(f"[{mode.name}] receivers r1@a1, r2@a2 got {counts} of {total}")
+        if counts != [total, total]:
+            # Say why: a lost Redis connection (redelivery, loss), a mesh link drop, ...
+            for name, node in c.nodes.items():
+                print(f"--- {name} log ---\n{node.log_text()}")
+            if mode.redis:
+                print(f"--- redis-server log ---\n{mode.redis.log_text()}")
     t_all = time.monotonic() - t0
     time.sleep(0.2)
     for i, r in enumerate(receivers):
