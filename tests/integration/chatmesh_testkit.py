@@ -126,8 +126,7 @@ class ChatmeshNode:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self.cluster = dict(cluster or {})
         self.name = node_name
-        self.port = free_port()
-        self.mesh_port = free_port()
+        self.port, self.mesh_port = free_ports(2)  # bound at once, so they differ
         self.dir = Path(tempfile.mkdtemp(prefix="chatmesh-it-"))
         self.conf_path = self.dir / "cluster.conf"
         self.stderr_path = self.dir / "stderr.log"

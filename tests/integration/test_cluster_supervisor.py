@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from chatmesh_testkit import RecordingClient, chatmesh_binary, free_port
+from chatmesh_testkit import RecordingClient, chatmesh_binary, free_ports
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,8 +115,10 @@ class Cluster:
     def __init__(self, names=("a1", "a2")):
         self.dir = Path(tempfile.mkdtemp(prefix="chatmesh-cluster-"))
         self.conf = self.dir / "cluster.conf"
-        self.ports = {n: free_port() for n in names}
-        self.mesh_ports = {n: free_port() for n in names}
+        # All bound at once: one free_port() after another may hand out the same port twice.
+        ports = free_ports(2 * len(names))
+        self.ports = dict(zip(names, ports[:len(names)]))
+        self.mesh_ports = dict(zip(names, ports[len(names):]))
         lines = ["# written by tests/integration/test_cluster_supervisor.py",
                  "[cluster]", "secret = x", ""]
         for n in names:
