@@ -354,7 +354,11 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     public func subscribe(room: String) {
         onMeshLoop { [self] in
             guard localRooms.insert(room).inserted else { return }
-            for peer in peers.values { peer.link?.send(.sub(room), flush: false) }
+            // Flushed now, not at the end of the tick: the SUB must reach the peers before the
+            // joiner sees its own join (written later in this tick). Otherwise someone it tells
+            // on another node could join there before that node knows of the room's interest
+            // here, and that join would not be forwarded to it.
+            for peer in peers.values { peer.link?.send(.sub(room), flush: true) }
         }
     }
 

@@ -253,6 +253,19 @@ func delivered(_ room: String, _ text: String) -> String {
         #expect(a2.delivery.delivered == [delivered("r", "hi")])
     }
 
+    /// The SUB must be on the wire before anything the same tick writes to local members (the
+    /// joiner's own join echo): a task queued right after the subscribe already finds it flushed.
+    @Test func subIsFlushedBeforeTheTasksQueuedAfterIt() throws {
+        let a1 = TestNode("a1"), a2 = TestNode("a2")
+        let link = try connect(a1, a2)
+        a2.mesh.subscribe(room: "r")
+        final class Seen { var frames: [MeshFrame] = [] }
+        let seen = Seen()
+        a2.loop.execute { seen.frames = (try? writtenFrames(link.accepted)) ?? [] }
+        a2.loop.run()
+        #expect(seen.frames == [.sub("r")])
+    }
+
     @Test func pubCarriesTheSocketIOPacketVerbatimWithIncreasingSequences() throws {
         let a1 = TestNode("a1"), a2 = TestNode("a2")
         let link = try connect(a1, a2)
