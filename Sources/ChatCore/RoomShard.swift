@@ -144,12 +144,7 @@ public final class RoomShard: @unchecked Sendable {
         writeBatch(of: room)
         let recipients = room.members(joinedBefore: arrivedAt)
         guard !recipients.isEmpty else { return }
-        var framed = Self.allocator.buffer(capacity: broadcast.engineFrame.readableBytes + 10)
-        transportFramer(broadcast.engineFrame, &framed)
-        let batch = RoomBatch(engineFrames: [broadcast.engineFrame], transportBytes: framed)
-        for member in recipients {
-            member.deliver(batch)
-        }
+        write([broadcast.engineFrame], to: recipients)
         deliveries.increment(by: Int64(recipients.count))
         bytesSent.increment(by: Int64(recipients.count * broadcast.engineFrame.readableBytes))
     }
@@ -158,14 +153,19 @@ public final class RoomShard: @unchecked Sendable {
         guard !room.pendingFrames.isEmpty else { return }
         let frames = room.pendingFrames
         room.pendingFrames = []
+        // A snapshot: a member that leaves (or makes others leave) while being written still
+        // gets this batch, and one that joins meanwhile does not.
+        write(frames, to: room.members)
+    }
+
+    /// Frames the packets once for the transport and hands the same batch to every member.
+    private func write(_ frames: [ByteBuffer], to members: [RoomMember]) {
         var framed = Self.allocator.buffer(capacity: frames.reduce(0) { $0 + $1.readableBytes + 10 })
         for frame in frames {
             transportFramer(frame, &framed)
         }
         let batch = RoomBatch(engineFrames: frames, transportBytes: framed)
-        // A snapshot: a member that leaves (or makes others leave) while being written still
-        // gets this batch, and one that joins meanwhile does not.
-        for member in room.members {
+        for member in members {
             member.deliver(batch)
         }
     }

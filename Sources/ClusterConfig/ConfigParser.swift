@@ -226,9 +226,7 @@ struct ConfigParser {
             default: config.engine.connectTimeoutMs = n
             }
         case .limits:
-            // max_write_delay = 0 is meaningful: pacing off.
-            let isZero = key == "max_write_delay" && !value.isEmpty && value.utf8.allSatisfy { $0 == 0x30 }
-            let n = isZero ? 0 : try positiveInteger(value, key: key, in: where_, number: number)
+            let n = try positiveInteger(value, key: key, in: where_, number: number)
             switch key {
             case "username_max": config.limits.usernameMax = n
             case "text_max": config.limits.textMax = n
@@ -275,6 +273,7 @@ struct ConfigParser {
         if isDigits {
             let significant = utf8.drop { $0 == 0x30 }
             if significant.isEmpty {
+                if Self.zeroAllowedKeys.contains(key) { return 0 }
                 throw fail(number, "'\(key)' in \(where_) must be a positive integer (\(unit)), got \(value)")
             }
             guard significant.count <= 10, let n = Int(value), n <= Self.maxNumber else {
@@ -292,9 +291,11 @@ struct ConfigParser {
         throw fail(number, "'\(key)' in \(where_) must be \(numberKind(key)) (\(unit)), got \(quoted(value))")
     }
 
-    /// max_write_delay alone may be 0 (write pacing off).
+    /// Keys whose 0 means something: max_write_delay = 0 turns write pacing off.
+    private static let zeroAllowedKeys: Set<String> = ["max_write_delay"]
+
     private func numberKind(_ key: String) -> String {
-        key == "max_write_delay" ? "a whole number" : "a positive integer"
+        Self.zeroAllowedKeys.contains(key) ? "a whole number" : "a positive integer"
     }
 
     private func unitName(_ key: String) -> String {

@@ -36,7 +36,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private var serverChannel: (any Channel)?
     private var heartbeatTimer: RepeatedTask?
     /// A late heartbeat (the loop was busy) does not judge silence: see `HeartbeatPunctuality`.
-    private lazy var heartbeatPunctuality = HeartbeatPunctuality(interval: .milliseconds(Int64(settings.pingIntervalMs)))
+    private var heartbeatPunctuality: HeartbeatPunctuality
     private var pendingFlush: [PeerLinkHandler] = []
     /// Links still in their handshake, oldest first.
     private var pendingHandshakes: [PeerLinkHandler] = []
@@ -56,6 +56,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         self.eventLoop = eventLoop
         self.logger = logger
         self.settings = config.mesh
+        self.heartbeatPunctuality = HeartbeatPunctuality(interval: .milliseconds(Int64(config.mesh.pingIntervalMs)))
         self.secret = config.secret ?? ""
         self.listenAddress = localNode.mesh ?? HostPort(host: "127.0.0.1", port: 0)
         var generator = SystemRandomNumberGenerator()
