@@ -54,9 +54,9 @@ build-tests:
 SANITIZED := scripts/sanitized.sh
 ASAN_BIN := .build/sanitizer/chatmesh-address
 TSAN_SKIP := RESPFuzzTests|MeshFrameFuzzTests|RobustnessTests
-TSAN_SUITES_A := tests/integration/test_churn.py tests/integration/test_transports.py tests/integration/test_drain.py
-TSAN_SUITES_B := tests/integration/test_fanout_modes.py tests/integration/test_mesh_cluster.py \
-	tests/integration/test_bench_counting.py
+TSAN_SUITES_A := IntegrationTests/integration/test_churn.py IntegrationTests/integration/test_transports.py IntegrationTests/integration/test_drain.py
+TSAN_SUITES_B := IntegrationTests/integration/test_fanout_modes.py IntegrationTests/integration/test_mesh_cluster.py \
+	IntegrationTests/integration/test_bench_counting.py
 
 sanitize: sanitize-address sanitize-thread
 
@@ -72,19 +72,19 @@ sanitize-thread: build-deps test-deps
 # The pieces. The ASan suites run the copy in $(ASAN_BIN): `make test` rebuilds .build/debug for
 # ThreadSanitizer meanwhile.
 asan-integration:
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider tests/integration
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration
 
 # `make test` splits the integration suite: the network-namespace fault suite (~100 s, mostly
 # waiting out its partitions) runs beside the ThreadSanitizer suites at the end.
-FAULT_SUITE := tests/integration/test_faults_netns.py
+FAULT_SUITE := IntegrationTests/integration/test_faults_netns.py
 asan-integration-core:
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider tests/integration --ignore=$(FAULT_SUITE)
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration --ignore=$(FAULT_SUITE)
 
 asan-faults:
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(FAULT_SUITE)
 
 asan-browser:
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider tests/browser
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/browser
 
 tsan-build-and-unit:
 	$(TSAN_NICE) $(SANITIZED) thread $(SWIFT) build --build-tests
@@ -104,10 +104,10 @@ unit-test: build
 	$(SWIFT) test
 
 integration-test: build test-deps
-	$(PYTEST) -q -p no:cacheprovider tests/integration
+	$(PYTEST) -q -p no:cacheprovider IntegrationTests/integration
 
 browser-test: build test-deps
-	$(PYTEST) -q -p no:cacheprovider tests/browser
+	$(PYTEST) -q -p no:cacheprovider IntegrationTests/browser
 
 # Scenario F against chatmesh mesh mode, redis mode and the kernel floor (../shared/bench/floor.c),
 # in one run, on free loopback ports (~8 min on 2 cores): figures beside the floor's, and

@@ -4,12 +4,12 @@
 #   - Debian packages: python3, python3-venv (only if `python3 -m venv` cannot work),
 #     chromium, chromium-driver, curl, redis-server, redis-tools, nginx, systemd.
 #     `apt-get update` runs only if something is missing.
-#   - .venv at the repository root with tests/requirements.txt installed; pip is skipped
+#   - .venv at the repository root with IntegrationTests/requirements.txt installed; pip is skipped
 #     when the stamp in .venv matches the requirements' hash.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-req="$repo/tests/requirements.txt"
+req="$repo/IntegrationTests/requirements.txt"
 venv="$repo/.venv"
 stamp="$venv/.requirements.sha256"
 
@@ -87,7 +87,7 @@ want="$(sha256sum "$req" | cut -d' ' -f1) $("$venv/bin/python" -c 'import sys; p
 if [[ -f $stamp && "$(cat "$stamp")" == "$want" ]]; then
     log "python packages up to date"
 else
-    log "pip install -r tests/requirements.txt"
+    log "pip install -r IntegrationTests/requirements.txt"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
     echo "$want" >"$stamp"
 fi

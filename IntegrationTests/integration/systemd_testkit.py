@@ -152,7 +152,7 @@ class NotifyListener:
 def cluster_conf(nodes: dict[str, tuple[int, int | None]], cluster: dict | None = None,
                  extra: str = "") -> str:
     """A cluster.conf: nodes = {name: (listen port, mesh port or None)} on 127.0.0.1."""
-    lines = ["# written by tests/integration/systemd_testkit.py", "[cluster]",
+    lines = ["# written by IntegrationTests/integration/systemd_testkit.py", "[cluster]",
              "secret = systemd-test-secret"]
     lines += [f"{k} = {v}" for k, v in (cluster or {}).items()]
     if extra:

@@ -1,8 +1,8 @@
 """Browser tests for the chat page served by a chatmesh node at `/`.
 
 Needs (Debian): apt-get install -y chromium chromium-driver
-and Python:     pip install -r tests/browser/requirements.txt   (selenium, pytest)
-Run:            .venv/bin/python -m pytest -v tests/browser
+and Python:     pip install -r IntegrationTests/browser/requirements.txt   (selenium, pytest)
+Run:            .venv/bin/python -m pytest -v IntegrationTests/browser
 The node is started by conftest.py from CHATMESH_BIN or .build/debug/chatmesh.
 """
 import re

@@ -102,7 +102,7 @@ class NginxFront:
         assert r.returncode == 0, f"nginx-conf exited {r.returncode}: {r.stderr}"
         self.generated.write_text(r.stdout)
         d = self.dir
-        self.conf.write_text(f"""# written by tests/integration/nginx_testkit.py
+        self.conf.write_text(f"""# written by IntegrationTests/integration/nginx_testkit.py
 worker_processes 1;
 error_log {self.error_log} info;
 pid {self.pid_file};

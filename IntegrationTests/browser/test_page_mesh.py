@@ -1,6 +1,6 @@
 """Two browser tabs on DIFFERENT nodes of a 2-node mesh chat with each other through the page.
 
-The nodes (b1, b2) come from tests/integration/mesh_testkit.py; Chromium from conftest's
+The nodes (b1, b2) come from IntegrationTests/integration/mesh_testkit.py; Chromium from conftest's
 `new_browser`. The page helpers are minimal copies of those in test_page.py.
 """
 import sys

@@ -134,7 +134,7 @@ class ChatmeshNode:
 
     # -- config ------------------------------------------------------------------------------
     def config_text(self) -> str:
-        lines = ["# written by tests/integration", "[cluster]", "fanout = mesh"]
+        lines = ["# written by IntegrationTests/integration", "[cluster]", "fanout = mesh"]
         lines += [f"{k} = {v}" for k, v in self.cluster.items()]
         if self.engineio:
             lines += ["", "[engineio]"] + [f"{k} = {v}" for k, v in self.engineio.items()]

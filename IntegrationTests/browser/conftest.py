@@ -1,6 +1,6 @@
 """Fixtures for the browser tests: a chatmesh node on a free loopback port, and headless Chromium.
 
-Self-contained on purpose (tests/integration has its own fixtures).
+Self-contained on purpose (IntegrationTests/integration has its own fixtures).
 
 Environment:
   CHATMESH_BIN   server binary (default: <repo>/.build/debug/chatmesh)
@@ -240,7 +240,7 @@ def new_browser(tmp_path):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.skip("selenium is not installed (pip install -r tests/browser/requirements.txt)")
+        pytest.skip("selenium is not installed (pip install -r IntegrationTests/browser/requirements.txt)")
     chromium = _find("CHROMIUM_BIN", "chromium", "chromium-browser")
     chromedriver = _find("CHROMEDRIVER_BIN", "chromedriver")
     if not chromium or not chromedriver:

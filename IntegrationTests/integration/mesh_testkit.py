@@ -269,7 +269,7 @@ class MeshCluster:
         return [n for n in self.nodes.values() if n.alive()]
 
     def config_text(self, secret: str | None = None) -> str:
-        lines = ["# written by tests/integration/mesh_testkit.py", "[cluster]", "fanout = mesh",
+        lines = ["# written by IntegrationTests/integration/mesh_testkit.py", "[cluster]", "fanout = mesh",
                  f"secret = {self.secret if secret is None else secret}"]
         for section, kv in (("engineio", self.engineio), ("limits", self.limits),
                             ("mesh", self.mesh)):

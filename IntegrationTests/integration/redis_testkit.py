@@ -422,7 +422,7 @@ class ChatCluster:
         return self.nodes[name]
 
     def config_text(self) -> str:
-        lines = ["# written by tests/integration/redis_testkit.py", "[cluster]",
+        lines = ["# written by IntegrationTests/integration/redis_testkit.py", "[cluster]",
                  f"fanout = {self.fanout}", "secret = fanout-test-secret"]
         if self.redis_url:
             lines += ["", "[redis]", f"url = {self.redis_url}"]

@@ -119,7 +119,7 @@ class Cluster:
         ports = free_ports(2 * len(names))
         self.ports = dict(zip(names, ports[:len(names)]))
         self.mesh_ports = dict(zip(names, ports[len(names):]))
-        lines = ["# written by tests/integration/test_cluster_supervisor.py",
+        lines = ["# written by IntegrationTests/integration/test_cluster_supervisor.py",
                  "[cluster]", "secret = x", ""]
         for n in names:
             lines += [f"[node {n}]", f"listen = 127.0.0.1:{self.ports[n]}",

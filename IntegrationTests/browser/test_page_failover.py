@@ -3,7 +3,7 @@
 Headless Chromium opens the page through nginx (ip_hash puts it on one node of a 2-node mesh);
 that node is killed with SIGKILL; the page shows "reconnecting", reconnects through nginx to the
 other node, re-joins its room, and shows a say from a python client connected to that node.
-Nodes and nginx come from tests/integration (mesh_testkit, nginx_testkit); Chromium from
+Nodes and nginx come from IntegrationTests/integration (mesh_testkit, nginx_testkit); Chromium from
 conftest's `new_browser`.
 """
 import sys
