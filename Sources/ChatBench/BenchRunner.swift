@@ -14,8 +14,9 @@ public final class BenchRunner {
     public let options: BenchOptions
     /// Progress lines (`# …`) go here; the table and JSON are the caller's to print.
     public var log: (String) -> Void = { line in
-        fputs(line + "\n", stderr)
-        fflush(stderr)
+        // One write(2) per line: Glibc's `stderr` is a global var that Swift 6 will not touch.
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
     }
     /// Called once every idle connection is up (idle mode), with the connect figures so far.
     public var onIdleReady: (BenchReport) -> Void = { _ in }
