@@ -173,7 +173,9 @@ if let sanitizer = Context.environment["CHATMESH_SANITIZE"], !sanitizer.isEmpty 
 // MARK: - Fuzzing (begin) ------------------------------------------------------------------
 // libFuzzer targets, one per decoder, in Fuzz/<Target>/. They exist only when CHATMESH_FUZZ
 // is set, so a normal `swift build` / `swift test` never sees them; `make fuzz` (Fuzz/run.sh)
-// sets it and builds them with sanitizer coverage and ASan into .build-fuzz.
+// sets it and builds them with sanitizer coverage and ASan into .build-fuzz. `make test` only
+// type-checks them, against its own debug build (scripts/check-fuzz-targets.sh, which reads
+// the CLibFuzzer/FuzzSupport layout below from the directories, not from here).
 if Context.environment["CHATMESH_FUZZ"] != nil {
     let nio: [Target.Dependency] = [.product(name: "NIOCore", package: "swift-nio")]
     func fuzzTarget(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
@@ -181,7 +183,8 @@ if Context.environment["CHATMESH_FUZZ"] != nil {
     }
     package.targets += [
         .target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
-        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], path: "Fuzz/FuzzSupport"),
+        // NIOCore for the stream decoders' shared drain loop (`decodeAll`, on ByteBuffer).
+        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"] + nio, path: "Fuzz/FuzzSupport"),
         fuzzTarget("FuzzEnginePacket", ["EngineIO"]),
         fuzzTarget("FuzzPollingPayload", ["EngineIO"]),
         fuzzTarget("FuzzEngineRequest", ["EngineIO"]),

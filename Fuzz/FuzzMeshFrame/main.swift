@@ -12,48 +12,6 @@ import NIOCore
 // it, decodes to the same frames and the same error as the whole.
 let limits = [0, 1, 16, 64, 4096, 1 << 20]
 
-
-struct Outcome: Equatable {
-    var frames: [MeshFrame] = []
-    var error: MeshFrameError?
-    var leftover = 0
-}
-
-/// Feeds the chunks in turn, draining every complete frame after each, until an error.
-func decodeAll(_ decoder: MeshFrameDecoder, _ chunks: [ArraySlice<UInt8>]) -> Outcome {
-    var outcome = Outcome()
-    var buffer = ByteBufferAllocator().buffer(capacity: 0)
-    for chunk in chunks {
-        buffer.writeBytes(chunk)
-        while true {
-            let before = buffer.readerIndex
-            let pending = buffer.readableBytesView
-            let length = buffer.getInteger(at: before, as: UInt32.self)
-            do throws(MeshFrameError) {
-                guard let frame = try decoder.next(from: &buffer) else {
-                    expect(buffer.readerIndex == before, "need-more-data consumed bytes")
-                    break
-                }
-                let consumed = buffer.readerIndex - before
-                expect(length.map { Int($0) + 4 == consumed } ?? false, "frame consumed \(consumed) bytes, prefix said \(String(describing: length))")
-                expect(length.map { Int($0) <= decoder.maxFrameLength } ?? false, "frame over the limit accepted")
-                checkCanonical(frame, Array(pending.prefix(consumed)))
-                outcome.frames.append(frame)
-            } catch {
-                if case .frameTooLarge(let length, let limit) = error {
-                    expect(length > limit && limit == decoder.maxFrameLength, "\(error) with limit \(decoder.maxFrameLength)")
-                }
-                if case .invalidField = error { expect(false, "the codec never throws invalidField") }
-                // What is left after an error depends on how much had arrived: not compared.
-                outcome.error = error
-                return outcome
-            }
-        }
-    }
-    outcome.leftover = buffer.readableBytes
-    return outcome
-}
-
 func checkCanonical(_ frame: MeshFrame, _ wire: [UInt8]) {
     // A GOODBYE reason is cut to 1024 bytes when written, so longer ones cannot come back.
     if case .goodbye(let reason) = frame, reason.utf8.count > 1024 { return }
@@ -66,11 +24,16 @@ fuzz { input in
     let control = reader.byte()
     let decoder = MeshFrameDecoder(maxFrameLength: limits[Int(control) % limits.count])
     let stream = reader.rest()
-
-    let whole = decodeAll(decoder, [stream[...]])
-    let split = Int(control / 8) * stream.count / 32
-    let chunked = decodeAll(decoder, [stream[..<split], stream[split...]])
-    let bytewise = stream.count <= 64 ? decodeAll(decoder, stream.map { [$0][...] }) : whole
-    expect(chunked == whole, "split at \(split) of \(stream.count) decodes differently")
-    expect(bytewise == whole, "byte-by-byte feeding decodes differently")
+    _ = decodeSplitAnywhere(stream, splitAt: Int(control / 8) * stream.count / 32, next: decoder.next(from:)) { frame, wire in
+        let length = wire.prefix(4).reduce(0) { $0 << 8 | Int($1) }
+        expect(wire.count >= 4 && length + 4 == wire.count, "frame consumed \(wire.count) bytes, prefix said \(length)")
+        expect(length <= decoder.maxFrameLength, "frame over the limit accepted")
+        checkCanonical(frame, wire)
+    } checkError: { error, _ in
+        // What is left after an error depends on how much had arrived: not compared.
+        if case .frameTooLarge(let length, let limit) = error {
+            expect(length > limit && limit == decoder.maxFrameLength, "\(error) with limit \(decoder.maxFrameLength)")
+        }
+        if case .invalidField = error { expect(false, "the codec never throws invalidField") }
+    }
 }

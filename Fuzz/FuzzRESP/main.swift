@@ -16,39 +16,6 @@ let decoders = [
     RESPDecoder(),
 ]
 
-
-struct Outcome: Equatable {
-    var values: [RESPValue] = []
-    var error: RESPError?
-    var leftover = 0
-}
-
-func decodeAll(_ decoder: RESPDecoder, _ chunks: [ArraySlice<UInt8>]) -> Outcome {
-    var outcome = Outcome()
-    var buffer = ByteBufferAllocator().buffer(capacity: 0)
-    for chunk in chunks {
-        buffer.writeBytes(chunk)
-        while true {
-            let before = buffer.readerIndex
-            do throws(RESPError) {
-                guard let value = try decoder.next(from: &buffer) else {
-                    expect(buffer.readerIndex == before, "need-more-data consumed bytes")
-                    break
-                }
-                expect(buffer.readerIndex > before, "a value consumed nothing")
-                outcome.values.append(value)
-            } catch {
-                expect(buffer.readerIndex == before, "an error consumed bytes")
-                // What is left after an error depends on how much had arrived: not compared.
-                outcome.error = error
-                return outcome
-            }
-        }
-    }
-    outcome.leftover = buffer.readableBytes
-    return outcome
-}
-
 func checkRoundTrip(_ value: RESPValue, _ decoder: RESPDecoder) {
     // The same limits, but lines 3 times as long plus room for any integer: a simple string's
     // invalid UTF-8 was replaced by U+FFFD (3 bytes each) when it was decoded.
@@ -71,12 +38,7 @@ fuzz { input in
     let control = reader.byte()
     let decoder = decoders[Int(control) % decoders.count]
     let stream = reader.rest()
-
-    let whole = decodeAll(decoder, [stream[...]])
-    let split = Int(control / 4) * stream.count / 64
-    let chunked = decodeAll(decoder, [stream[..<split], stream[split...]])
-    let bytewise = stream.count <= 64 ? decodeAll(decoder, stream.map { [$0][...] }) : whole
-    expect(chunked == whole, "split at \(split) of \(stream.count) decodes differently")
-    expect(bytewise == whole, "byte-by-byte feeding decodes differently")
+    let whole = decodeSplitAnywhere(stream, splitAt: Int(control / 4) * stream.count / 64, next: decoder.next(from:),
+                                    checkError: { _, consumed in expect(consumed == 0, "an error consumed \(consumed) bytes") })
     for value in whole.values { checkRoundTrip(value, decoder) }
 }

@@ -96,8 +96,11 @@ func containsBinary(_ value: JSONValue) -> Bool {
     }
 }
 
+let served: Set<String> = ["/", "/admin"]
+
 fuzz { input in
-    var session = SocketIOServerSession(namespaces: ["/", "/admin"])
+    var session = SocketIOServerSession(namespaces: served)
+    var connected: Set<String> = []   // what the session must report, from its outputs alone
     var reassembler = BinaryReassembler()
     var connects = 0
     for message in parts(input, separator: 0xFF) {
@@ -127,23 +130,33 @@ fuzz { input in
         do {
             switch try session.receive(payload) {
             case .connect(let namespace, _)?:
-                expect(["/", "/admin"].contains(namespace), "connect to unserved namespace \(namespace)")
+                expect(served.contains(namespace), "connect to unserved namespace \(namespace)")
+                expect(!connected.contains(namespace), "repeated connect to \(namespace) reported")
                 connects += 1
                 let answer = session.acceptConnect(namespace: namespace, sid: "sid\(connects)")
+                connected.insert(namespace)
                 expect(try! SocketPacketCodec.decode(answer[...]).type == .connect, "connect answer does not decode")
             case .event(let name, let arguments, let ackID)?:
                 expect(complete?.eventNameAndArguments.map { $0.name == name && $0.arguments == arguments } ?? false,
                        "session event differs from the reassembled packet")
                 expect(ackID == complete?.ackID, "ack id differs")
+                expect(complete.map { connected.contains($0.namespace) } ?? false, "event on a namespace not connected")
             case .reply(let text)?:
                 expect(try! SocketPacketCodec.decode(text[...]).type == .connectError, "reply is not a CONNECT_ERROR")
-            case .disconnect?, nil:
+            case .disconnect(let namespace)?:
+                expect(connected.remove(namespace) != nil, "disconnect from \(namespace), which was not connected")
+            case nil:
                 break
             }
         } catch {
             // The server closes the client here; the next message meets a new session.
-            session = SocketIOServerSession(namespaces: ["/", "/admin"])
+            session = SocketIOServerSession(namespaces: served)
+            connected = []
         }
-        expect(session.connected.keys.allSatisfy { ["/", "/admin"].contains($0) }, "connected to an unserved namespace")
+        for namespace in served.union(complete.map { [$0.namespace] } ?? []) {
+            expect(session.isConnected(to: namespace) == connected.contains(namespace),
+                   "session says \(namespace) is\(connected.contains(namespace) ? " not" : "") connected")
+        }
+        expect(session.hasConnections == !connected.isEmpty, "hasConnections differs from the namespaces connected")
     }
 }
