@@ -5,7 +5,7 @@ SWIFT ?= swift
 BIN := .build/debug/chatmesh
 PYTEST := .venv/bin/pytest
 
-.PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench fuzz \
+.PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench fuzz fuzz-check \
 	sanitize sanitize-address sanitize-thread asan-integration asan-integration-core asan-faults asan-browser \
 	tsan-build-and-unit tsan-integration tsan-integration-a tsan-integration-b
 
@@ -35,6 +35,7 @@ run: build
 # sanitizer report fails the step that caused it (scripts/sanitized.sh).
 test: build-deps
 	@$(MAKE) --no-print-directory -j2 build-tests test-deps SANITIZE=address
+	@$(MAKE) --no-print-directory fuzz-check
 	$(SANITIZED) address $(SWIFT) test --skip-build
 	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN)
 	@$(MAKE) --no-print-directory -j3 --output-sync=target asan-integration-core asan-browser tsan-build-and-unit TSAN_NICE="chrt --idle 0"
@@ -123,6 +124,14 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 fuzz: build-deps
 	SWIFT=$(SWIFT) Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Part of `make test`, right after its build: type-checks every fuzz target against the debug
+# build's modules (plain or sanitized), so an API change that breaks one fails CI (~6 s, where
+# building them for real takes minutes). Needs a `swift build --build-tests` before it; it does
+# not start one itself, since `make test` builds with the sanitizer and a plain build here would
+# undo that.
+fuzz-check:
+	scripts/check-fuzz-targets.sh
 
 clean:
 	rm -rf .build .venv
