@@ -77,6 +77,13 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 "CLibCrypto",
                 .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            // The chat page, compiled into the binary as bytes (PackageResources.*), so the node
+            // stays one self-contained file while the page stays real HTML/JS/CSS for editors and tests.
+            resources: [
+                .embedInCode("Web/index.html"),
+                .embedInCode("Web/chatmesh.js"),
+                .embedInCode("Web/chatmesh.css"),
             ]
         ),
         .target(
