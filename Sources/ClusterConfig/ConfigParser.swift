@@ -11,16 +11,7 @@ struct ConfigParser {
         case node(Int)  // index into `drafts`
     }
 
-    /// Every section and its keys, in the order the documentation lists them.
-    static let sectionKeys: [(section: String, keys: [String])] = [
-        ("cluster", ["fanout", "secret", "drain_timeout"]),
-        ("redis", ["url", "channel_prefix", "buffer_messages", "buffer_ms"]),
-        ("engineio", ["ping_interval", "ping_timeout", "max_payload", "upgrade_timeout", "connect_timeout", "allowed_origins"]),
-        ("limits", ["username_max", "text_max", "roomid_max", "say_rate", "say_burst", "outbound_buffer", "max_connections", "max_write_delay"]),
-        ("mesh", ["ping_interval", "buffer_messages", "buffer_ms", "max_frame", "reconnect_max"]),
-        ("node", ["listen", "mesh"]),
-    ]
-    static let validSectionsText = "[cluster], [redis], [engineio], [limits], [mesh], [node NAME]"
+    static let validSectionsText = ConfigSection.all.map(\.title).joined(separator: ", ")
     /// Upper bound for every number: fits in 32 bits, and milliseconds of it still fit
     /// in a 64-bit nanosecond count.
     static let maxNumber = 2_147_483_647
@@ -141,7 +132,7 @@ struct ConfigParser {
             }
         default:
             var message = "unknown section [\(words.joined(separator: " "))]; valid sections: \(Self.validSectionsText)"
-            if let hint = suggestion(name, among: Self.sectionKeys.map { $0.section }) {
+            if let hint = suggestion(name, among: ConfigSection.all.map(\.name)) {
                 message += "; did you mean [\(hint)]?"
             }
             throw fail(number, message)
@@ -151,7 +142,7 @@ struct ConfigParser {
     /// `[engineio] or [mesh]`: every section that has `key` (some keys, such as
     /// ping_interval, mean the same thing in several sections); nil when none does.
     private static func homes(of key: String) -> String? {
-        let titles = sectionKeys.filter { $0.keys.contains(key) }.map { $0.section == "node" ? "[node NAME]" : "[\($0.section)]" }
+        let titles = ConfigSection.all.filter { $0.keys.contains(key) }.map(\.title)
         return titles.isEmpty ? nil : titles.joined(separator: " or ")
     }
 
@@ -167,7 +158,7 @@ struct ConfigParser {
         }
         let sectionName = sectionKind(section)
         let where_ = sectionTitle(section)
-        let valid = Self.sectionKeys.first { $0.section == sectionName }!.keys
+        let valid = ConfigSection.named(sectionName)!.keys
         guard valid.contains(key) else {
             var message = "unknown key \(quoted(key)) in \(where_); valid keys: \(valid.joined(separator: ", "))"
             if let hint = suggestion(key, among: valid) {
@@ -230,7 +221,7 @@ struct ConfigParser {
             switch key {
             case "username_max": config.limits.usernameMax = n
             case "text_max": config.limits.textMax = n
-            case "roomid_max": config.limits.roomidMax = n
+            case "roomid_max": config.limits.roomIDMax = n
             case "say_rate": config.limits.sayRate = n
             case "say_burst": config.limits.sayBurst = n
             case "outbound_buffer": config.limits.outboundBuffer = n
