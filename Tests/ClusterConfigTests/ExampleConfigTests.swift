@@ -1,8 +1,8 @@
 import Testing
 @testable import ClusterConfig
 
-/// The example from docs/INTERFACES.md, every key set, with a real Redis URL in place of
-/// the documentation placeholder and a second node.
+/// A cluster.conf that sets every key (before `[cluster] drain_timeout` and the `[redis]`
+/// buffer keys existed) to its default, with a real Redis URL and a second node.
 let shippedExample = """
     # chatmesh cluster configuration
     [cluster]
@@ -61,7 +61,7 @@ let shippedExample = """
     #expect(config.engine.allowedOrigins == nil)
     #expect(config.limits.usernameMax == 64)
     #expect(config.limits.textMax == 4096)
-    #expect(config.limits.roomidMax == 128)
+    #expect(config.limits.roomIDMax == 128)
     #expect(config.limits.sayRate == 20)
     #expect(config.limits.sayBurst == 40)
     #expect(config.limits.outboundBuffer == 1_048_576)
@@ -99,7 +99,7 @@ let shippedExample = """
     #expect(config.engine.allowedOrigins == nil)
     #expect(config.limits.usernameMax == 64)
     #expect(config.limits.textMax == 4096)
-    #expect(config.limits.roomidMax == 128)
+    #expect(config.limits.roomIDMax == 128)
     #expect(config.limits.sayRate == 20)
     #expect(config.limits.sayBurst == 40)
     #expect(config.limits.outboundBuffer == 1_048_576)
