@@ -31,7 +31,7 @@ let package = Package(
         ),
         .target(name: "EngineIO"),
         .target(name: "SocketIO", dependencies: ["EngineIO"]),
-        .target(name: "ClusterConfig"),
+        .target(name: "ClusterConfig", swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "ChatCore",
             dependencies: [
@@ -93,7 +93,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .target(
             name: "ChatBench",
@@ -103,7 +104,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ]
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
             name: "chatmesh",
@@ -123,10 +125,14 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "ChatBenchTests", dependencies: ["ChatBench"]),
+        .testTarget(name: "ChatBenchTests", dependencies: ["ChatBench"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"]),
-        .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"]),
-        .testTarget(name: "ClusterSupervisorTests", dependencies: ["ClusterSupervisor", "ClusterConfig"]),
+        .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(
+            name: "ClusterSupervisorTests",
+            dependencies: ["ClusterSupervisor", "ClusterConfig"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "RedisFanoutTests",
             dependencies: [

@@ -324,21 +324,28 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
             scheduleTick(schedule)
         } else {
             sender!.lastProgress = schedule.start
-            let loop = context.eventLoop
-            loop.scheduleTask(deadline: deadline(schedule.start)) { [self] in
+            // This connection lives on its loop: the isolated view takes closures that capture it.
+            context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline(schedule.start)) { [self] in
                 fillWindow(schedule)
             }
-            loop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { [self] task in
-                guard self.context != nil, let s = sender, !s.stopped else { task.cancel(); return }
-                let now = monotonicNanos()
-                if s.inflight > 0, now - s.lastProgress > 2_000_000_000 {
-                    // Echoes lost (or a server that drops): do not let the window close forever.
-                    sender!.stalls += 1
-                    sender!.inflight = 0
-                    sender!.lastProgress = now
-                    fillWindow(schedule)
-                }
+            scheduleStallCheck(schedule)
+        }
+    }
+
+    /// Window mode, every 500 ms while sending: echoes lost (or a server that drops) must not
+    /// keep the window closed forever.
+    private func scheduleStallCheck(_ schedule: BenchSchedule) {
+        guard let context else { return }
+        context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(500)) { [self] in
+            guard self.context != nil, let s = sender, !s.stopped else { return }
+            let now = monotonicNanos()
+            if s.inflight > 0, now - s.lastProgress > 2_000_000_000 {
+                sender!.stalls += 1
+                sender!.inflight = 0
+                sender!.lastProgress = now
+                fillWindow(schedule)
             }
+            scheduleStallCheck(schedule)
         }
     }
 
@@ -359,7 +366,7 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
             sender!.stopped = true
             return
         }
-        context.eventLoop.scheduleTask(deadline: deadline(due)) { [self] in
+        context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline(due)) { [self] in
             guard self.context != nil else { return }
             let now = monotonicNanos()
             var burst = 0

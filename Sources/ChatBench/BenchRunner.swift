@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Histogram
 import NIOCore
 import NIOHTTP1
@@ -23,7 +24,8 @@ public final class BenchRunner {
 
     private let shared: BenchShared
     private let group: MultiThreadedEventLoopGroup
-    private var loopStats: [ObjectIdentifier: LoopStats] = [:]
+    /// Each loop's counters, made on that loop and only reached there.
+    private var loopStats: [ObjectIdentifier: NIOLoopBound<LoopStats>] = [:]
     private var loops: [EventLoop] = []
     private let stop = DispatchSemaphore(value: 0)
     private var signalSources: [DispatchSourceSignal] = []
@@ -35,7 +37,7 @@ public final class BenchRunner {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
         for loop in group.makeIterator() {
             loops.append(loop)
-            loopStats[ObjectIdentifier(loop)] = LoopStats()
+            loopStats[ObjectIdentifier(loop)] = try loop.submit { NIOLoopBound(LoopStats(), eventLoop: loop) }.wait()
         }
     }
 
@@ -43,7 +45,7 @@ public final class BenchRunner {
         try? group.syncShutdownGracefully()
     }
 
-    private func stats(for loop: EventLoop) -> LoopStats {
+    private func stats(for loop: EventLoop) -> NIOLoopBound<LoopStats> {
         loopStats[ObjectIdentifier(loop)]!
     }
 
@@ -109,6 +111,7 @@ public final class BenchRunner {
         for loop in loops {
             let stats = self.stats(for: loop)
             try loop.submit {
+                let stats = stats.value
                 stats.schedule = schedule
                 for connection in stats.connections { connection.startSending(schedule) }
             }.wait()
@@ -191,9 +194,10 @@ public final class BenchRunner {
         var lines: [String] = []
         for loop in loops {
             let stats = self.stats(for: loop)
+            let options = self.options
             let part = try? loop.submit { () -> [String] in
-                stats.connections.filter { $0.state != .joined && $0.state != .closed }.prefix(20).map {
-                    "\(String(decoding: $0.username, as: UTF8.self)) in room \(self.options.roomPrefix)\($0.room) on \(self.options.targets[($0.index / self.options.rooms) % self.options.targets.count]): \($0.state)"
+                stats.value.connections.filter { $0.state != .joined && $0.state != .closed }.prefix(20).map {
+                    "\(String(decoding: $0.username, as: UTF8.self)) in room \(options.roomPrefix)\($0.room) on \(options.targets[($0.index / options.rooms) % options.targets.count]): \($0.state)"
                 }
             }.wait()
             lines += part ?? []
@@ -215,6 +219,7 @@ public final class BenchRunner {
             .connectTimeout(.seconds(Int64(max(options.connectTimeout, 1))))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let stats = stats.value
                     let connection = BenchConnection(index: index, room: room, shared: shared, stats: stats, connectStartedAt: startedAt)
                     stats.connections.append(connection)
                     let bound = NIOLoopBound(connection, eventLoop: channel.eventLoop)
@@ -252,7 +257,7 @@ public final class BenchRunner {
             // No channel was made active: the close future accounting above never ran for it
             // if the initializer did not run; count it here in that case only.
             loop.execute {
-                if !stats.connections.contains(where: { $0.index == index }) {
+                if !stats.value.connections.contains(where: { $0.index == index }) {
                     shared.failed.add(1)
                     shared.pending.add(-1)
                 }
@@ -280,6 +285,7 @@ public final class BenchRunner {
         for loop in loops {
             let stats = self.stats(for: loop)
             let part = try loop.submit { () -> LoopResult in
+                let stats = stats.value
                 var snap = ConnectionSnapshot()
                 for c in stats.connections { snap = snap + c.snapshot() }
                 return LoopResult(
@@ -312,5 +318,3 @@ struct LoopResult: Sendable {
     var pingsAnswered: Int
     var connectErrors: Int
 }
-
-import Foundation

@@ -38,8 +38,9 @@ final class BenchShared: Sendable {
 }
 
 /// Per event loop: the histograms and counters its connections write without locks. Only
-/// touched on its own loop; read at the end through `eventLoop.submit`.
-final class LoopStats: @unchecked Sendable {
+/// touched on its own loop (the runner holds it in a `NIOLoopBound`); read at the end through
+/// `eventLoop.submit`.
+final class LoopStats {
     var schedule: BenchSchedule?
     var connections: [BenchConnection] = []
     /// End-to-end latency of measured deliveries, µs.

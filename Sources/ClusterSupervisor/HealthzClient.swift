@@ -28,23 +28,26 @@ public final class HealthzClient: Sendable {
         completion: @escaping @Sendable (Result<HealthzReport, HealthzError>) -> Void
     ) {
         let loop = group.next()
-        let probe = Probe(completion: completion)
         let (host, port) = Self.target(for: listen)
         let request = Self.request(for: listen)
         loop.execute {
+            // The deadline, the connection and its handler all run on `loop`, where the probe lives.
+            let probe = NIOLoopBound(Probe(completion: completion), eventLoop: loop)
             let deadline = loop.scheduleTask(in: timeout) {
-                probe.finish(.failure(HealthzError("no answer within \(timeout.nanoseconds / 1_000_000) ms")))
+                probe.value.finish(.failure(HealthzError("no answer within \(timeout.nanoseconds / 1_000_000) ms")))
             }
-            probe.onFinish = { deadline.cancel() }
+            probe.value.onFinish = { deadline.cancel() }
             ClientBootstrap(group: loop)
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ResponseCollector(request: request, probe: probe))
+                        let collector = ResponseCollector(request: request, probe: probe.value)
+                        try channel.pipeline.syncOperations.addHandler(collector)
                     }
                 }
                 .connect(host: host, port: port)
                 .whenComplete { result in
+                    let probe = probe.value
                     switch result {
                     case .success(let channel):
                         if probe.isFinished {
@@ -60,8 +63,8 @@ public final class HealthzClient: Sendable {
     }
 }
 
-/// One poll's state; touched only on its event loop.
-private final class Probe: @unchecked Sendable {
+/// One poll's state; lives on its event loop (reached from closures through `NIOLoopBound`).
+private final class Probe {
     private let completion: @Sendable (Result<HealthzReport, HealthzError>) -> Void
     private(set) var isFinished = false
     var onFinish: (() -> Void)?

@@ -24,6 +24,7 @@ import Musl
 /// Ctrl-C in a terminal reaches them directly and `kill -TERM -PGID` stops the lot; only
 /// SIGKILL of the supervisor itself (or a crash) can leave them running, which is what
 /// systemd's KillMode=control-group or a subreaper is for.
+// @unchecked Sendable: mutable state is only touched on `queue` (and `onStopping` is set before `run`).
 public final class Supervisor: @unchecked Sendable {
     public struct Options: Sendable {
         public var configPath: String
@@ -40,7 +41,9 @@ public final class Supervisor: @unchecked Sendable {
         }
     }
 
-    private final class Child {
+    /// One node's state, kept in `children` and changed there in place (on `queue`). Closures
+    /// that outlive a call name the node by its index, which never changes, not by a reference.
+    private struct Child {
         let node: NodeEntry
         var pid: pid_t?
         var startedAt = ContinuousClock.now
@@ -63,7 +66,7 @@ public final class Supervisor: @unchecked Sendable {
     private var spawner: ChildSpawner
     private let logger: Logger
     private let queue = DispatchQueue(label: "chatmesh.cluster")
-    private let children: [Child]
+    private var children: [Child]
     private var tally: ConnectionTally
     private var stopping = false
     private var finished = false
@@ -95,7 +98,7 @@ public final class Supervisor: @unchecked Sendable {
         queue.sync {
             logger.info("starting \(children.count) node\(children.count == 1 ? "" : "s"): \(children.map(\.node.name).joined(separator: ", "))",
                         metadata: ["config": "\(options.configPath)"])
-            for child in children { spawn(child) }
+            for index in children.indices { spawn(index) }
             startPolling()
         }
         done.wait()
@@ -109,41 +112,43 @@ public final class Supervisor: @unchecked Sendable {
 
     // MARK: children (on `queue`)
 
-    private func spawn(_ child: Child) {
+    private func spawn(_ index: Int) {
         dispatchPrecondition(condition: .onQueue(queue))
-        guard !stopping, child.pid == nil else { return }
-        let arguments = ["serve", "--config", options.configPath, "--node", child.node.name, "--log-level", options.logLevel]
+        let node = children[index].node
+        guard !stopping, children[index].pid == nil else { return }
+        let arguments = ["serve", "--config", options.configPath, "--node", node.name, "--log-level", options.logLevel]
         let pid: pid_t
         do {
             pid = try spawner.spawn(arguments: arguments)
         } catch {
-            logger.error("cannot start node: \(error)", metadata: ["node": "\(child.node.name)"])
-            scheduleRestart(child, ranFor: .zero)
+            logger.error("cannot start node: \(error)", metadata: ["node": "\(node.name)"])
+            scheduleRestart(index, ranFor: .zero)
             return
         }
-        child.pid = pid
-        child.startedAt = .now
-        child.starts += 1
-        child.answering = false
+        children[index].pid = pid
+        children[index].startedAt = .now
+        children[index].starts += 1
+        children[index].answering = false
         childStarted.signal()
-        logger.info(child.starts == 1 ? "node started" : "node restarted",
-                    metadata: ["node": "\(child.node.name)", "pid": "\(pid)", "listen": "\(child.node.listen)"])
+        logger.info(children[index].starts == 1 ? "node started" : "node restarted",
+                    metadata: ["node": "\(node.name)", "pid": "\(pid)", "listen": "\(node.listen)"])
     }
 
     /// Called on `queue` with the status of a reaped child.
     private func childExited(pid: pid_t, status: Int32) {
         dispatchPrecondition(condition: .onQueue(queue))
-        guard let child = children.first(where: { $0.pid == pid }) else {
+        guard let index = children.firstIndex(where: { $0.pid == pid }) else {
             logger.debug("reaped a process that is not a node", metadata: ["pid": "\(pid)"])
             return
         }
+        let name = children[index].node.name
         let exit = ChildExit(waitStatus: status) ?? .exited(-1)
-        let ranFor = ContinuousClock.now - child.startedAt
-        child.pid = nil
-        child.answering = false
-        tally.record(child.node.name, connections: nil)
+        let ranFor = ContinuousClock.now - children[index].startedAt
+        children[index].pid = nil
+        children[index].answering = false
+        tally.record(name, connections: nil)
         var metadata: Logger.Metadata = [
-            "node": "\(child.node.name)", "pid": "\(pid)", "status": "\(exit)", "ran": "\(formatSeconds(ranFor))",
+            "node": "\(name)", "pid": "\(pid)", "status": "\(exit)", "ran": "\(formatSeconds(ranFor))",
         ]
         if stopping {
             logger.info("node stopped", metadata: metadata)
@@ -155,10 +160,10 @@ public final class Supervisor: @unchecked Sendable {
         }
         reportConnections()
         if exit.isAbnormal {
-            let delay = child.backoff.nextDelay(ranFor: ranFor)
+            let delay = children[index].backoff.nextDelay(ranFor: ranFor)
             metadata["restart_in"] = "\(formatSeconds(delay))"
             logger.error("node exited abnormally; restarting it", metadata: metadata)
-            scheduleRestart(child, delay: delay)
+            scheduleRestart(index, delay: delay)
         } else {
             logger.notice("node exited on its own with status 0; not restarting it", metadata: metadata)
             if children.allSatisfy({ $0.pid == nil && $0.restart == nil }) {
@@ -168,19 +173,19 @@ public final class Supervisor: @unchecked Sendable {
         }
     }
 
-    private func scheduleRestart(_ child: Child, ranFor: Duration) {
-        let delay = child.backoff.nextDelay(ranFor: ranFor)
-        logger.notice("restarting node later", metadata: ["node": "\(child.node.name)", "restart_in": "\(formatSeconds(delay))"])
-        scheduleRestart(child, delay: delay)
+    private func scheduleRestart(_ index: Int, ranFor: Duration) {
+        let delay = children[index].backoff.nextDelay(ranFor: ranFor)
+        logger.notice("restarting node later", metadata: ["node": "\(children[index].node.name)", "restart_in": "\(formatSeconds(delay))"])
+        scheduleRestart(index, delay: delay)
     }
 
-    private func scheduleRestart(_ child: Child, delay: Duration) {
+    private func scheduleRestart(_ index: Int, delay: Duration) {
         let work = DispatchWorkItem { [self] in
-            child.restart = nil
-            spawn(child)
+            children[index].restart = nil
+            spawn(index)
         }
-        child.restart?.cancel()
-        child.restart = work
+        children[index].restart?.cancel()
+        children[index].restart = work
         queue.asyncAfter(deadline: .now() + dispatchInterval(delay), execute: work)
     }
 
@@ -220,9 +225,9 @@ public final class Supervisor: @unchecked Sendable {
         stopping = true
         onStopping?()
         pollTimer?.cancel()
-        for child in children {
-            child.restart?.cancel()
-            child.restart = nil
+        for index in children.indices {
+            children[index].restart?.cancel()
+            children[index].restart = nil
         }
         let running = children.filter { $0.pid != nil }
         logger.notice("\(name) received: stopping \(running.count) node\(running.count == 1 ? "" : "s")")
@@ -294,41 +299,41 @@ public final class Supervisor: @unchecked Sendable {
     private func pollAll() {
         guard !stopping else { return }
         let timeout = TimeAmount.nanoseconds(Int64(nanoseconds(options.pollTimeout)))
-        for child in children {
-            guard let pid = child.pid, !child.pollInFlight else { continue }
-            child.pollInFlight = true
-            healthz.fetch(child.node.listen, timeout: timeout) { [self] result in
-                queue.async { self.pollAnswered(child, pid: pid, result: result) }
+        for index in children.indices {
+            guard let pid = children[index].pid, !children[index].pollInFlight else { continue }
+            children[index].pollInFlight = true
+            healthz.fetch(children[index].node.listen, timeout: timeout) { [self] result in
+                queue.async { self.pollAnswered(index, pid: pid, result: result) }
             }
         }
     }
 
-    private func pollAnswered(_ child: Child, pid: pid_t, result: Result<HealthzReport, HealthzError>) {
-        child.pollInFlight = false
-        guard !stopping, child.pid == pid else { return }
-        let name = child.node.name
+    private func pollAnswered(_ index: Int, pid: pid_t, result: Result<HealthzReport, HealthzError>) {
+        children[index].pollInFlight = false
+        guard !stopping, children[index].pid == pid else { return }
+        let node = children[index].node
+        let name = node.name
         var outcome = result
         if case .success(let report) = result, let answeredAs = report.node, answeredAs != name {
-            outcome = .failure(HealthzError("answered as node '\(answeredAs)'; another process holds \(child.node.listen)"))
+            outcome = .failure(HealthzError("answered as node '\(answeredAs)'; another process holds \(node.listen)"))
         }
         switch outcome {
         case .success(let report):
             tally.record(name, connections: report.connections)
-            if !child.answering {
-                child.answering = true
+            if !children[index].answering {
+                children[index].answering = true
                 logger.info("node is serving", metadata: [
-                    "node": "\(name)", "pid": "\(pid)", "after": "\(formatSeconds(ContinuousClock.now - child.startedAt))",
+                    "node": "\(name)", "pid": "\(pid)", "after": "\(formatSeconds(ContinuousClock.now - children[index].startedAt))",
                 ])
-                if !child.announced {
-                    child.announced = true
-                    print("node \(name): chat page at http://\(child.node.listen)/")
-                    fflush(stdout)
+                if !children[index].announced {
+                    children[index].announced = true
+                    writeToStandardOutput("node \(name): chat page at http://\(node.listen)/\n")
                 }
             }
         case .failure(let error):
             tally.record(name, connections: nil)
-            if child.answering {
-                child.answering = false
+            if children[index].answering {
+                children[index].answering = false
                 logger.warning("node stopped answering /healthz", metadata: ["node": "\(name)", "pid": "\(pid)", "reason": "\(error)"])
             } else {
                 logger.trace("node not answering /healthz yet", metadata: ["node": "\(name)", "reason": "\(error)"])
@@ -355,6 +360,22 @@ public final class Supervisor: @unchecked Sendable {
         guard let message = tally.changeMessage() else { return }
         let current = tally.current
         logger.info("\(message)", metadata: ["total": "\(current.total)", "nodes": "\(tally.perNode)"])
+    }
+}
+
+/// Writes `text` to fd 1 at once (a line at a time, so a reader of a pipe sees each whole):
+/// Glibc's `stdout` is a global var that Swift 6 will not touch, and nothing else here buffers.
+private func writeToStandardOutput(_ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+        if written > 0 {
+            bytes = bytes.dropFirst(written)
+        } else if written < 0 && errno == EINTR {
+            continue
+        } else {
+            return // stdout closed: nobody is left to read the line
+        }
     }
 }
 
