@@ -34,7 +34,7 @@ final class ServerContext: Sendable {
         self.engine = engine
         self.limits = limits
         self.chatLimits = ChatLimits(
-            usernameMax: limits.usernameMax, textMax: limits.textMax, roomIDMax: limits.roomidMax,
+            usernameMax: limits.usernameMax, textMax: limits.textMax, roomIDMax: limits.roomIDMax,
             sayRate: limits.sayRate, sayBurst: limits.sayBurst
         )
         self.sessions = SessionRegistry()

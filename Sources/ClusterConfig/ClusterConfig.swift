@@ -82,7 +82,7 @@ public struct ClusterConfig: Sendable, Equatable {
         lines.append("limits:")
         lines.append("  username_max = \(limits.usernameMax)")
         lines.append("  text_max = \(limits.textMax)")
-        lines.append("  roomid_max = \(limits.roomidMax)")
+        lines.append("  roomid_max = \(limits.roomIDMax)")
         lines.append("  say_rate = \(limits.sayRate) per second")
         lines.append("  say_burst = \(limits.sayBurst)")
         lines.append("  outbound_buffer = \(limits.outboundBuffer) bytes")

@@ -36,7 +36,7 @@ public struct LimitSettings: Sendable, Equatable {
     /// Unicode scalars.
     public var textMax: Int
     /// Printable characters.
-    public var roomidMax: Int
+    public var roomIDMax: Int
     /// Says per second per connection (token bucket refill rate).
     public var sayRate: Int
     /// Token bucket size.
@@ -52,7 +52,7 @@ public struct LimitSettings: Sendable, Equatable {
     public init() {
         usernameMax = 64
         textMax = 4096
-        roomidMax = 128
+        roomIDMax = 128
         sayRate = 20
         sayBurst = 40
         outboundBuffer = 1_048_576
