@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything `chatmesh bench` is told. Plain values; validated by `validate()`.
 public struct BenchOptions: Sendable {
     public struct Target: Sendable, Equatable, CustomStringConvertible {
@@ -86,5 +88,3 @@ public enum BenchError: Error, CustomStringConvertible {
         }
     }
 }
-
-import Foundation

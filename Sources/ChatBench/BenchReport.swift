@@ -1,3 +1,4 @@
+import Foundation
 import Histogram
 #if canImport(Glibc)
 import Glibc
@@ -174,5 +175,3 @@ public struct BenchReport: Sendable {
         return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
     }
 }
-
-import Foundation

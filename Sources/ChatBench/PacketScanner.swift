@@ -21,7 +21,6 @@ public enum PacketScanner {
     static let textKey = Array(#""text":""#.utf8)
     static let errorPrefix = Array(#"42["error""#.utf8)
 
-
     public static func scan(_ p: UnsafeRawBufferPointer) -> ScannedPacket {
         guard let first = p.first else { return .other }
         switch first {
@@ -60,7 +59,6 @@ public enum PacketScanner {
         var bytes = Array(text.utf8)
         return bytes.withUnsafeMutableBytes { scan(UnsafeRawBufferPointer($0)) }
     }
-
 
     static func hasPrefix(_ p: UnsafeRawBufferPointer, _ prefix: [UInt8], at offset: Int) -> Bool {
         guard p.count - offset >= prefix.count else { return false }

@@ -1,10 +1,10 @@
+import Testing
+@testable import ClusterConfig
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Testing
-@testable import ClusterConfig
 
 /// Writes `bytes` to a fresh temporary file and returns its path.
 private func temporaryFile(_ bytes: [UInt8]) throws -> String {
