@@ -24,7 +24,7 @@ import Musl
 /// Ctrl-C in a terminal reaches them directly and `kill -TERM -PGID` stops the lot; only
 /// SIGKILL of the supervisor itself (or a crash) can leave them running, which is what
 /// systemd's KillMode=control-group or a subreaper is for.
-// @unchecked Sendable: mutable state is only touched on `queue` (and `onStopping` is set before `run`).
+// @unchecked Sendable: every mutable property is only read and written on `queue`.
 public final class Supervisor: @unchecked Sendable {
     public struct Options: Sendable {
         public var configPath: String
@@ -79,7 +79,11 @@ public final class Supervisor: @unchecked Sendable {
     private var pollTimer: (any DispatchSourceTimer)?
     private var signalSources: [any DispatchSourceSignal] = []
     /// Called (on the supervisor's queue) when a stop signal arrives, before the nodes are told.
-    public var onStopping: (@Sendable () -> Void)?
+    public var onStopping: (@Sendable () -> Void)? {
+        get { queue.sync { stoppingHandler } }
+        set { queue.sync { stoppingHandler = newValue } }
+    }
+    private var stoppingHandler: (@Sendable () -> Void)?
 
     public init(nodes: [NodeEntry], options: Options, spawner: ChildSpawner = .currentExecutable(), logger: Logger) {
         self.options = options
@@ -93,9 +97,9 @@ public final class Supervisor: @unchecked Sendable {
     /// Starts every node and blocks until the supervisor stopped.
     /// - Returns: the process exit status (0 after a signal-requested stop).
     public func run() -> Int32 {
-        installSignalHandlers()
         startReaper()
         queue.sync {
+            installSignalHandlers()
             logger.info("starting \(children.count) node\(children.count == 1 ? "" : "s"): \(children.map(\.node.name).joined(separator: ", "))",
                         metadata: ["config": "\(options.configPath)"])
             for index in children.indices { spawn(index) }
@@ -199,6 +203,7 @@ public final class Supervisor: @unchecked Sendable {
     // MARK: stopping
 
     private func installSignalHandlers() {
+        dispatchPrecondition(condition: .onQueue(queue))
         // A closed stdout must not kill the supervisor (that would orphan the nodes).
         signal(SIGPIPE, SIG_IGN)
         for number in [SIGTERM, SIGINT, SIGHUP] {
@@ -223,7 +228,7 @@ public final class Supervisor: @unchecked Sendable {
             return
         }
         stopping = true
-        onStopping?()
+        stoppingHandler?()
         pollTimer?.cancel()
         for index in children.indices {
             children[index].restart?.cancel()
