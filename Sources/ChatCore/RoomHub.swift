@@ -4,7 +4,7 @@ import NIOCore
 /// A node's rooms: one `RoomShard` per event loop, the node-wide member count per room that
 /// decides when to subscribe or unsubscribe at the fanout, and the entry point for messages
 /// that the fanout delivers.
-public final class RoomHub: FanoutDelivery, @unchecked Sendable {
+public final class RoomHub: FanoutDelivery {
     public let shards: [RoomShard]
     public let fanout: any Fanout
     public let metrics: ChatMetrics

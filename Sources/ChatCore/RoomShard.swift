@@ -14,7 +14,7 @@ import NIOCore
 /// written to a member directly (an acknowledgement, a ping) may pass broadcasts of the same
 /// tick; those are concurrent events with no order between them, and a client's own say is
 /// echoed only after its acknowledgement, since publishing takes a hop.
-public final class RoomShard: @unchecked Sendable {
+public final class RoomShard: @unchecked Sendable { // state touched only on eventLoop (checked by preconditions)
     public let eventLoop: any EventLoop
     private var rooms: [String: LocalRoom] = [:]
     /// Rooms with broadcasts waiting for the end of the tick, each listed once.
@@ -102,8 +102,7 @@ public final class RoomShard: @unchecked Sendable {
     // then takes at most half of the loop's time, and what arrives meanwhile joins the next
     // round. A round to a handful of members takes microseconds, so at light load nothing
     // waits; under load the pause grows with the round, and with it the broadcasts per write.
-    // On the 2-core bench this took the CPU per delivery at 100,000/s from 10.2 to 7.8 µs and
-    // made 200,000/s sustainable (p99 41 ms, was 63 ms). T is the round's CPU time, not its
+    // docs/PERFORMANCE.md has what this saves on the bench. T is the round's CPU time, not its
     // wall time: a round the scheduler preempted is not a reason to wait longer.
     private var lastRoundEnd: UInt64 = 0
     private var lastRoundCost: UInt64 = 0
