@@ -96,7 +96,7 @@ public final class ChatNode: @unchecked Sendable {
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline(
-                    withServerUpgrade: (upgraders: [WebSocketUpgrade(context: context)], completionHandler: { _ in })
+                    withServerUpgrade: (upgraders: [WebSocketUpgrade(server: context)], completionHandler: { _ in })
                 ).flatMapThrowing {
                     // A connection that sends nothing for longer than a long-poll can wait is
                     // dropped; after a WebSocket upgrade the Engine.IO heartbeat takes over.
@@ -104,7 +104,7 @@ public final class ChatNode: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(
                         IdleStateHandler(readTimeout: .seconds(Int64(idleLimit))), name: HTTPRouter.idleHandlerName
                     )
-                    try channel.pipeline.syncOperations.addHandler(HTTPRouter(context: context), name: HTTPRouter.name)
+                    try channel.pipeline.syncOperations.addHandler(HTTPRouter(server: context), name: HTTPRouter.name)
                 }
             }
         let channel: any Channel

@@ -22,6 +22,9 @@ public struct EngineHandshake: Equatable, Sendable {
     }
 
     public var openPacket: EnginePacket { EnginePacket(.open, .text(json)) }
+
+    /// The open packet's text form: the handshake GET's body, a WebSocket's first frame.
+    public var openText: String { EnginePacket.encodeText(.open, json) }
 }
 
 /// Unguessable session ids: 15 bytes from the system CSPRNG (getrandom on Linux), base64url,

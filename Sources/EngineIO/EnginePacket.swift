@@ -29,17 +29,23 @@ public struct EnginePacket: Equatable, Sendable {
         return false
     }
 
-    /// The text form used in a WebSocket text frame. Binary packets have no text form.
+    /// The text form used in a WebSocket text frame. Binary packets have no text form; code
+    /// that holds a text payload uses `encodeText(_:_:)`, which cannot fail.
     public func encodedText() -> String? {
         guard case .text(let text) = payload else { return nil }
-        return String(UnicodeScalar(UInt8(ascii: "0") + type.rawValue)) + text
+        return Self.encodeText(type, text)
+    }
+
+    /// The text form of a packet of `type` with a text payload: `<type digit><text>`.
+    public static func encodeText(_ type: PacketType, _ text: String = "") -> String {
+        String(UnicodeScalar(UInt8(ascii: "0") + type.rawValue)) + text
     }
 
     /// The form used inside a polling payload: text as above, binary as `b<base64>`.
     public func encodedForPolling() -> String {
         switch payload {
-        case .text:
-            return encodedText()!
+        case .text(let text):
+            return Self.encodeText(type, text)
         case .binary(let bytes):
             return "b" + Base64.encode(bytes)
         }

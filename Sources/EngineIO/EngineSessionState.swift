@@ -1,8 +1,9 @@
 /// The transport and heartbeat state of one Engine.IO session, without sockets or clocks.
 ///
-/// The server feeds it every packet a client sends (saying on which transport it came) and the
-/// few events it owns (a ping was sent, a probe WebSocket arrived); it answers with what the
-/// server must do. Timers live in the server: this type only says when a pong is owed.
+/// The server feeds it every packet a client sends (saying on which transport it came, and
+/// when) and the few events it owns (a heartbeat deadline may have passed, a probe WebSocket
+/// arrived); it answers with what the server must do. Timers live in the server: this type
+/// only says when the next heartbeat step is due (`EngineHeartbeat`).
 public struct EngineSessionState: Sendable {
     public enum Phase: Equatable, Sendable {
         /// Long-polling is the transport.
@@ -29,6 +30,13 @@ public struct EngineSessionState: Sendable {
         case transportError = "transport error"
         case outboundOverflow = "outbound buffer overflow"
         case serverClose = "server close"
+
+        /// What a long-poll GET still pending when the session closes is answered with. The
+        /// client's own close needs no echo, so (as the reference server does) the poll is just
+        /// released with a noop; any other close tells the client with a close packet.
+        public var pendingPollRelease: EnginePacket.PacketType {
+            self == .clientClose ? .noop : .close
+        }
     }
 
     public enum Reaction: Equatable, Sendable {
@@ -41,17 +49,30 @@ public struct EngineSessionState: Sendable {
         case completeUpgrade
         /// The probe sent something out of order: close the probe, keep polling.
         case abortProbe
-        /// The owed pong arrived: cancel the pong timer and schedule the next ping.
-        case heartbeat
+        /// The owed pong arrived: the next ping is due at `nextPingAt`.
+        case heartbeat(nextPingAt: UInt64)
         case close(CloseReason)
         case none
     }
 
-    public private(set) var phase: Phase
-    public private(set) var awaitingPong = false
+    public enum HeartbeatAction: Equatable, Sendable {
+        /// Nothing is due before `until`.
+        case wait(until: UInt64)
+        /// Send a ping now and look again at `pongDue`.
+        case sendPing(pongDue: UInt64)
+        /// The pong did not come: the session is now closed.
+        case close(CloseReason)
+        /// The session is closed; no heartbeat runs.
+        case stopped
+    }
 
-    public init(transport: EngineRequest.Transport) {
+    public private(set) var phase: Phase
+    public private(set) var heartbeat: EngineHeartbeat
+    public var awaitingPong: Bool { heartbeat.awaitingPong }
+
+    public init(transport: EngineRequest.Transport, heartbeat: EngineHeartbeat) {
         phase = transport == .websocket ? .websocket : .polling
+        self.heartbeat = heartbeat
     }
 
     public var isClosed: Bool {
@@ -84,15 +105,20 @@ public struct EngineSessionState: Sendable {
         if case .upgrading = phase { phase = .polling }
     }
 
-    public mutating func pingSent() {
-        awaitingPong = true
-    }
-
-    /// The pong timer fired. Returns the close reason if the pong is still owed.
-    public mutating func pongDeadlinePassed() -> CloseReason? {
-        guard awaitingPong, !isClosed else { return nil }
-        phase = .closed(.pingTimeout)
-        return .pingTimeout
+    /// A heartbeat deadline may have passed: asked by the server's timer, and before anything
+    /// the client sends is handled, so a client heard from after its pong deadline finds the
+    /// session closed however late the timer is.
+    public mutating func heartbeatDue(now: UInt64) -> HeartbeatAction {
+        guard !isClosed else { return .stopped }
+        switch heartbeat.step(now: now) {
+        case .wait(let until):
+            return .wait(until: until)
+        case .sendPing(let pongDue):
+            return .sendPing(pongDue: pongDue)
+        case .timedOut:
+            phase = .closed(.pingTimeout)
+            return .close(.pingTimeout)
+        }
     }
 
     /// Closes the session; returns false if it was already closed.
@@ -103,24 +129,23 @@ public struct EngineSessionState: Sendable {
         return true
     }
 
-    public mutating func receive(_ packet: EnginePacket, from source: Source) -> Reaction {
+    public mutating func receive(_ packet: EnginePacket, from source: Source, now: UInt64) -> Reaction {
         if isClosed { return .none }
         switch source {
         case .primary:
-            return receiveOnPrimary(packet)
+            return receiveOnPrimary(packet, now: now)
         case .probe:
             return receiveOnProbe(packet)
         }
     }
 
-    private mutating func receiveOnPrimary(_ packet: EnginePacket) -> Reaction {
+    private mutating func receiveOnPrimary(_ packet: EnginePacket, now: UInt64) -> Reaction {
         switch packet.type {
         case .message:
             return .deliver(packet.payload)
         case .pong:
-            guard awaitingPong else { return .none }
-            awaitingPong = false
-            return .heartbeat
+            guard let nextPing = heartbeat.pongReceived(now: now) else { return .none }
+            return .heartbeat(nextPingAt: nextPing)
         case .close:
             phase = .closed(.clientClose)
             return .close(.clientClose)

@@ -29,6 +29,33 @@ struct HeartbeatWheelTests {
         #expect(wheel.pendingEntries == 0)
     }
 
+    /// The wheel wakes on tick boundaries: a deadline scheduled mid-tick is not pushed back by
+    /// a ticker that started mid-tick too.
+    @Test func aDeadlineScheduledMidTickFiresLessThanATickLate() {
+        let loop = EmbeddedEventLoop()
+        let wheel = HeartbeatWheel(eventLoop: loop, shortestDelay: .milliseconds(100), longestDelay: .milliseconds(200))
+        loop.advanceTime(by: .milliseconds(37))
+        let target = Recorder(loop: loop)
+        let deadline = loop.now + .milliseconds(100)
+        wheel.schedule(target, generation: 1, at: deadline)
+        loop.advanceTime(by: .milliseconds(99))
+        #expect(target.fired.isEmpty)
+        loop.advanceTime(by: .milliseconds(50))
+        #expect(target.fired.count == 1)
+        let late = target.fired[0].at - deadline
+        #expect(late >= .zero && late < wheel.tick, "fired \(late) after the deadline, tick \(wheel.tick)")
+    }
+
+    @Test func aDeadlineAlreadyPassedFiresOnTheNextTick() {
+        let loop = EmbeddedEventLoop()
+        let wheel = HeartbeatWheel(eventLoop: loop, shortestDelay: .milliseconds(100), longestDelay: .milliseconds(200))
+        loop.advanceTime(by: .milliseconds(55))
+        let target = Recorder(loop: loop)
+        wheel.schedule(target, generation: 3, at: loop.now - .milliseconds(20))
+        loop.advanceTime(by: .milliseconds(10))
+        #expect(target.fired.map(\.generation) == [3])
+    }
+
     @Test func deadlinesFireInOrderAcrossManyTargets() {
         let loop = EmbeddedEventLoop()
         let wheel = HeartbeatWheel(eventLoop: loop, shortestDelay: .milliseconds(500), longestDelay: .seconds(3))

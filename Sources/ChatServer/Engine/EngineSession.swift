@@ -17,13 +17,13 @@ import SocketIO
 final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendable {
     let sid: String
     let eventLoop: any EventLoop
-    private let context: ServerContext
+    private let server: ServerContext
     /// The `roomid` query parameter, the only part of the query the session needs later (the
     /// whole query dictionary would cost every idle connection a few hundred bytes).
     private let roomID: String?
     /// Built when something is logged (rarely), not stored: an idle session stays small.
     private var logger: Logger {
-        var logger = context.logger
+        var logger = server.logger
         logger[metadataKey: "sid"] = "\(sid)"
         return logger
     }
@@ -47,10 +47,13 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
     private var writer: WebSocketEngineHandler?
     private var probeWriter: WebSocketEngineHandler?
 
-    /// The probe's writer arrives once its pipeline is set up.
-    func probePipelineReady(_ channel: any Channel, writer: WebSocketEngineHandler) {
+    /// The probe's writer arrives once its pipeline is set up. Returns false if `channel` is
+    /// not (or no longer) this session's probe.
+    func probePipelineReady(_ channel: any Channel, writer: WebSocketEngineHandler) -> Bool {
         eventLoop.preconditionInEventLoop()
-        if channel === probe, channel.eventLoop === eventLoop { probeWriter = writer }
+        guard channel === probe else { return false }
+        if channel.eventLoop === eventLoop { probeWriter = writer }
+        return true
     }
 
     /// The heartbeat runs on the loop's wheel: the entry scheduled under the current generation
@@ -65,21 +68,24 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
     /// The node drains: GETs get what is queued, then a 503.
     private var draining = false
 
-    init(eventLoop: any EventLoop, transport: EngineRequest.Transport, query: [String: String], context: ServerContext) {
+    init(eventLoop: any EventLoop, transport: EngineRequest.Transport, query: [String: String], server: ServerContext) {
         self.sid = SessionID.make()
         self.eventLoop = eventLoop
-        self.context = context
+        self.server = server
         self.roomID = query["roomid"]
-        self.state = EngineSessionState(transport: transport)
-        self.shard = context.hub.shard(for: eventLoop)
-        self.heartbeats = context.heartbeatWheel(for: eventLoop)
+        self.state = EngineSessionState(transport: transport, heartbeat: EngineHeartbeat(
+            pingIntervalMs: server.engine.pingIntervalMs, pingTimeoutMs: server.engine.pingTimeoutMs,
+            openedAt: eventLoop.now.uptimeNanoseconds
+        ))
+        self.shard = server.hub.shard(for: eventLoop)
+        self.heartbeats = server.heartbeatWheel(for: eventLoop)
     }
 
     var handshake: EngineHandshake {
         EngineHandshake(
             sid: sid, upgrades: state.sendsOverPolling ? ["websocket"] : [],
-            pingIntervalMs: context.engine.pingIntervalMs, pingTimeoutMs: context.engine.pingTimeoutMs,
-            maxPayload: context.engine.maxPayload
+            pingIntervalMs: server.engine.pingIntervalMs, pingTimeoutMs: server.engine.pingTimeoutMs,
+            maxPayload: server.engine.maxPayload
         )
     }
 
@@ -94,8 +100,8 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
             self.writer = channel.eventLoop === eventLoop ? writer : nil
             send(handshake.openPacket)
         }
-        schedulePing()
-        connectTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.connectTimeoutMs))) { [self] in
+        armHeartbeat(at: state.heartbeat.deadline)
+        connectTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(server.engine.connectTimeoutMs))) { [self] in
             if chat == nil, !socketIO.hasConnections {
                 logger.debug("no Socket.IO connect in time")
                 close(.transportClose)
@@ -108,6 +114,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
 
     func handlePollGET(_ responder: HTTPResponder) {
         eventLoop.preconditionInEventLoop()
+        checkHeartbeat()
         guard !state.isClosed else { return responder.send(.engineError(.unknownSid, headers: responder.extraHeaders)) }
         guard state.sendsOverPolling else { return responder.send(.engineError(.badRequest)) }
         if let overlapping = pendingPoll {
@@ -124,7 +131,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         }
         if case .upgrading(probeAnswered: true) = state.phase {
             // The client is switching to WebSocket: release this poll at once.
-            return responder.send(pollReply(EnginePacket(.noop).encodedText()!))
+            return responder.send(pollReply(EnginePacket.encodeText(.noop)))
         }
         pendingPoll = responder
         flushPollQueue()
@@ -132,6 +139,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
 
     func handlePollPOST(_ body: String, responder: HTTPResponder) {
         eventLoop.preconditionInEventLoop()
+        checkHeartbeat()
         guard !state.isClosed else { return responder.send(.engineError(.unknownSid)) }
         guard state.sendsOverPolling else { return responder.send(.engineError(.badRequest)) }
         let packets: [EnginePacket]
@@ -139,7 +147,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
             packets = try PollingPayload.decode(body)
         } catch {
             logger.info("bad polling payload", metadata: ["error": "\(error)"])
-            context.metrics.countError("parse_error")
+            server.metrics.countError("parse_error")
             responder.send(.engineError(.badRequest))
             close(.parseError)
             return
@@ -186,24 +194,37 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
 
     // MARK: WebSocket
 
-    /// A WebSocket with this sid arrived to upgrade the session. Returns false if refused.
-    func beginUpgrade(probe channel: any Channel) -> Bool {
+    enum UpgradeClaim {
+        /// The WebSocket is this session's probe.
+        case probe
+        /// The session is open but upgraded already, or upgrading through another probe. Like
+        /// the reference server, the WebSocket handshake completes and the socket is then closed.
+        case alreadyUpgraded
+        /// The session is closed: the upgrade request gets the unknown-sid error.
+        case closed
+    }
+
+    /// A WebSocket with this sid arrived to upgrade the session.
+    func beginUpgrade(probe channel: any Channel) -> UpgradeClaim {
         eventLoop.preconditionInEventLoop()
-        guard state.beginUpgrade() else { return false }
+        checkHeartbeat()
+        guard !state.isClosed else { return .closed }
+        guard state.beginUpgrade() else { return .alreadyUpgraded }
         probe = channel
         probeWriter = nil
-        upgradeTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(context.engine.upgradeTimeoutMs))) { [self] in
+        upgradeTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(server.engine.upgradeTimeoutMs))) { [self] in
             guard state.isUpgrading, let probe else { return }
             logger.debug("upgrade timed out")
             state.abortUpgrade()
             self.probe = nil
             probe.close(promise: nil)
         }
-        return true
+        return .probe
     }
 
     func receive(webSocketPacket packet: EnginePacket, on channel: any Channel) {
         eventLoop.preconditionInEventLoop()
+        checkHeartbeat()
         if channel === webSocket {
             receive(packet, from: .primary)
         } else if channel === probe {
@@ -226,14 +247,14 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
     // MARK: Inbound packets
 
     private func receive(_ packet: EnginePacket, from source: EngineSessionState.Source) {
-        switch state.receive(packet, from: source) {
+        switch state.receive(packet, from: source, now: eventLoop.now.uptimeNanoseconds) {
         case .deliver(let payload):
             handleSocketIO(payload)
         case .answerProbe:
             probe.map { write(EnginePacket(.pong, .text("probe")), to: $0, writer: probeWriter) }
             if let responder = pendingPoll {
                 pendingPoll = nil
-                responder.send(pollReply(EnginePacket(.noop).encodedText()!))
+                responder.send(pollReply(EnginePacket.encodeText(.noop)))
             }
         case .completeUpgrade:
             upgradeTimer?.cancel()
@@ -243,7 +264,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
             probeWriter = nil
             if let responder = pendingPoll {
                 pendingPoll = nil
-                responder.send(pollReply(EnginePacket(.noop).encodedText()!))
+                responder.send(pollReply(EnginePacket.encodeText(.noop)))
             }
             if let channel = webSocket {
                 for packet in pollQueue { channel.write(WebSocketWire.textFrame(packet), promise: nil) }
@@ -256,8 +277,8 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
             upgradeTimer?.cancel()
             probe?.close(promise: nil)
             probe = nil
-        case .heartbeat:
-            schedulePing()
+        case .heartbeat(let nextPing):
+            armHeartbeat(at: nextPing)
         case .close(let reason):
             teardown(reason)
         case .none:
@@ -272,7 +293,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         } catch {
             // As the Node server does: a client that sends an undecodable packet is closed.
             logger.info("bad Socket.IO packet", metadata: ["error": "\(error)"])
-            context.metrics.countError("parse_error")
+            server.metrics.countError("parse_error")
             close(.parseError)
             return
         }
@@ -282,8 +303,8 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         case .reply(let text):
             sendMessage(text)
         case .connect(let namespace, _):
-            if let error = context.chatLimits.validateRoomID(roomID) {
-                context.metrics.countError(error.reason.rawValue)
+            if let error = server.chatLimits.validateRoomID(roomID) {
+                server.metrics.countError(error.reason.rawValue)
                 sendMessage(SocketIOServerSession.connectError(
                     namespace: namespace, message: error.message,
                     data: .object([("reason", .string(error.reason.rawValue))])
@@ -294,7 +315,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
             connectTimer?.cancel()
             connectTimer = nil
             chat = ChatSession(
-                roomID: roomID!, limits: context.chatLimits, hub: context.hub, shard: shard, member: self,
+                roomID: roomID!, limits: server.chatLimits, hub: server.hub, shard: shard, member: self,
                 now: { NIODeadline.now().uptimeNanoseconds }
             )
             sendMessage(socketIO.acceptConnect(namespace: namespace, sid: SessionID.make()))
@@ -330,12 +351,12 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
     private func write(_ packet: EnginePacket, to channel: any Channel, writer: WebSocketEngineHandler?) {
         let frame: ByteBuffer
         switch packet.payload {
-        case .text:
-            frame = WebSocketWire.textFrame(ByteBuffer(string: packet.encodedText()!))
+        case .text(let text):
+            frame = WebSocketWire.textFrame(ByteBuffer(string: EnginePacket.encodeText(packet.type, text)))
         case .binary(let bytes):
             frame = WebSocketWire.frame(opcode: WebSocketWire.binaryOpcode, payload: ByteBuffer(bytes: bytes))
         }
-        context.metrics.chat.bytesSent.increment(by: Int64(frame.readableBytes))
+        server.metrics.chat.bytesSent.increment(by: Int64(frame.readableBytes))
         if let writer {
             writer.write(frame)
             writer.flush()
@@ -347,7 +368,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
     private func enqueueForPolling(_ encoded: ByteBuffer) {
         pollQueueBytes += encoded.readableBytes
         pollQueue.append(encoded)
-        if pollQueueBytes > context.limits.outboundBuffer {
+        if pollQueueBytes > server.limits.outboundBuffer {
             overflow()
         }
     }
@@ -374,7 +395,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         guard !state.isClosed, !cutOff else { return }
         cutOff = true
         logger.info("outbound buffer overflow, disconnecting client")
-        context.metrics.countError("outbound_overflow")
+        server.metrics.countError("outbound_overflow")
         pollQueue.removeAll()
         pollQueueBytes = 0
         eventLoop.execute { self.close(.outboundOverflow) }
@@ -382,30 +403,37 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
 
     // MARK: Heartbeat
 
-    /// The next ping is due one ping interval from now (any earlier deadline is void).
-    private func schedulePing() {
+    /// Puts the session's next heartbeat deadline on the wheel (any earlier one is void).
+    private func armHeartbeat(at deadline: UInt64) {
         heartbeatGeneration &+= 1
-        awaitingPong = false
-        heartbeats.schedule(self, generation: heartbeatGeneration, after: .milliseconds(Int64(context.engine.pingIntervalMs)))
+        heartbeats.schedule(self, generation: heartbeatGeneration, at: .uptimeNanoseconds(deadline))
     }
 
-    /// Whether the live heartbeat deadline is the pong's (else it is the next ping's).
-    private var awaitingPong = false
-
     func heartbeatDeadlinePassed(generation: UInt32) {
-        guard generation == heartbeatGeneration, !state.isClosed else { return }
-        if awaitingPong {
-            if let reason = state.pongDeadlinePassed() {
-                logger.debug("pong not received in time")
-                teardown(reason)
-            }
-            return
+        guard generation == heartbeatGeneration else { return }
+        if case .wait(let until) = checkHeartbeat(), until > eventLoop.now.uptimeNanoseconds {
+            // Not due yet after all (the wheel never fires early, but its entry must not be lost).
+            armHeartbeat(at: until)
         }
-        send(EnginePacket(.ping))
-        state.pingSent()
-        awaitingPong = true
-        heartbeatGeneration &+= 1
-        heartbeats.schedule(self, generation: heartbeatGeneration, after: .milliseconds(Int64(context.engine.pingTimeoutMs)))
+    }
+
+    /// Takes the heartbeat step that is due: on the wheel's tick, and before anything from the
+    /// client is handled, so a client heard from after its pong deadline finds the session
+    /// closed (as on the reference server) even if the tick is yet to come.
+    @discardableResult
+    private func checkHeartbeat() -> EngineSessionState.HeartbeatAction {
+        let action = state.heartbeatDue(now: eventLoop.now.uptimeNanoseconds)
+        switch action {
+        case .wait, .stopped:
+            break
+        case .sendPing(let pongDue):
+            send(EnginePacket(.ping))
+            armHeartbeat(at: pongDue)
+        case .close(let reason):
+            logger.debug("pong not received in time")
+            teardown(reason)
+        }
+        return action
     }
 
     // MARK: Closing
@@ -452,10 +480,10 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         heartbeatGeneration &+= 1
         chat?.leave()
         chat = nil
-        context.sessions.remove(sid)
+        server.sessions.remove(sid)
         if let responder = pendingPoll {
             pendingPoll = nil
-            responder.send(pollReply(PollingPayload.encode([EnginePacket(.close)])))
+            responder.send(pollReply(EnginePacket.encodeText(reason.pendingPollRelease)))
         }
         pollQueue.removeAll()
         pollQueueBytes = 0

@@ -5,8 +5,11 @@ import NIOCore
 ///
 /// One NIO scheduled task per session costs an idle connection a promise, two closures and a
 /// heap entry, and every pong would cancel one task and schedule another. A wheel entry is a
-/// reference and a number. Deadlines fire up to one tick late, and the tick is a tenth of the
-/// shortest heartbeat time, so a 25 s ping interval moves by at most half a second.
+/// reference and a number. The wheel wakes on tick boundaries of the loop's clock, so a
+/// deadline fires less than one tick late (plus the loop's own delay), and the tick is a tenth
+/// of the shortest heartbeat time: a 25 s ping interval moves by at most half a second. (A
+/// session also checks its deadlines whenever its client is heard from, so a late tick never
+/// lets a client past its pong deadline.)
 ///
 /// Entries are never removed: a session that moves or cancels its deadline bumps its
 /// generation, and the old entry is skipped when its slot comes round.
@@ -28,7 +31,8 @@ final class HeartbeatWheel: @unchecked Sendable {
     /// The last tick whose slot was processed.
     private var processedTick: UInt64
     private var entryCount = 0
-    private var ticker: RepeatedTask?
+    /// The wake-up at the next tick boundary, while entries wait.
+    private var ticker: Scheduled<Void>?
 
     /// - Parameter longestDelay: the longest deadline that will be scheduled; the wheel has a
     ///   slot for every tick up to it, so each slot holds only entries due at that tick.
@@ -47,21 +51,33 @@ final class HeartbeatWheel: @unchecked Sendable {
 
     /// Calls `target.heartbeatDeadlinePassed(generation:)` once `delay` has passed.
     func schedule(_ target: any Target, generation: UInt32, after delay: TimeAmount) {
+        schedule(target, generation: generation, at: eventLoop.now + delay)
+    }
+
+    /// Calls `target.heartbeatDeadlinePassed(generation:)` once the loop's clock reaches `deadline`.
+    func schedule(_ target: any Target, generation: UInt32, at deadline: NIODeadline) {
         eventLoop.preconditionInEventLoop()
         if ticker == nil {
             // Idle until now: nothing is waiting, so the slots before now need no visit.
             processedTick = max(processedTick, tickNumber(of: eventLoop.now))
         }
-        // Round up, so a deadline never fires early.
-        let due = max(tickNumber(of: eventLoop.now + delay) + 1, processedTick + 1)
+        // Tick k is processed once the clock is at k * tick or later: the first tick at or after
+        // the deadline never fires early, and is less than a tick late.
+        let tickNanos = UInt64(tick.nanoseconds)
+        let due = max((deadline.uptimeNanoseconds + tickNanos - 1) / tickNanos, processedTick + 1)
         let maxAhead = UInt64(slots.count - 1)
         let clampedDue = min(due, processedTick + maxAhead)
         slots[Int(clampedDue % UInt64(slots.count))].append(Entry(target: target, generation: generation, dueTick: due))
         entryCount += 1
-        if ticker == nil {
-            ticker = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [unowned self] _ in
-                self.advance()
-            }
+        if ticker == nil { scheduleTicker() }
+    }
+
+    /// Wakes at the next tick boundary, not one tick from now: a wheel started mid-tick would
+    /// otherwise process every slot up to a tick late.
+    private func scheduleTicker() {
+        let next = NIODeadline.uptimeNanoseconds((processedTick + 1) * UInt64(tick.nanoseconds))
+        ticker = eventLoop.scheduleTask(deadline: next) { [unowned self] in
+            self.advance()
         }
     }
 
@@ -89,10 +105,10 @@ final class HeartbeatWheel: @unchecked Sendable {
             entries.removeAll(keepingCapacity: true)
             if slots[index].isEmpty { swap(&entries, &slots[index]) }
         }
-        if entryCount == 0 {
-            ticker?.cancel()
-            ticker = nil
-        }
+        // Cleared only now: while targets run, `schedule` must see a live ticker (an idle wheel
+        // skips the slots up to now, and these may not all be processed yet).
+        ticker = nil
+        if entryCount > 0 { scheduleTicker() }
     }
 
     /// Entries waiting, including those whose session has moved on (for tests and metrics).

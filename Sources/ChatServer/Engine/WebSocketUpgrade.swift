@@ -7,14 +7,16 @@ import CLibCrypto
 /// The WebSocket upgrade on `/socket.io/` (RFC 6455 §4.2): decides which upgrades to accept and
 /// wires the upgraded channel to its session, a new WebSocket-only session or the probe of a
 /// polling session's upgrade. A refused upgrade falls through to `HTTPRouter`, which answers
-/// with the Engine.IO error.
+/// with the Engine.IO error. An upgrade for a session that is open but cannot take it (upgraded
+/// already, or upgrading through another socket) is, as on the reference server, accepted and
+/// then closed at once.
 ///
 /// Our own upgrader rather than NIO's: NIO's puts a frame encoder and an error handler into
 /// every pipeline that cannot be taken out again, and this server writes frames as bytes
 /// (`WebSocketWire`), so after the upgrade a connection holds only NIO's frame decoder and one
 /// `WebSocketEngineHandler`.
 struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
-    let context: ServerContext
+    let server: ServerContext
 
     let supportedProtocol = "websocket"
     /// Headers the `Connection` header must name (h2c style); WebSocket needs none.
@@ -35,7 +37,7 @@ struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
             return channel.eventLoop.makeFailedFuture(UpgradeError.invalidUpgradeHeader)
         }
         let accept = Self.acceptValue(key: String(keys[0]))
-        return Self.shouldUpgrade(channel: channel, head: upgradeRequest, context: context).flatMapThrowing { extra in
+        return Self.shouldUpgrade(channel: channel, head: upgradeRequest, server: server).flatMapThrowing { extra in
             guard var headers = extra else { throw UpgradeError.refused }
             headers.replaceOrAdd(name: "Upgrade", value: "websocket")
             headers.add(name: "Sec-WebSocket-Accept", value: accept)
@@ -44,8 +46,8 @@ struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
         }
     }
 
-    func upgrade(context channelContext: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
-        Self.upgradePipeline(channel: channelContext.channel, head: upgradeRequest, context: context)
+    func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
+        Self.upgradePipeline(channel: context.channel, head: upgradeRequest, server: server)
     }
 
     static func acceptValue(key: String) -> String {
@@ -55,50 +57,59 @@ struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
         return Base64.encode(digest)
     }
 
-    private static func shouldUpgrade(channel: any Channel, head: HTTPRequestHead, context: ServerContext) -> EventLoopFuture<HTTPHeaders?> {
+    private static func shouldUpgrade(channel: any Channel, head: HTTPRequestHead, server: ServerContext) -> EventLoopFuture<HTTPHeaders?> {
         guard case .success(let request)? = EngineRequest.parse(uri: head.uri), request.transport == .websocket,
-              context.isOriginAllowed(head.headers.first(name: "origin"))
+              server.isOriginAllowed(head.headers.first(name: "origin"))
         else { return channel.eventLoop.makeSucceededFuture(nil) }
         guard let sid = request.sid else {
             // While draining, or with max_connections sessions open, no new session starts
             // here: the router answers 503 before any upgrade, which costs a node under a
             // connection storm little and lets a proxy try the next node.
-            let refuse = context.isDraining || context.sessions.count >= context.limits.maxConnections
+            let refuse = server.isDraining || server.sessions.count >= server.limits.maxConnections
             return channel.eventLoop.makeSucceededFuture(refuse ? nil : [:])
         }
-        guard let session = context.sessions.session(sid) else {
+        guard let session = server.sessions.session(sid) else {
             return channel.eventLoop.makeSucceededFuture(nil)
         }
-        // The upgrade is claimed on the session's loop, so two probes cannot both win.
-        return session.eventLoop.submit { session.beginUpgrade(probe: channel) ? HTTPHeaders() : nil }
+        // The upgrade is claimed on the session's loop, so two probes cannot both win; the
+        // loser is accepted too, and closed once upgraded (`upgradePipeline`).
+        return session.eventLoop.submit { session.beginUpgrade(probe: channel) == .closed ? nil : HTTPHeaders() }
             .hop(to: channel.eventLoop)
     }
 
-    private static func upgradePipeline(channel: any Channel, head: HTTPRequestHead, context: ServerContext) -> EventLoopFuture<Void> {
+    private static func upgradePipeline(channel: any Channel, head: HTTPRequestHead, server: ServerContext) -> EventLoopFuture<Void> {
         let request = try? EngineRequest.parse(uri: head.uri)?.get()
         let session: EngineSession
         let isNew: Bool
-        if let sid = request?.sid, let existing = context.sessions.session(sid) {
+        if let sid = request?.sid {
+            // An upgrade of a session: never a new one, even if this session closed meanwhile.
+            guard let existing = server.sessions.session(sid) else {
+                return removeHTTPHandlers(channel).map { refuseUpgraded(channel, reason: "session closed") }
+            }
             session = existing
             isNew = false
         } else {
-            session = EngineSession(eventLoop: channel.eventLoop, transport: .websocket, query: request?.query ?? [:], context: context)
+            session = EngineSession(eventLoop: channel.eventLoop, transport: .websocket, query: request?.query ?? [:], server: server)
             isNew = true
         }
-        return channel.pipeline.removeHandler(name: HTTPRouter.name).flatMap {
-            channel.pipeline.removeHandler(name: HTTPRouter.idleHandlerName)
-        }.flatMapThrowing { () -> WebSocketEngineHandler in
-            let handler = WebSocketEngineHandler(session: session, metrics: context.metrics, maxMessageSize: context.engine.maxPayload)
+        return removeHTTPHandlers(channel).flatMapThrowing { () -> WebSocketEngineHandler in
+            let handler = WebSocketEngineHandler(session: session, metrics: server.metrics, maxMessageSize: server.engine.maxPayload)
             try channel.pipeline.syncOperations.addHandler(handler)
             return handler
         }.map { handler in
             guard isNew else {
-                session.eventLoop.execute { session.probePipelineReady(channel, writer: handler) }
+                session.eventLoop.execute {
+                    // Not the session's probe: it was upgraded or upgrading already when this
+                    // socket asked. Frames it sent meanwhile were ignored (not its channel).
+                    if !session.probePipelineReady(channel, writer: handler) {
+                        refuseUpgraded(channel, reason: "session already upgraded")
+                    }
+                }
                 return
             }
             // The limit was checked before the upgrade; this catches the ones that raced past.
-            guard context.sessions.insert(session, limit: context.limits.maxConnections) else {
-                context.metrics.countError("max_connections")
+            guard server.sessions.insert(session, limit: server.limits.maxConnections) else {
+                server.metrics.countError("max_connections")
                 let frame = WebSocketWire.closeFrame(code: .unknown(1013), reason: "too many connections", allocator: channel.allocator)
                 channel.writeAndFlush(frame).whenComplete { _ in
                     channel.close(promise: nil)
@@ -106,6 +117,20 @@ struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
                 return
             }
             session.open(webSocket: channel, writer: handler)
+        }
+    }
+
+    /// Closes an upgraded WebSocket that has no session to serve: a close frame saying why
+    /// (1008 policy violation), then the connection.
+    private static func refuseUpgraded(_ channel: any Channel, reason: String) {
+        let frame = WebSocketWire.closeFrame(code: .policyViolation, reason: reason, allocator: channel.allocator)
+        channel.writeAndFlush(frame).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    /// The HTTP handlers after the codec, which would take WebSocket bytes for HTTP.
+    private static func removeHTTPHandlers(_ channel: any Channel) -> EventLoopFuture<Void> {
+        channel.pipeline.removeHandler(name: HTTPRouter.name).flatMap {
+            channel.pipeline.removeHandler(name: HTTPRouter.idleHandlerName)
         }
     }
 }

@@ -13,78 +13,78 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
     static let idleHandlerName = "chatmesh-http-idle"
     private static let nonEngineBodyLimit = 64 * 1024
 
-    private let context: ServerContext
+    private let server: ServerContext
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var refused = false
     /// The session whose long-poll this connection holds, told when the connection goes away.
     private var pollingSession: EngineSession?
 
-    init(context: ServerContext) {
-        self.context = context
+    init(server: ServerContext) {
+        self.server = server
     }
 
-    func channelRead(context channelContext: ChannelHandlerContext, data: NIOAny) {
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
             self.head = head
             self.body = nil
             self.refused = false
             if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > bodyLimit(for: head) {
-                refuseTooLarge(channelContext, head: head)
+                refuseTooLarge(context, head: head)
             }
         case .body(var chunk):
             guard !refused, let head else { return }
-            context.metrics.bytesReceived.increment(by: Int64(chunk.readableBytes))
+            server.metrics.bytesReceived.increment(by: Int64(chunk.readableBytes))
             if (body?.readableBytes ?? 0) + chunk.readableBytes > bodyLimit(for: head) {
-                refuseTooLarge(channelContext, head: head)
+                refuseTooLarge(context, head: head)
                 return
             }
             if body == nil { body = chunk } else { body!.writeBuffer(&chunk) }
         case .end:
             guard !refused, let head else { return }
             self.head = nil
-            route(channelContext, head: head, body: body ?? ByteBuffer())
+            route(context, head: head, body: body ?? ByteBuffer())
             body = nil
         }
     }
 
-    func channelInactive(context channelContext: ChannelHandlerContext) {
+    func channelInactive(context: ChannelHandlerContext) {
         if let session = pollingSession {
             pollingSession = nil
-            let channel = channelContext.channel
+            let channel = context.channel
             session.eventLoop.execute { session.pollConnectionClosed(channel) }
         }
-        channelContext.fireChannelInactive()
+        context.fireChannelInactive()
     }
 
-    func userInboundEventTriggered(context channelContext: ChannelHandlerContext, event: Any) {
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            channelContext.close(promise: nil)
+            context.close(promise: nil)
             return
         }
-        channelContext.fireUserInboundEventTriggered(event)
+        context.fireUserInboundEventTriggered(event)
     }
 
     private func bodyLimit(for head: HTTPRequestHead) -> Int {
         // The same test the router routes by: `/socket.io?…` is an Engine.IO request too.
-        EngineRequest.isEngineURI(head.uri) ? context.engine.maxPayload : Self.nonEngineBodyLimit
+        EngineRequest.isEngineURI(head.uri) ? server.engine.maxPayload : Self.nonEngineBodyLimit
     }
 
-    private func refuseTooLarge(_ channelContext: ChannelHandlerContext, head: HTTPRequestHead) {
+    private func refuseTooLarge(_ context: ChannelHandlerContext, head: HTTPRequestHead) {
         refused = true
-        context.metrics.countError("payload_too_large")
-        let responder = HTTPResponder(channel: channelContext.channel, keepAlive: false, extraHeaders: corsHeaders(head))
+        server.metrics.countError("payload_too_large")
+        let responder = HTTPResponder(channel: context.channel, keepAlive: false, extraHeaders: corsHeaders(head))
         responder.send(HTTPReply(
             status: .payloadTooLarge, contentType: "text/plain; charset=UTF-8",
             text: "payload too large: the limit is \(bodyLimit(for: head)) bytes"
         ))
     }
 
-    private func route(_ channelContext: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
-        let responder = HTTPResponder(channel: channelContext.channel, keepAlive: head.isKeepAlive, extraHeaders: [:])
+    private func route(_ context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer) {
+        let responder = HTTPResponder(channel: context.channel, keepAlive: head.isKeepAlive, extraHeaders: [:])
         if let engineRequest = EngineRequest.parse(uri: head.uri) {
-            return routeEngine(channelContext, head: head, body: body, request: engineRequest)
+            return routeEngine(context, head: head, body: body, request: engineRequest)
         }
         let path = String(head.uri.prefix { $0 != "?" })
         guard head.method == .GET else {
@@ -98,10 +98,10 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
         case "/chatmesh.css":
             responder.send(StaticContent.style)
         case "/healthz":
-            responder.send(HealthReport(context: context).reply)
+            responder.send(HealthReport(server: server).reply)
         case "/metrics":
-            let text = context.metrics.exposition(connectionCount: context.sessions.count, roomCount: context.hub.roomCount)
-            var buffer = channelContext.channel.allocator.buffer(capacity: text.count)
+            let text = server.metrics.exposition(connectionCount: server.sessions.count, roomCount: server.hub.roomCount)
+            var buffer = context.channel.allocator.buffer(capacity: text.count)
             buffer.writeBytes(text)
             responder.send(HTTPReply(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: buffer))
         default:
@@ -112,15 +112,15 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Engine.IO long-polling
 
     private func corsHeaders(_ head: HTTPRequestHead) -> HTTPHeaders {
-        guard let origin = head.headers.first(name: "origin"), context.isOriginAllowed(origin) else { return [:] }
+        guard let origin = head.headers.first(name: "origin"), server.isOriginAllowed(origin) else { return [:] }
         return ["Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"]
     }
 
-    private func routeEngine(_ channelContext: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer,
+    private func routeEngine(_ context: ChannelHandlerContext, head: HTTPRequestHead, body: ByteBuffer,
                              request parsed: Result<EngineRequest, EngineErrorCode>) {
-        let responder = HTTPResponder(channel: channelContext.channel, keepAlive: head.isKeepAlive, extraHeaders: corsHeaders(head))
-        guard context.isOriginAllowed(head.headers.first(name: "origin")) else {
-            context.metrics.countError("forbidden_origin")
+        let responder = HTTPResponder(channel: context.channel, keepAlive: head.isKeepAlive, extraHeaders: corsHeaders(head))
+        guard server.isOriginAllowed(head.headers.first(name: "origin")) else {
+            server.metrics.countError("forbidden_origin")
             return responder.send(.engineError(.forbidden))
         }
         if head.method == .OPTIONS {
@@ -133,7 +133,7 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
         let request: EngineRequest
         switch parsed {
         case .failure(let code):
-            context.metrics.countError("bad_request")
+            server.metrics.countError("bad_request")
             return responder.send(.engineError(code))
         case .success(let value):
             request = value
@@ -141,19 +141,19 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
         // A WebSocket request that reaches this handler was not upgraded (no Upgrade header, or
         // refused): answer like the Node server.
         guard request.transport == .polling else {
-            if request.sid == nil, context.isDraining { return responder.send(Self.shuttingDown) }
-            if request.sid == nil, context.sessions.count >= context.limits.maxConnections {
-                context.metrics.countError("max_connections")
+            if request.sid == nil, server.isDraining { return responder.send(Self.shuttingDown) }
+            if request.sid == nil, server.sessions.count >= server.limits.maxConnections {
+                server.metrics.countError("max_connections")
                 return responder.send(Self.tooManyConnections)
             }
-            return responder.send(.engineError(request.sid.map { context.sessions.session($0) == nil ? .unknownSid : .badRequest } ?? .badRequest))
+            return responder.send(.engineError(request.sid.map { server.sessions.session($0) == nil ? .unknownSid : .badRequest } ?? .badRequest))
         }
         guard let sid = request.sid else {
             guard head.method == .GET else { return responder.send(.engineError(.badHandshakeMethod)) }
-            guard !context.isDraining else { return responder.send(Self.shuttingDown) }
-            return openPollingSession(channelContext, request: request, responder: responder)
+            guard !server.isDraining else { return responder.send(Self.shuttingDown) }
+            return openPollingSession(context, request: request, responder: responder)
         }
-        guard let session = context.sessions.session(sid) else {
+        guard let session = server.sessions.session(sid) else {
             return responder.send(.engineError(.unknownSid))
         }
         switch head.method {
@@ -162,7 +162,7 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
             session.eventLoop.execute { session.handlePollGET(responder) }
         case .POST:
             guard let text = String(validating: body.readableBytesView, as: UTF8.self) else {
-                context.metrics.countError("parse_error")
+                server.metrics.countError("parse_error")
                 return responder.send(.engineError(.badRequest))
             }
             session.eventLoop.execute { session.handlePollPOST(text, responder: responder) }
@@ -181,16 +181,16 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
         status: .serviceUnavailable, contentType: "application/json", text: #"{"code":3,"message":"Too many connections"}"#
     )
 
-    private func openPollingSession(_ channelContext: ChannelHandlerContext, request: EngineRequest, responder: HTTPResponder) {
-        let session = EngineSession(eventLoop: channelContext.eventLoop, transport: .polling, query: request.query, context: context)
-        guard context.sessions.insert(session, limit: context.limits.maxConnections) else {
-            context.metrics.countError("max_connections")
+    private func openPollingSession(_ context: ChannelHandlerContext, request: EngineRequest, responder: HTTPResponder) {
+        let session = EngineSession(eventLoop: context.eventLoop, transport: .polling, query: request.query, server: server)
+        guard server.sessions.insert(session, limit: server.limits.maxConnections) else {
+            server.metrics.countError("max_connections")
             return responder.send(Self.tooManyConnections)
         }
         session.open(webSocket: nil)
         responder.send(HTTPReply(
             status: .ok, contentType: "text/plain; charset=UTF-8",
-            text: session.handshake.openPacket.encodedText()!
+            text: session.handshake.openText
         ))
     }
 }
