@@ -1,9 +1,17 @@
+import NIOCore
+
+// @unchecked: `delivery` is written once, in start(delivery:), before any client can publish,
+// and only read after; a lock would cost every message of a single node.
 /// The fanout of a node that has no peers: a published message goes straight to local members.
+/// There is nothing to connect, wait for or close.
 public final class LocalFanout: Fanout, @unchecked Sendable {
-    // Set once in start(), before any client can publish.
+    private let eventLoop: any EventLoop
     private var delivery: (any FanoutDelivery)?
 
-    public init() {}
+    /// `eventLoop` completes the lifecycle futures.
+    public init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
 
     public func start(delivery: any FanoutDelivery) {
         self.delivery = delivery
@@ -15,4 +23,16 @@ public final class LocalFanout: Fanout, @unchecked Sendable {
     public func publish(_ message: ChatMessage) {
         delivery?.deliverLocally(ChatBroadcast(message))
     }
+
+    public func start(_ context: FanoutStartContext) throws {}
+
+    public func drain(deadline: NIODeadline) -> EventLoopFuture<Void> {
+        eventLoop.makeSucceededVoidFuture()
+    }
+
+    public func stop() -> EventLoopFuture<Void> {
+        eventLoop.makeSucceededVoidFuture()
+    }
+
+    public var health: FanoutHealth { FanoutHealth(isReady: true) }
 }

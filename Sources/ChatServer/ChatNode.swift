@@ -1,14 +1,9 @@
 import ChatCore
 import ClusterConfig
 import Logging
-import MeshFanout
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import RedisFanout
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// One chatmesh node: the client listener (HTTP, Engine.IO, WebSocket), its rooms and its
 /// fanout. `start()` binds (or adopts systemd's sockets) and returns; `stop()` drains.
@@ -19,10 +14,8 @@ public final class ChatNode: @unchecked Sendable {
     private let listen: HostPort
     private var serverChannel: (any Channel)?
     private let logger: Logger
-    /// The broker-free mesh, when cluster.conf lists other nodes and fanout = mesh.
-    public let mesh: MeshFanout?
-    /// The Redis pub/sub adapter, when fanout = redis.
-    public let redis: RedisFanout?
+    /// How rooms reach the other nodes (see `FanoutFactory`).
+    private let fanout: any Fanout
 
     public init(config: ClusterConfig, node: NodeEntry, threads: Int? = nil, logger: Logger) {
         self.nodeName = node.name
@@ -31,43 +24,20 @@ public final class ChatNode: @unchecked Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
         let metrics = ServerMetrics()
         let loops = Array(group.makeIterator())
-        let fanout: any Fanout
-        var (mesh, redis): (MeshFanout?, RedisFanout?) = (nil, nil)
-        if config.fanout == .redis, let url = config.redisURL {
-            redis = RedisFanout(
-                url: url, channelPrefix: config.channelPrefix, bufferMessages: config.redisBuffer.bufferMessages,
-                bufferMs: config.redisBuffer.bufferMs, eventLoop: loops[0], logger: logger
-            )
-            fanout = redis!
-        } else if config.fanout == .mesh, node.mesh != nil, config.nodes.contains(where: { $0.name != node.name && $0.mesh != nil }) {
-            mesh = MeshFanout(config: config, localNode: node, eventLoop: loops[0], logger: logger)
-            fanout = mesh!
-        } else {
-            fanout = LocalFanout()
-        }
-        self.mesh = mesh
-        self.redis = redis
+        let fanout = FanoutFactory.make(config: config, node: node, eventLoop: loops[0], logger: logger)
+        self.fanout = fanout
         let hub = RoomHub(
             eventLoops: loops, fanout: fanout, metrics: metrics.chat,
             maxWriteDelay: .milliseconds(Int64(config.limits.maxWriteDelayMs))
         ) { packet, out in
             WebSocketWire.append(opcode: WebSocketWire.textOpcode, payload: packet, to: &out)
         }
-        let (meshForHealth, redisForHealth) = (mesh, redis)
         self.context = ServerContext(
             nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger,
             eventLoops: loops,
             health: {
-                if let redis = redisForHealth {
-                    // A Redis-mode node without its subscriber would not see any room: not ready.
-                    return HealthDetails(ready: redis.isReady, fields: [("redis", .string(redis.isReady ? "up" : "down"))])
-                }
-                guard let mesh = meshForHealth else { return HealthDetails(ready: true, fields: []) }
-                let status = mesh.peerStatus()
-                return HealthDetails(ready: true, fields: [("mesh", .object([
-                    ("peers_up", .array(status.up.map { .string($0) })),
-                    ("peers_down", .array(status.down.map { .string($0) })),
-                ]))])
+                let health = fanout.health
+                return HealthDetails(ready: health.isReady, fields: health.details)
             }
         )
     }
@@ -79,9 +49,9 @@ public final class ChatNode: @unchecked Sendable {
 
     /// Binds the mesh and client listeners, or adopts the sockets systemd passed.
     public func start(inherited: InheritedSockets = InheritedSockets()) throws {
-        // The mesh listener first: a node is reachable by its peers before it takes clients.
-        try mesh?.bind(inheritedSocket: inherited.mesh)
-        redis?.connect()
+        // The fanout first (the mesh binds its listener): a node is reachable by its peers
+        // before it takes clients.
+        try fanout.start(FanoutStartContext(inheritedMeshSocket: inherited.mesh))
         let context = self.context
         let outbound = context.limits.outboundBuffer
         let bootstrap = ServerBootstrap(group: group)
@@ -119,17 +89,13 @@ public final class ChatNode: @unchecked Sendable {
         ])
     }
 
-    /// Ready to serve rooms: listening, and in Redis mode subscribed.
-    public var isReady: Bool { serverChannel != nil && (redis?.isReady ?? true) }
+    /// Ready to serve rooms: listening, and the fanout ready (in Redis mode: subscribed).
+    public var isReady: Bool { serverChannel != nil && fanout.health.isReady }
 
     /// One line for systemd's STATUS=.
     public var statusLine: String {
         var parts = ["\(context.sessions.count) connections", "\(context.hub.roomCount) rooms"]
-        if let mesh {
-            let status = mesh.peerStatus()
-            parts.append("mesh peers up \(status.up.count)/\(status.up.count + status.down.count)")
-        }
-        if let redis { parts.append("redis \(redis.isReady ? "up" : "down")") }
+        if let fanoutStatus = fanout.health.statusLine { parts.append(fanoutStatus) }
         return parts.joined(separator: ", ")
     }
 
@@ -148,18 +114,15 @@ public final class ChatNode: @unchecked Sendable {
         _ = try? EventLoopFuture.andAllComplete(drained, on: group.next()).wait()
         // Polling clients fetch their last packets with their next GET, at once.
         let grace = min(NIODeadline.now() + .seconds(2), deadline)
-        while context.sessions.count > 0, NIODeadline.now() < grace {
-            usleep(20_000)
-        }
+        let sessions = context.sessions
+        _ = try? ScheduledCheck.until(grace, every: .milliseconds(20), on: group.next()) { sessions.count == 0 }.wait()
         try? serverChannel?.close().wait()
         let remaining = context.sessions.all().map { session in
             session.eventLoop.submit { session.close(.serverClose) }
         }
         _ = try? EventLoopFuture.andAllComplete(remaining, on: group.next()).wait()
-        mesh?.drain(until: deadline)
-        redis?.drain(until: deadline)
-        mesh?.stop()
-        redis?.stop()
+        try? fanout.drain(deadline: deadline).wait()
+        try? fanout.stop().wait()
         // Give the close frames a moment to leave the sockets before the loops stop.
         _ = try? group.next().scheduleTask(in: .milliseconds(100)) {}.futureResult.wait()
         try? group.syncShutdownGracefully()

@@ -4,9 +4,6 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The broker-free fanout: one authenticated TCP link to every other node of cluster.conf.
 ///
@@ -18,6 +15,7 @@ import Glibc
 ///
 /// All mesh state lives on one event loop (`eventLoop`), which also runs every mesh
 /// connection, so none of it takes a lock.
+// @unchecked: every var is touched only on `eventLoop` (serverChannel: set in start, read in stop).
 public final class MeshFanout: Fanout, @unchecked Sendable {
     public let localName: String
     public let eventLoop: any EventLoop
@@ -46,8 +44,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
 
     static let maxUnauthenticatedLinks = 64
     /// A receiver acknowledges every `ackEvery` PUBs or `ackDelay` after the first unacknowledged
-    /// one. The ACK only lets the sender drop what it keeps for a redial, so it can be lazy: at
-    /// 100 ms an ACK costs a busy link about 0.3 bytes per message (at 20 ms it was 1.3).
+    /// one. The ACK only lets the sender drop what it keeps for a redial, so it can be lazy, and
+    /// a lazy ACK costs a busy link less (docs/PERFORMANCE.md).
     static let ackEvery = 64
     static let ackDelay = TimeAmount.milliseconds(100)
 
@@ -76,9 +74,9 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
 
     // MARK: Lifecycle
 
-    /// Binds the mesh listener (or adopts one passed by systemd) and starts dialing the peers
+    /// Binds the mesh listener (or adopts the one systemd passed) and starts dialing the peers
     /// this node dials.
-    public func bind(inheritedSocket: CInt? = nil) throws {
+    public func start(_ context: FanoutStartContext) throws {
         let bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -98,7 +96,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(makeLinkHandler(role: .acceptor))
                 }
             }
-        if let inheritedSocket {
+        if let inheritedSocket = context.inheritedMeshSocket {
             serverChannel = try bootstrap.withBoundSocket(inheritedSocket).wait()
         } else {
             serverChannel = try bootstrap.bind(host: listenAddress.host, port: listenAddress.port).wait()
@@ -115,33 +113,46 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
 
     public var boundAddress: SocketAddress? { serverChannel?.localAddress }
 
-    /// Waits (off the mesh loop) until every live link has acknowledged what was sent to it, or
-    /// the deadline passes. Used when draining, so no acknowledged say is lost.
-    public func drain(until deadline: NIODeadline) {
-        while NIODeadline.now() < deadline {
-            let pending = (try? eventLoop.submit { [self] in
-                peers.values.filter(\.isUp).reduce(0) { $0 + $1.outbox.count }
-            }.wait()) ?? 0
-            if pending == 0 { return }
-            usleep(20_000)
+    /// Completes once every live link has acknowledged what was sent to it, or at the deadline.
+    /// Used when draining, so no acknowledged say is lost. (A down peer's buffer is not waited
+    /// for: it would only be resent on a redial this node will not make.)
+    public func drain(deadline: NIODeadline) -> EventLoopFuture<Void> {
+        ScheduledCheck.until(deadline, every: .milliseconds(20), on: eventLoop) { [self] in
+            peers.values.allSatisfy { !$0.isUp || $0.outbox.count == 0 }
+        }.map { [self] acknowledged in
+            if !acknowledged { logger.warning("mesh drain deadline passed with unacknowledged PUBs") }
         }
-        logger.warning("mesh drain deadline passed with unacknowledged PUBs")
     }
 
     /// Says goodbye on every link and closes the listener.
-    public func stop() {
-        try? eventLoop.submit { [self] in
+    public func stop() -> EventLoopFuture<Void> {
+        eventLoop.submit { [self] in
             stopping = true
             heartbeatTimer?.cancel()
             for peer in peers.values {
                 peer.redialTimer?.cancel()
                 peer.link?.close(reason: "node \(localName) is shutting down")
             }
-        }.wait()
-        try? serverChannel?.close().wait()
+        }.flatMap { [self] in
+            serverChannel?.close() ?? eventLoop.makeSucceededVoidFuture()
+        }.recover { _ in }
     }
 
-    /// Peers with a live link, for /healthz and readiness.
+    /// /healthz lists the peers with and without a live link; a mesh node serves its own
+    /// clients whatever its links do, so it is always ready.
+    public var health: FanoutHealth {
+        let status = peerStatus()
+        return FanoutHealth(
+            isReady: true,
+            statusLine: "mesh peers up \(status.up.count)/\(status.up.count + status.down.count)",
+            details: [("mesh", .object([
+                ("peers_up", .array(status.up.map { .string($0) })),
+                ("peers_down", .array(status.down.map { .string($0) })),
+            ]))]
+        )
+    }
+
+    /// Peers with a live link and without, each sorted by name.
     public func peerStatus() -> (up: [String], down: [String]) {
         let status = linkStatus.withLockedValue { $0 }
         return (status.filter(\.value).map(\.key).sorted(), status.filter { !$0.value }.map(\.key).sorted())
@@ -159,6 +170,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private func dial(_ peer: PeerState) {
         guard !stopping, !peer.isUp, !peer.dialing else { return }
         peer.dialing = true
+        let peerName = peer.name
         ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(2))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -166,10 +178,11 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                 // One handler per connection attempt, made only once a channel exists, so a
                 // dial that fails before that (a name that does not resolve) leaves nothing.
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(makeLinkHandler(role: .dialer(expectedPeer: peer.name)))
+                    try channel.pipeline.syncOperations.addHandler(makeLinkHandler(role: .dialer(expectedPeer: peerName)))
                 }
             }
             .connect(host: peer.address.host, port: peer.address.port)
+            .assumeIsolated()
             .whenComplete { [self] result in
                 peer.dialing = false
                 if case .failure(let error) = result {
@@ -182,7 +195,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private func scheduleRedial(_ peer: PeerState) {
         guard !stopping, peer.weDial, !peer.isUp, peer.redialTimer == nil else { return }
         let delay = peer.backoff.nextDelayMs()
-        peer.redialTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
+        peer.redialTimer = eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
             peer.redialTimer = nil
             dial(peer)
         }
@@ -261,7 +274,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             if peer.unacknowledged >= Self.ackEvery {
                 sendAck(to: peer)
             } else if peer.ackTimer == nil {
-                peer.ackTimer = eventLoop.scheduleTask(in: Self.ackDelay) { [self] in
+                peer.ackTimer = eventLoop.assumeIsolated().scheduleTask(in: Self.ackDelay) { [self] in
                     peer.ackTimer = nil
                     sendAck(to: peer)
                 }
@@ -402,7 +415,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     /// arrive from every event loop in the order the hub counted them, and a call run inline
     /// would overtake one already queued. (A room that emptied on another loop and refilled on
     /// this one ended unsubscribed: its new member never got a message from another node.)
-    private func onMeshLoop(_ work: @escaping () -> Void) {
+    private func onMeshLoop(_ work: @escaping @Sendable () -> Void) {
         eventLoop.execute(work)
     }
 }

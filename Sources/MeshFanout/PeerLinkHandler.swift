@@ -52,7 +52,7 @@ final class PeerLinkHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         guard !closed else { return context.close(promise: nil) }
-        handshakeTimer = context.eventLoop.scheduleTask(in: Self.handshakeTimeout) { [weak self] in
+        handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.handshakeTimeout) { [weak self] in
             self?.fail("handshake timed out", metricReason: "handshake_timeout")
         }
         send(handshake.hello, flush: true)

@@ -4,9 +4,6 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-#if canImport(Glibc)
-import Glibc
-#endif
 import SocketIO
 
 /// The original topology: Redis pub/sub with channel = room id (plus an optional prefix) and
@@ -23,6 +20,7 @@ import SocketIO
 /// node's SUBSCRIBE for its room is confirmed (else the room's first joiner could miss its own
 /// join), and after a (re)connect only after a grace period in which the other nodes, whose
 /// redial backoff is capped below it, resubscribe too.
+// @unchecked: every var is touched only on `eventLoop`; readiness, read anywhere, is locked.
 public final class RedisFanout: Fanout, @unchecked Sendable {
     public let eventLoop: any EventLoop
     let logger: Logger
@@ -56,9 +54,9 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     private var outbox = CircularBuffer<PendingPublish>()
     /// Commands written to the publisher whose replies have not come back, in order.
     private var awaitingReply = CircularBuffer<PublisherReply>()
-    private var backoff: [RedisLink.Role: ReconnectBackoff] = [:]
+    private var backoff = PerRole(ReconnectBackoff(capMs: RedisFanout.reconnectCapMs))
     private var connecting: Set<RedisLink.Role> = []
-    private var lastHeard: [RedisLink.Role: NIODeadline] = [:]
+    private var lastHeard = PerRole<NIODeadline?>(nil)
     private var timer: RepeatedTask?
     private var stopping = false
     /// Channels whose SUBSCRIBE Redis has confirmed on the current subscriber connection.
@@ -79,16 +77,18 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         self.bufferMs = bufferMs
         self.eventLoop = eventLoop
         self.logger = logger
-        for role in [RedisLink.Role.subscriber, .publisher] {
-            backoff[role] = ReconnectBackoff(capMs: Self.reconnectCapMs)
-        }
     }
 
-    /// True once the subscriber connection is up and has (re)subscribed every room.
-    public var isReady: Bool { readiness.withLockedValue { $0 } }
+    /// True once the subscriber connection is up and has (re)subscribed every room: a node
+    /// without it would not see any room, so it is not ready.
+    public var health: FanoutHealth {
+        let isReady = readiness.withLockedValue { $0 }
+        let state = isReady ? "up" : "down"
+        return FanoutHealth(isReady: isReady, statusLine: "redis \(state)", details: [("redis", .string(state))])
+    }
 
     /// Starts connecting; never fails: an unreachable Redis is retried with backoff.
-    public func connect() {
+    public func start(_ context: FanoutStartContext) throws {
         eventLoop.execute { [self] in
             connect(.subscriber)
             connect(.publisher)
@@ -98,24 +98,23 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         }
     }
 
-    /// Waits (off the Redis loop) until every say is published and answered, or the deadline
-    /// passes. Used when draining, so no acknowledged say is lost.
-    public func drain(until deadline: NIODeadline) {
-        while NIODeadline.now() < deadline {
-            let pending = (try? eventLoop.submit { [self] in outbox.count + awaitingReply.count }.wait()) ?? 0
-            if pending == 0 { return }
-            usleep(20_000)
+    /// Completes once every say is published and answered, or at the deadline. Used when
+    /// draining, so no acknowledged say is lost.
+    public func drain(deadline: NIODeadline) -> EventLoopFuture<Void> {
+        ScheduledCheck.until(deadline, every: .milliseconds(20), on: eventLoop) { [self] in
+            outbox.isEmpty && awaitingReply.isEmpty
+        }.map { [self] answered in
+            if !answered { logger.warning("redis drain deadline passed with says not yet published") }
         }
-        logger.warning("redis drain deadline passed with says not yet published")
     }
 
-    public func stop() {
-        try? eventLoop.submit { [self] in
+    public func stop() -> EventLoopFuture<Void> {
+        eventLoop.submit { [self] in
             stopping = true
             timer?.cancel()
             flushPublisher()
             for link in [subscriber, publisher] { link?.channel?.close(promise: nil) }
-        }.wait()
+        }
     }
 
     // MARK: Connections
@@ -136,12 +135,13 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     private func connect(_ role: RedisLink.Role) {
         guard !stopping, !connecting.contains(role) else { return }
         connecting.insert(role)
-        let link = RedisLink(role: role, owner: self, setup: setupCommands())
+        // The channel is made on this loop, so the handler never leaves it.
+        let link = NIOLoopBound(RedisLink(role: role, owner: self, setup: setupCommands()), eventLoop: eventLoop)
         ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(2))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(link) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(link.value) }
             }
             .connect(host: url.host, port: url.port)
             .whenComplete { [self] result in
@@ -155,13 +155,13 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
 
     private func scheduleReconnect(_ role: RedisLink.Role) {
         guard !stopping else { return }
-        let delay = backoff[role]!.nextDelayMs()
+        let delay = backoff[role].nextDelayMs()
         eventLoop.scheduleTask(in: .milliseconds(Int64(delay))) { [self] in connect(role) }
     }
 
     func linkReady(_ link: RedisLink) {
         connecting.remove(link.role)
-        backoff[link.role]!.reset()
+        backoff[link.role].reset()
         lastHeard[link.role] = .now()
         switch link.role {
         case .subscriber:
@@ -352,7 +352,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     /// arrive from every event loop in the order the hub counted them, and a call run inline
     /// would overtake one already queued. (A room that emptied on another loop and refilled on
     /// this one ended unsubscribed: its new member never got a message from another node.)
-    private func onLoop(_ work: @escaping () -> Void) {
+    private func onLoop(_ work: @escaping @Sendable () -> Void) {
         eventLoop.execute(work)
     }
 }

@@ -233,7 +233,7 @@ struct RoomHubTests {
 
     @Test func localFanoutDeliversPublishedMessagesToLocalMembers() {
         let loops = [EmbeddedEventLoop(), EmbeddedEventLoop()]
-        let hub = RoomHub(eventLoops: loops, fanout: LocalFanout(), metrics: ChatMetrics(), maxWriteDelay: .zero)
+        let hub = RoomHub(eventLoops: loops, fanout: LocalFanout(eventLoop: loops[0]), metrics: ChatMetrics(), maxWriteDelay: .zero)
         let a = FakeMember("a"), b = FakeMember("b"), other = FakeMember("other")
         hub.join(a, room: "r1", shard: hub.shards[0])
         hub.join(b, room: "r1", shard: hub.shards[1])
@@ -245,8 +245,20 @@ struct RoomHubTests {
         #expect(other.frames.isEmpty)
     }
 
+    @Test func localFanoutIsReadyAddsNothingToHealthAndDrainsAndStopsAtOnce() throws {
+        let loop = EmbeddedEventLoop()
+        let fanout = LocalFanout(eventLoop: loop)
+        try fanout.start(FanoutStartContext())
+        #expect(fanout.health.isReady)
+        #expect(fanout.health.statusLine == nil)
+        #expect(fanout.health.details.isEmpty)
+        let drained = fanout.drain(deadline: loop.now + .seconds(10))
+        #expect(throws: Never.self) { try drained.wait() }
+        #expect(throws: Never.self) { try fanout.stop().wait() }
+    }
+
     @Test func localFanoutBeforeStartDropsPublishesWithoutCrashing() {
-        let fanout = LocalFanout()
+        let fanout = LocalFanout(eventLoop: EmbeddedEventLoop())
         fanout.subscribe(room: "r1")
         fanout.publish(.join(room: "r1", username: "a"))
         fanout.unsubscribe(room: "r1")

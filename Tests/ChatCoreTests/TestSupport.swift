@@ -33,6 +33,7 @@ final class FakeMember: RoomMember {
 
 /// A fanout that records what the hub asks of it and, when `echo` is on, delivers each
 /// published message back through the hub at once, as `LocalFanout` does.
+// @unchecked: each test drives it from one thread (embedded loops run inline).
 final class RecordingFanout: Fanout, @unchecked Sendable {
     enum Call: Equatable, CustomStringConvertible {
         case subscribe(String)
@@ -82,6 +83,13 @@ final class RecordingFanout: Fanout, @unchecked Sendable {
         calls.append(.publish(room: message.room, json: message.eventJSON))
         if echo { delivery?.deliverLocally(ChatBroadcast(message)) }
     }
+
+    // The lifecycle has nothing to wait for here; the hub never drives it.
+    private let lifecycleLoop = EmbeddedEventLoop()
+    func start(_ context: FanoutStartContext) throws {}
+    func drain(deadline: NIODeadline) -> EventLoopFuture<Void> { lifecycleLoop.makeSucceededVoidFuture() }
+    func stop() -> EventLoopFuture<Void> { lifecycleLoop.makeSucceededVoidFuture() }
+    var health: FanoutHealth { FanoutHealth(isReady: true) }
 }
 
 /// A monotonic clock the test moves by hand (nanoseconds).

@@ -10,7 +10,7 @@ import Testing
 
     static let secret = "correct horse battery staple"
     static let cluster: Set<String> = ["a1", "a2", "a3"]
-    static let noResume: Resume = { _ in (0, 0) }
+    static func noResume(_ peer: String) -> (epoch: UInt64, sequence: UInt64) { (0, 0) }
 
     static func node(_ name: String, epoch: UInt64, role: MeshHandshake.Role, secret: String = secret,
                      peers: Set<String>? = nil, nonce: [UInt8]) -> MeshHandshake {

@@ -1,0 +1,27 @@
+import ChatCore
+import ClusterConfig
+import Logging
+import MeshFanout
+import NIOCore
+import RedisFanout
+
+/// The one place that knows the fanout adapters: it picks the one cluster.conf asks for. A
+/// new adapter is added here (and in its own module); the node only sees `any Fanout`.
+enum FanoutFactory {
+    /// fanout = redis with a Redis URL: Redis pub/sub. fanout = mesh, with a mesh address for
+    /// this node and another node that has one: the broker-free mesh. Otherwise the node has
+    /// no one to talk to, and its rooms stay local.
+    static func make(config: ClusterConfig, node: NodeEntry, eventLoop: any EventLoop, logger: Logger) -> any Fanout {
+        if config.fanout == .redis, let url = config.redisURL {
+            return RedisFanout(
+                url: url, channelPrefix: config.channelPrefix, bufferMessages: config.redisBuffer.bufferMessages,
+                bufferMs: config.redisBuffer.bufferMs, eventLoop: eventLoop, logger: logger
+            )
+        }
+        let hasMeshPeer = config.nodes.contains { $0.name != node.name && $0.mesh != nil }
+        if config.fanout == .mesh, node.mesh != nil, hasMeshPeer {
+            return MeshFanout(config: config, localNode: node, eventLoop: eventLoop, logger: logger)
+        }
+        return LocalFanout(eventLoop: eventLoop)
+    }
+}
