@@ -29,8 +29,8 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
-        .target(name: "EngineIO"),
-        .target(name: "SocketIO", dependencies: ["EngineIO"]),
+        .target(name: "EngineIO", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "SocketIO", dependencies: ["EngineIO"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "ClusterConfig", swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(
             name: "ChatCore",
@@ -119,7 +119,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"]),
+        .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(
             name: "ChatServerTests",
             dependencies: [
@@ -129,7 +129,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ChatBenchTests", dependencies: ["ChatBench"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"]),
+        .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(
             name: "ClusterSupervisorTests",
