@@ -7,7 +7,7 @@ import NIOPosix
 
 /// One chatmesh node: the client listener (HTTP, Engine.IO, WebSocket), its rooms and its
 /// fanout. `start()` binds (or adopts systemd's sockets) and returns; `stop()` drains.
-public final class ChatNode: @unchecked Sendable {
+public final class ChatNode: @unchecked Sendable { // serverChannel: set once by start(), before it is read
     public let nodeName: String
     private let group: MultiThreadedEventLoopGroup
     private let context: ServerContext

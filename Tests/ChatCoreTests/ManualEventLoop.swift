@@ -11,7 +11,7 @@ final class LoopWorld {
 
 /// A single-threaded event loop whose tasks run only when the test calls `run()`, and which is
 /// "current" only while its own tasks run (or inside `enter`).
-final class ManualEventLoop: EventLoop, @unchecked Sendable {
+final class ManualEventLoop: EventLoop, @unchecked Sendable { // one test thread runs every loop of a LoopWorld
     private let world: LoopWorld
     private var queue: [() -> Void] = []
     // Backs timers and promises, which these tests do not exercise.

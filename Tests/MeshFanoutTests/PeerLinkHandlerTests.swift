@@ -7,7 +7,7 @@ import Testing
 @testable import MeshFanout
 
 /// Collects what a mesh hands to local members.
-final class RecordingDelivery: FanoutDelivery, @unchecked Sendable {
+final class RecordingDelivery: FanoutDelivery, @unchecked Sendable { // called on the mesh's loop only
     private(set) var delivered: [String] = []
 
     func deliverLocally(_ broadcast: ChatBroadcast) {
