@@ -42,6 +42,13 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The test harness starts and stops every process here as it does in the test suites (its
+# process and node modules are plain Python: no test dependencies needed).
+sys.path.insert(0, str(ROOT / "IntegrationTests"))
+
+from harness.node import NodeProcess, config_text  # noqa: E402
+from harness.process import free_ports, popen, stop_process, wait_port  # noqa: E402
+
 LADDER = [25, 50, 100, 125, 200]
 P99_LIMIT_MS = 50.0
 SCENARIO = {"clients": 1000, "rooms": 10, "senders": 20, "payload": 64}
@@ -59,21 +66,8 @@ def log(msg: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # processes
 
-def stop(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.kill(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=5)
+def stop(proc: subprocess.Popen | None) -> None:
+    stop_process(proc)
 
 
 def stop_all() -> None:
@@ -89,8 +83,8 @@ def on_signal(number, _frame):
 
 def start(cmd: list[str], name: str, **kw) -> subprocess.Popen:
     out = open(LOG_DIR / f"{name}.log", "ab")
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=kw.pop("stdout", out), stderr=out,
-                            cwd=kw.pop("cwd", LOG_DIR), **kw)
+    proc = popen(cmd, stdin=subprocess.DEVNULL, stdout=kw.pop("stdout", out), stderr=out,
+                 cwd=kw.pop("cwd", LOG_DIR), **kw)
     PROCS.append(proc)
     return proc
 
@@ -103,31 +97,8 @@ def log_tail(name: str, n: int = 30) -> str:
     return "\n".join(lines[-n:])
 
 
-def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def wait_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_tail(name)}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{name} is not listening on {port} after {timeout} s:\n{log_tail(name)}")
+def wait_listening(port: int, proc: subprocess.Popen, name: str, timeout: float = 20.0) -> None:
+    wait_port(proc, "127.0.0.1", port, name, lambda: log_tail(name), timeout, interval=0.05)
 
 
 def http_get(port: int, path: str, timeout: float = 5.0) -> str:
@@ -220,7 +191,7 @@ class Floor(System):
         port = free_ports(1)[0]
         proc = start([str(self.args.floor_bin), str(port)], "floor")
         self.procs, self.ports = [proc], [port]
-        wait_port(port, proc, "floor")
+        wait_listening(port, proc, "floor")
 
     def counters(self) -> dict:
         """send()/writev() calls, from the floor's own stats line (SIGUSR1 → stderr)."""
@@ -250,23 +221,18 @@ class Chatmesh(System):
         self.label = f"chatmesh {fanout} (2 nodes{' + redis' if fanout == 'redis' else ''})"
         self.redis_port = None
         self.redis_proc = None
+        self.nodes: list[NodeProcess] = []
 
     def thread_args(self) -> list[str]:
         return ["--threads", str(self.args.node_threads)] if self.args.node_threads else []
 
-    def conf(self, listen: list[int], mesh: list[int]) -> str:
-        lines = [
-            "# written by bench/run.py",
-            "[cluster]", f"fanout = {self.fanout}", "secret = bench-secret-0123456789",
-            "",
-            "[limits]", "say_rate = 1000000", "say_burst = 1000000", f"max_connections = {IDLE_CONNECTIONS * 2}",
-            "",
-        ]
-        if self.fanout == "redis":
-            lines += ["[redis]", f"url = redis://127.0.0.1:{self.redis_port}/0", ""]
-        for i, (lp, mp) in enumerate(zip(listen, mesh), 1):
-            lines += [f"[node a{i}]", f"listen = 127.0.0.1:{lp}", f"mesh = 127.0.0.1:{mp}", ""]
-        return "\n".join(lines)
+    def conf(self, nodes: list[NodeProcess]) -> str:
+        return config_text(nodes, fanout=self.fanout, secret="bench-secret-0123456789",
+                           redis={"url": f"redis://127.0.0.1:{self.redis_port}/0"}
+                           if self.fanout == "redis" else None,
+                           sections={"limits": {"say_rate": 1000000, "say_burst": 1000000,
+                                                "max_connections": IDLE_CONNECTIONS * 2}},
+                           writer="bench/run.py")
 
     def start(self) -> None:
         ports = free_ports(5)
@@ -277,18 +243,22 @@ class Chatmesh(System):
             self.redis_proc = start([self.args.redis_bin, "--port", str(self.redis_port), "--bind", "127.0.0.1",
                                      "--save", "", "--appendonly", "no", "--protected-mode", "no",
                                      "--maxclients", "1000"], "redis-server")
-            wait_port(self.redis_port, self.redis_proc, "redis-server")
+            wait_listening(self.redis_port, self.redis_proc, "redis-server")
         conf = LOG_DIR / f"cluster-{self.fanout}.conf"
-        conf.write_text(self.conf(listen, mesh))
-        nodes = []
-        for i in (1, 2):
-            nodes.append(start([str(self.args.chatmesh), "serve", "--config", str(conf), "--node", f"a{i}",
-                                "--log-level", "warning", *self.thread_args()], f"{self.fanout}-a{i}"))
-        self.procs = nodes + ([self.redis_proc] if self.redis_proc else [])
+        level = [] if os.environ.get("CHATMESH_LOG_LEVEL") else ["--log-level", "warning"]
+        self.nodes = [NodeProcess(LOG_DIR, conf, f"a{i}", lp, mp, args=[*level, *self.thread_args()],
+                                  log_name=f"{self.fanout}-a{i}")
+                      for i, (lp, mp) in enumerate(zip(listen, mesh), 1)]
+        conf.write_text(self.conf(self.nodes))
+        for node in self.nodes:
+            node.binary = self.args.chatmesh
+            node.spawn()
+            PROCS.append(node.proc)
+        self.procs = [n.proc for n in self.nodes] + ([self.redis_proc] if self.redis_proc else [])
         self.ports = listen
-        for i, (port, proc) in enumerate(zip(listen, nodes), 1):
-            wait_port(port, proc, f"{self.fanout}-a{i}")
-        # Ready: /healthz 200 on both, and in mesh mode both links up.
+        for node in self.nodes:
+            node.wait_healthy(20.0, interval=0.05)
+        # Ready: in mesh mode both links up too.
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -298,10 +268,16 @@ class Chatmesh(System):
             except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: nodes not ready:\n" + log_tail(f"{self.fanout}-a1") +
-                                   "\n" + log_tail(f"{self.fanout}-a2"))
+                raise RuntimeError(f"{self.name}: nodes not ready:\n" +
+                                   "\n".join(n.log_text(3000) for n in self.nodes))
             self.check_alive()
             time.sleep(0.1)
+
+    def stop(self) -> None:
+        super().stop()
+        for node in self.nodes:  # already stopped by pid above: closes their log files
+            node.stop()
+        self.nodes = []
 
     def metrics(self) -> dict:
         """Sum of every sample over both nodes, keyed by name{labels}."""

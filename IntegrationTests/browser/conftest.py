@@ -1,6 +1,6 @@
 """Fixtures for the browser tests: a chatmesh node on a free loopback port, and headless Chromium.
 
-Self-contained on purpose (IntegrationTests/integration has its own fixtures).
+Built on IntegrationTests/harness, as the integration suite is (processes, teardown, reaping).
 
 Environment:
   CHATMESH_BIN   server binary (default: <repo>/.build/debug/chatmesh)
@@ -9,170 +9,46 @@ Environment:
   CHROMIUM_BIN / CHROMEDRIVER_BIN   override the Debian paths (/usr/bin/chromium, /usr/bin/chromedriver)
 """
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
-import socket
-import subprocess
+import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PR_SET_CHILD_SUBREAPER = 36
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.cluster import factory, teardown  # noqa: E402
+from harness.node import NodeProcess, config_text  # noqa: E402
+from harness.process import become_subreaper, free_port, reap_orphans  # noqa: E402
+
 HEALTH_TIMEOUT_S = 20.0
 
-
-def _become_child_subreaper():
-    # PID 1 in our container does not reap orphans, and Chromium leaves plenty (zygote,
-    # crashpad, renderers) when chromedriver goes away: adopt them so we can reap them.
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+# PID 1 in our container does not reap orphans, and Chromium leaves plenty (zygote, crashpad,
+# renderers) when chromedriver goes away: adopt them so we can reap them.
+become_subreaper()
 
 
-_become_child_subreaper()
-
-
-# Server processes we manage ourselves: never reaped or signalled by the orphan cleanup.
-_MANAGED_PIDS = set()
-
-
-def _reap_exited_children():
-    for pid in _direct_children(include_zombies=True):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-
-
-def _direct_children(include_zombies=False):
-    me = str(os.getpid())
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may contain spaces, so split after the last ')'
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1 and fields[1] == me and int(entry) not in _MANAGED_PIDS:
-            if include_zombies or fields[0] != "Z":
-                pids.append(int(entry))
-    return pids
-
-
-def _cleanup_children(grace_s=5.0):
-    """Reap what exited; SIGTERM, then SIGKILL, whatever descendant got re-parented to us."""
-    deadline = time.monotonic() + grace_s
-    while True:
-        _reap_exited_children()
-        left = _direct_children()
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        left = _direct_children()
-        if not left:
-            break
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        end = time.monotonic() + 2.0
-        while _direct_children() and time.monotonic() < end:
-            _reap_exited_children()
-            time.sleep(0.1)
-    _reap_exited_children()
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_binary():
-    path = os.environ.get("CHATMESH_BIN") or str(REPO / ".build" / "debug" / "chatmesh")
-    if not os.path.isabs(path):
-        path = str(REPO / path)
-    return path
-
-
-class ChatmeshNode:
-    """One `chatmesh serve` process; start() waits for /healthz, stop() is idempotent."""
+class ChatmeshNode(NodeProcess):
+    """One `chatmesh serve` (node a1, no mesh) on a port that stays the same across restarts;
+    start() waits for /healthz, stop() is idempotent."""
 
     def __init__(self, port=None, workdir=None):
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="chatmesh-browser-"))
-        self.config = self.workdir / "cluster.conf"
-        self.log_path = self.workdir / f"node-{self.port}.log"
-        self.proc = None
-        self._log = None
+        port = port or free_port()
+        workdir = Path(workdir or tempfile.mkdtemp(prefix="chatmesh-browser-"))
+        super().__init__(workdir, workdir / "cluster.conf", "a1", port, log_name=f"node-{port}")
 
     def start(self):
-        binary = server_binary()
-        if not os.access(binary, os.X_OK):
-            pytest.fail(f"chatmesh binary not found at {binary} (run `swift build` or set CHATMESH_BIN)")
-        self.config.write_text(
-            "[cluster]\n"
-            "secret = test-secret\n"
-            "[node a1]\n"
-            f"listen = 127.0.0.1:{self.port}\n"
-        )
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [binary, "serve", "--config", str(self.config), "--node", "a1"],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        _MANAGED_PIDS.add(self.proc.pid)
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
-        while True:
-            rc = self.proc.poll()
-            if rc is not None:
-                self.stop()
-                pytest.fail(f"chatmesh exited with {rc} before becoming healthy:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"chatmesh /healthz not 200 within {HEALTH_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def stop(self):
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if proc is not None:
-            proc.wait()
-            _MANAGED_PIDS.discard(proc.pid)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self.conf_path.write_text(config_text([self], secret="test-secret",
+                                              writer="IntegrationTests/browser/conftest.py"))
+        try:
+            return super().start(timeout=HEALTH_TIMEOUT_S)
+        except RuntimeError as e:
+            pytest.fail(str(e))
 
     def log_tail(self, lines=40):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return "\n".join(self.log_text(10 ** 7).splitlines()[-lines:]) or "(no log)"
 
 
 class ExternalNode:
@@ -184,36 +60,20 @@ class ExternalNode:
 
 
 @pytest.fixture(scope="session")
-def server():
+def server(request):
     external = os.environ.get("CHATMESH_URL")
     if external:
-        yield ExternalNode(external)
-        return
-    node = ChatmeshNode()
-    try:
-        node.start()
-        yield node
-    finally:
-        node.stop()
+        return ExternalNode(external)
+    return teardown(request).add(ChatmeshNode()).start()
 
 
 @pytest.fixture
-def node_factory(tmp_path):
+def node_factory(request, tmp_path):
     """Start extra nodes inside a test (e.g. to stop and restart one); all stopped at teardown."""
     if os.environ.get("CHATMESH_URL"):
         pytest.skip("needs to start its own server (CHATMESH_URL is set)")
-    nodes = []
-
-    def make(port=None):
-        node = ChatmeshNode(port=port, workdir=tmp_path)
-        nodes.append(node)
-        return node
-
-    try:
-        yield make
-    finally:
-        for node in nodes:
-            node.stop()
+    return factory(request, lambda port=None: ChatmeshNode(port=port, workdir=tmp_path),
+                   start=False)
 
 
 def _find(env, *candidates):
@@ -230,7 +90,7 @@ def _find(env, *candidates):
 @pytest.fixture(scope="session", autouse=True)
 def _reap_at_exit():
     yield
-    _cleanup_children()
+    reap_orphans(grace_s=5.0)
 
 
 @pytest.fixture
@@ -272,4 +132,4 @@ def new_browser(tmp_path):
         for driver in drivers:
             with contextlib.suppress(Exception):
                 driver.quit()
-        _cleanup_children(grace_s=3.0)
+        reap_orphans(grace_s=3.0)

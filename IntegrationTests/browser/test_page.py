@@ -18,24 +18,11 @@ pytest.importorskip("selenium")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from harness.page import join, messages, open_page, say, status, wait_for, wait_message  # noqa: E402
 
 CHAT_PAGE_SWIFT = Path(__file__).resolve().parents[2] / "Sources" / "ChatServer" / "Web" / "ChatPage.swift"
 XSS = "<img src=x onerror=alert(1)>"
-WAIT_S = 15
-
-READ_MESSAGES_JS = """
-return Array.from(document.querySelectorAll('#messages > li')).map(function (li) {
-  var t = li.querySelector('span.text');
-  return {
-    kind: li.classList.contains('own') ? 'own' : li.classList.contains('other') ? 'other'
-        : li.classList.contains('notice') ? 'notice' : li.className,
-    cls: li.className,
-    user: li.hasAttribute('data-user') ? li.getAttribute('data-user') : null,
-    text: t ? t.textContent : null
-  };
-});
-"""
 
 
 def chat_page_literal(name):
@@ -49,67 +36,6 @@ def chat_page_literal(name):
 
 def room_name(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def messages(driver):
-    return driver.execute_script(READ_MESSAGES_JS)
-
-
-def wait_for(driver, predicate, what, timeout=WAIT_S):
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: predicate(d))
-    except Exception as exc:
-        state = {
-            "status": driver.find_element(By.ID, "status").text,
-            "status_title": driver.find_element(By.ID, "status").get_attribute("title"),
-            "messages": messages(driver),
-            "join_error": driver.find_element(By.ID, "join-error").text,
-        }
-        raise AssertionError(f"timed out waiting for {what}; page state: {state}") from exc
-
-
-def wait_message(driver, kind, user, text, timeout=WAIT_S):
-    want = {"kind": kind, "user": user, "text": text}
-
-    def found(d):
-        return any({k: m[k] for k in want} == want for m in messages(d))
-    wait_for(driver, found, f"message {want}", timeout)
-
-
-def status(driver):
-    return driver.find_element(By.ID, "status").text
-
-
-def open_page(driver, server, query=""):
-    driver.get(server.base_url + "/" + (("?" + query) if query else ""))
-    wait_for(driver, lambda d: d.find_element(By.ID, "join").is_displayed(), "the join form")
-
-
-def join(driver, server, room, name, query="", expect_transport=None):
-    """Open the page, fill the form by typing, join, and wait until the join is acknowledged."""
-    open_page(driver, server, query)
-    for field, value in (("room", room), ("username", name)):
-        el = driver.find_element(By.ID, field)
-        el.clear()
-        el.send_keys(value)
-    driver.find_element(By.ID, "join").click()
-    wait_for(driver, lambda d: d.find_element(By.ID, "chat").is_displayed(), "the chat view")
-    wait_for(driver, lambda d: status(d).startswith("connected ("), "connected status")
-    if expect_transport:
-        assert status(driver) == f"connected ({expect_transport})"
-    wait_for(driver, lambda d: d.find_element(By.ID, "send").is_enabled(), "join ack (send enabled)")
-    wait_message(driver, "notice", name, f"{name} joined")
-    assert not driver.find_element(By.ID, "join-form").is_displayed()
-
-
-def say(driver, text):
-    box = driver.find_element(By.ID, "text")
-    if all(ord(c) <= 0xFFFF for c in text):
-        box.send_keys(text)
-    else:   # chromedriver cannot type characters outside the BMP (emoji)
-        driver.execute_script("arguments[0].value = arguments[1]", box, text)
-    driver.find_element(By.ID, "send").click()
-    wait_for(driver, lambda d: d.find_element(By.ID, "text").get_attribute("value") == "", "input cleared")
 
 
 def assert_no_alert(driver):

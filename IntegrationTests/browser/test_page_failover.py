@@ -16,68 +16,14 @@ import pytest
 
 pytest.importorskip("selenium")
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from nginx_testkit import (FAST_LIMITS, DrainMesh, NginxFront, SioClient,  # noqa: E402
-                           nginx_available, which_node)
+from harness.cluster import teardown  # noqa: E402
+from harness.page import join, join_notices, messages, status, wait_for  # noqa: E402
+from nginx_testkit import (FAST_LIMITS, DrainMesh, NginxFront, nginx_available,  # noqa: E402
+                           which_node)
 
-WAIT_S = 15
 FAILOVER_LIMIT_S = 15.0
-BROWSER_CONFTEST = Path(__file__).resolve().parent / "conftest.py"
-
-READ_MESSAGES_JS = """
-return Array.from(document.querySelectorAll('#messages > li')).map(function (li) {
-  var t = li.querySelector('span.text');
-  return {
-    kind: li.classList.contains('own') ? 'own' : li.classList.contains('other') ? 'other'
-        : li.classList.contains('notice') ? 'notice' : li.className,
-    user: li.hasAttribute('data-user') ? li.getAttribute('data-user') : null,
-    text: t ? t.textContent : null
-  };
-});
-"""
-
-
-def messages(driver):
-    return driver.execute_script(READ_MESSAGES_JS)
-
-
-def status(driver):
-    return driver.find_element(By.ID, "status").text
-
-
-def wait_for(driver, predicate, what, timeout=WAIT_S):
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: predicate(d))
-    except Exception as exc:
-        raise AssertionError(f"timed out waiting for {what}; status {status(driver)!r} "
-                             f"({driver.find_element(By.ID, 'status').get_attribute('title')!r}), "
-                             f"messages {messages(driver)}") from exc
-
-
-def join(driver, base_url, room, name):
-    driver.get(base_url + "/")
-    wait_for(driver, lambda d: d.find_element(By.ID, "join").is_displayed(), "the join form")
-    for field, value in (("room", room), ("username", name)):
-        el = driver.find_element(By.ID, field)
-        el.clear()
-        el.send_keys(value)
-    driver.find_element(By.ID, "join").click()
-    wait_for(driver, lambda d: status(d).startswith("connected ("), "connected status")
-    wait_for(driver, lambda d: d.find_element(By.ID, "send").is_enabled(), "join ack")
-
-
-def join_notices(driver, name):
-    return sum(1 for m in messages(driver) if m["kind"] == "notice" and m["text"] == f"{name} joined")
-
-
-def _managed_pids():
-    """conftest's set of pids its orphan cleanup must leave alone (see test_page_mesh.py)."""
-    for mod in list(sys.modules.values()):
-        if getattr(mod, "__file__", None) and Path(mod.__file__).resolve() == BROWSER_CONFTEST:
-            return getattr(mod, "_MANAGED_PIDS", None)
-    return None
 
 
 @pytest.fixture
@@ -86,33 +32,12 @@ def fronted_mesh(request, new_browser):
     browsers' cleanup runs; every process is stopped by pid, also on failure (logs printed)."""
     if not nginx_available():
         pytest.skip("nginx not installed")
-    managed = _managed_pids()
-    mesh = DrainMesh(["b1", "b2"], limits=FAST_LIMITS,
-                     register=managed.add if managed is not None else None)
-    front = NginxFront(mesh.conf_path, mesh.dir,
-                       register=managed.add if managed is not None else None,
-                       unregister=managed.discard if managed is not None else None)
-    failed_before = request.session.testsfailed
-    ok = False
-    try:
-        mesh.start()
-        front.start()
-        yield mesh, front
-        ok = request.session.testsfailed == failed_before
-    finally:
-        for c in mesh.sio_clients:
-            c.close()
-        mesh.stop()
-        front.stop()
-        if not ok:
-            sys.stderr.write(f"\n=== mesh logs ===\n{mesh.logs()}\n=== nginx ===\n{front.logs()}\n"
-                             f"=== end ===\n")
-        else:
-            mesh.remove_dir()
-        if managed is not None:
-            for n in mesh.nodes.values():
-                if n.proc is not None:
-                    managed.discard(n.proc.pid)
+    td = teardown(request)
+    mesh = td.add(DrainMesh(["b1", "b2"], limits=FAST_LIMITS))
+    front = td.add(NginxFront(mesh.conf_path, mesh.dir))
+    mesh.start()
+    front.start()
+    return mesh, front
 
 
 def test_page_fails_over_through_nginx_after_kill9(new_browser, fronted_mesh):

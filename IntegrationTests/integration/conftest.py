@@ -7,26 +7,25 @@
 
 or `node_factory(engineio=..., limits=...)` for several nodes / configs in one test.
 The node is always stopped by pid in teardown (SIGTERM, then SIGKILL after 5 s); when the
-test failed, its stderr is printed.
+test failed, its log is printed (harness.cluster.teardown).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
-import signal
 import sys
-import threading
-import time
+from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatmesh_testkit import FIGURES, ChatmeshNode, RecordingClient  # noqa: E402
-
-PR_SET_CHILD_SUBREAPER = 36
+from harness.clients import close_all  # noqa: E402
+from harness.cluster import factory  # noqa: E402
+from harness.process import become_subreaper, reap_orphans  # noqa: E402
 
 
 def _raise_nofile():
@@ -40,68 +39,16 @@ def _raise_nofile():
             pass
 
 
-def _become_subreaper():
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except Exception:
-        pass
-
-
-def _children() -> list[int]:
-    me, kids = os.getpid(), []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == me:
-            kids.append(int(d))
-    return kids
-
-
-def _reap_children():
-    """Stop and reap whatever is still our child (our nodes, orphans re-parented to us)."""
-    kids = _children()
-    for pid in kids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 5
-    while _children() and time.monotonic() < deadline:
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
-        except ChildProcessError:
-            break
-        time.sleep(0.05)
-    for pid in _children():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        while True:  # every child is dead or dying now: reap them all
-            os.waitpid(-1, 0)
-    except ChildProcessError:
-        pass
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers",
                             "chatmesh(engineio=None, limits=None, cluster=None): "
                             "cluster.conf overrides for the `node` fixture")
     _raise_nofile()
-    _become_subreaper()
+    become_subreaper()
 
 
 def pytest_unconfigure(config):
-    _reap_children()
+    reap_orphans(spare_managed=False)  # at the end, whatever is left is a leak
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -112,42 +59,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             terminalreporter.write_line(f"{where}: {text}")
 
 
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
-
-
-def _failed(request) -> bool:
-    for when in ("setup", "call"):
-        rep = getattr(request.node, "rep_" + when, None)
-        if rep is not None and rep.failed:
-            return True
-    return False
-
-
 @pytest.fixture
 def node_factory(request):
-    nodes: list[ChatmeshNode] = []
-
-    def make(engineio=None, limits=None, cluster=None) -> ChatmeshNode:
-        n = ChatmeshNode(engineio=engineio, limits=limits, cluster=cluster)
-        nodes.append(n)
-        n.start()
-        return n
-
-    yield make
-    failed = _failed(request)
-    for n in nodes:
-        died = not n.alive()
-        rc = n.stop()
-        if failed or died:
-            sys.stderr.write(f"\n--- chatmesh stderr (port {n.port}, exit {rc}, "
-                             f"{'died during test' if died else 'stopped'}) ---\n"
-                             f"{n.stderr_text()}\n--- end ---\n")
-        if died and not failed:
-            pytest.fail(f"chatmesh died during the test (exit {rc})", pytrace=False)
+    """node_factory(engineio=None, limits=None, cluster=None) -> a started ChatmeshNode."""
+    return factory(request, ChatmeshNode)
 
 
 @pytest.fixture
@@ -170,9 +85,4 @@ def clients(node):
         return c
 
     yield make
-    # disconnect in parallel, never longer than a few seconds in all
-    threads = [threading.Thread(target=c.disconnect, daemon=True) for c in made]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=5)
+    close_all(made)  # in parallel, never longer than a few seconds in all

@@ -16,10 +16,8 @@ its log is printed then. The conftest makes the test process a subreaper and rea
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -28,11 +26,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-import requests
 
-from chatmesh_testkit import REPO, WAIT, chatmesh_binary, free_ports, wait_for_healthz
+from chatmesh_testkit import REPO, WAIT, chatmesh_binary, free_ports  # noqa: F401
+from harness.cluster import factory, teardown
+from harness.node import NodeProcess as ServeProcess, config_text
+from harness.process import popen  # noqa: F401 (re-exported)
 
 UNIT_DIR = REPO / "deploy" / "systemd"
 INSTALL_SCRIPT = REPO / "scripts" / "install-systemd.sh"
@@ -47,18 +48,6 @@ def clean_env(**extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_ENV}
     env.update(extra)
     return env
-
-
-def popen(cmd: list[str], **kw) -> subprocess.Popen:
-    """subprocess.Popen, retried while the binary is being rewritten by a build (ETXTBSY)."""
-    for attempt in range(100):
-        try:
-            return subprocess.Popen(cmd, **kw)
-        except OSError as e:
-            if e.errno != errno.ETXTBSY or attempt == 99:
-                raise
-            time.sleep(0.1)
-    raise AssertionError("unreachable")
 
 
 def tool(name: str) -> str:
@@ -152,51 +141,42 @@ class NotifyListener:
 def cluster_conf(nodes: dict[str, tuple[int, int | None]], cluster: dict | None = None,
                  extra: str = "") -> str:
     """A cluster.conf: nodes = {name: (listen port, mesh port or None)} on 127.0.0.1."""
-    lines = ["# written by IntegrationTests/integration/systemd_testkit.py", "[cluster]",
-             "secret = systemd-test-secret"]
-    lines += [f"{k} = {v}" for k, v in (cluster or {}).items()]
-    if extra:
-        lines += ["", extra.strip()]
-    for name, (port, mesh) in nodes.items():
-        lines += ["", f"[node {name}]", f"listen = 127.0.0.1:{port}"]
-        if mesh is not None:
-            lines.append(f"mesh = 127.0.0.1:{mesh}")
-    return "\n".join(lines) + "\n"
+    return config_text([SimpleNamespace(name=name, host="127.0.0.1", port=port,
+                                        mesh_host="127.0.0.1", mesh_port=mesh)
+                        for name, (port, mesh) in nodes.items()],
+                       secret="systemd-test-secret", cluster=cluster, extra=extra,
+                       writer="IntegrationTests/integration/systemd_testkit.py")
 
 
-class NodeProcess:
+class NodeProcess(ServeProcess):
     """`chatmesh serve --config CONF [--node N]`, plainly or, with `listens`, under
     `systemd-socket-activate -l ADDR... [--fdname=A:B] -E VAR... chatmesh serve ...`.
 
     systemd-socket-activate binds the addresses, waits for the first connection attempt on
     any of them and then execs chatmesh in its own process (same pid), passing the sockets
     as fds 3, 4, ... with LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES, and only the variables named
-    with -E: the minimal environment systemd gives a service too."""
+    with -E: the minimal environment systemd gives a service too. `env` is added to an
+    environment without systemd's variables."""
+
+    stop_timeout = 15.0
 
     def __init__(self, workdir: Path, conf_path: Path, node: str | None = None,
                  listens: list[tuple[str, int]] | None = None, fdnames: list[str] | None = None,
                  env: dict | None = None, args: list[str] | None = None):
-        self.workdir = workdir
-        self.conf_path = conf_path
+        super().__init__(workdir, conf_path, node, args=args,
+                         log_name=f"{node or 'activated'}-{os.urandom(4).hex()}")
         self.node = node
         self.listens = list(listens or [])
         self.fdnames = fdnames
-        self.env = dict(env or {})
-        self.args = list(args or [])
-        self.log_path = workdir / f"{node or 'activated'}-{id(self):x}.log"
-        self.proc: subprocess.Popen | None = None
-        self._log = None
-        self.expect_exit = False
+        self.extra_env = dict(env or {})
+        self.env = clean_env(**self.extra_env)
 
     @property
     def activated(self) -> bool:
         return bool(self.listens)
 
-    def command(self) -> list[str]:
-        serve = [str(chatmesh_binary()), "serve", "--config", str(self.conf_path)]
-        if self.node:
-            serve += ["--node", self.node]
-        serve += self.args
+    def argv(self) -> list[str]:
+        serve = self.serve_command()
         if not self.activated:
             return serve
         cmd = [tool("systemd-socket-activate")]
@@ -204,33 +184,9 @@ class NodeProcess:
             cmd += ["-l", f"{host}:{port}"]
         if self.fdnames:
             cmd.append("--fdname=" + ":".join(self.fdnames))
-        for name in self.env:
+        for name in self.extra_env:
             cmd += ["-E", name]
         return cmd + serve
-
-    def spawn(self) -> "NodeProcess":
-        binary = chatmesh_binary()
-        if not binary.exists():
-            raise RuntimeError(f"chatmesh binary not found at {binary} (set CHATMESH_BIN)")
-        self._log = open(self.log_path, "wb")
-        self.proc = popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=self.workdir,
-                                     env=clean_env(**self.env))
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self, limit: int = 12000) -> str:
-        try:
-            text = self.log_path.read_bytes().decode("utf-8", "replace")
-        except OSError:
-            return ""
-        return text if len(text) <= limit else "...(cut)...\n" + text[-limit:]
 
     def wait_log(self, needle: str, timeout: float = WAIT) -> str:
         deadline = time.monotonic() + timeout
@@ -249,39 +205,11 @@ class NodeProcess:
         self.wait_log(f"Listening on 127.0.0.1:{port}", timeout)
 
     def wait_healthy(self, port: int, timeout: float = 20.0) -> dict:
-        return wait_for_healthz(self.proc, f"http://127.0.0.1:{port}", f"chatmesh on port {port}",
-                                self.log_text, timeout)
+        self.port = port
+        return super().wait_healthy(timeout)
 
-    def terminate(self) -> float:
-        """SIGTERM now; returns the monotonic time it was sent."""
-        self.expect_exit = True
-        t = time.monotonic()
-        os.kill(self.proc.pid, signal.SIGTERM)
-        return t
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, SIGKILL after `timeout`; always by pid. Returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.expect_exit = True
-            try:
-                os.kill(self.proc.pid, signal.SIGCONT)
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return self.proc.returncode
+    def describe(self) -> str:
+        return " ".join(self.argv())
 
 
 def listening_inodes(port: int) -> set[int]:
@@ -415,11 +343,6 @@ def systemd_analyze(*args: str, cwd: Path | None = None) -> subprocess.Completed
 # Fixtures
 
 
-def _failed(request) -> bool:
-    return any(getattr(getattr(request.node, "rep_" + w, None), "failed", False)
-               for w in ("setup", "call"))
-
-
 @pytest.fixture
 def notify_listener():
     listener = NotifyListener()
@@ -427,20 +350,33 @@ def notify_listener():
     listener.close()
 
 
+class _Workdir:
+    """A temp dir kept (with its logs) when the test failed."""
+
+    def __init__(self):
+        self.path = Path(tempfile.mkdtemp(prefix="chatmesh-systemd-"))
+
+    def shutdown(self) -> list[str]:
+        return []
+
+    def dump_logs(self) -> str:
+        return f"(work dir {self.path})\n"
+
+    def remove_dir(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
 @pytest.fixture
 def workdir(request):
-    d = Path(tempfile.mkdtemp(prefix="chatmesh-systemd-"))
-    yield d
-    if not _failed(request):
-        shutil.rmtree(d, ignore_errors=True)
+    return teardown(request).add(_Workdir()).path
 
 
 @pytest.fixture
 def node_runner(request, workdir):
     """node_runner(conf_text or path, node=None, listens=None, fdnames=None, env=None,
-    args=None, start=True) -> NodeProcess (spawned). All stopped by pid at teardown; logs are
-    printed when the test failed or a process died unexpectedly."""
-    made: list[NodeProcess] = []
+    args=None) -> NodeProcess (spawned). All stopped by pid at teardown; logs are printed when
+    the test failed or a process died unexpectedly."""
+    made = []
 
     def make(conf, node=None, listens=None, fdnames=None, env=None, args=None) -> NodeProcess:
         if isinstance(conf, Path):
@@ -451,17 +387,7 @@ def node_runner(request, workdir):
         p = NodeProcess(workdir, conf_path, node=node, listens=listens, fdnames=fdnames,
                         env=env, args=args)
         made.append(p)
-        return p.spawn()
+        p.spawn()
+        return p
 
-    yield make
-    failed = _failed(request)
-    died = []
-    for p in made:
-        if p.proc is not None and p.proc.poll() is not None and not p.expect_exit:
-            died.append(p)
-        rc = p.stop()
-        if failed or p in died:
-            sys.stderr.write(f"\n--- {' '.join(p.command())} (exit {rc}) ---\n"
-                             f"{p.log_text()}\n--- end ---\n")
-    if died and not failed:
-        pytest.fail(f"{len(died)} process(es) died during the test", pytrace=False)
+    return factory(request, make, start=False)

@@ -12,7 +12,8 @@ import socketio
 import websocket
 
 from chatmesh_testkit import (RS, WAIT, Polling, RawWS, join_msg, raw_ws_upgrade, say_msg,
-                              sio_event, wait_closed, ws_connect, ws_frame)
+                              recv_until_closed, sio_event, wait_closed, ws_connect,
+                              ws_frame)
 
 M = "message"
 
@@ -170,24 +171,15 @@ def test_message_over_max_payload_is_closed_with_1009(node, bystanders, fragment
 def _closed_raw(s, rest: bytes, timeout=WAIT) -> str:
     """Reads server frames until a close frame or EOF; returns how it ended."""
     buf = bytearray(rest)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def close_frame(chunk: bytes = b""):
+        buf.extend(chunk)
         for op, payload in _cut_server_frames(buf):
             if op == 0x8:
                 return "close frame " + payload[:2].hex()
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"connection still open after {timeout}s")
-        s.settimeout(left)
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            continue
-        except (ConnectionResetError, BrokenPipeError):
-            return "reset"
-        if not chunk:
-            return "eof"
-        buf += chunk
+        return None
+
+    return close_frame() or recv_until_closed(s, timeout, close_frame)
 
 
 _rng = random.Random(20240601)

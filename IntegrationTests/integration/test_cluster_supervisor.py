@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +19,9 @@ import pytest
 import requests
 
 from chatmesh_testkit import RecordingClient, chatmesh_binary, free_ports
+from harness.cluster import factory
+from harness.node import config_text
+from harness.process import ChildProcess, signal_pid, wait_until
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,30 +74,12 @@ def node_children(supervisor: int, name: str) -> list[int]:
     return kids
 
 
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def _reap_if_ours(pid: int) -> None:
     """Orphans are re-parented to pytest (conftest makes it a subreaper): reap them."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
-
-
-def wait_until(pred, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def healthz(port: int) -> dict | None:
@@ -111,39 +94,39 @@ def healthz(port: int) -> dict | None:
 # the cluster under test
 
 
-class Cluster:
-    def __init__(self, names=("a1", "a2")):
+class Cluster(ChildProcess):
+    """`chatmesh cluster --config F [extra...]` on a 2-node loopback cluster.conf; stdout and
+    stderr in files of their own. Stopped by pid: SIGTERM to the supervisor (SIGKILL after
+    20 s), then SIGKILL to whatever `chatmesh serve` of this config is left."""
+
+    what = "chatmesh cluster"
+    stop_timeout = 20.0
+
+    def __init__(self, names=("a1", "a2"), extra=(), env: dict | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="chatmesh-cluster-"))
+        super().__init__(self.dir, "stderr")
         self.conf = self.dir / "cluster.conf"
         # All bound at once: one free_port() after another may hand out the same port twice.
         ports = free_ports(2 * len(names))
         self.ports = dict(zip(names, ports[:len(names)]))
         self.mesh_ports = dict(zip(names, ports[len(names):]))
-        lines = ["# written by IntegrationTests/integration/test_cluster_supervisor.py",
-                 "[cluster]", "secret = x", ""]
-        for n in names:
-            lines += [f"[node {n}]", f"listen = 127.0.0.1:{self.ports[n]}",
-                      f"mesh = 127.0.0.1:{self.mesh_ports[n]}", ""]
-        self.conf.write_text("\n".join(lines))
+        self.conf.write_text(config_text(
+            [SimpleNamespace(name=n, host="127.0.0.1", port=self.ports[n], mesh_host="127.0.0.1",
+                             mesh_port=self.mesh_ports[n]) for n in names],
+            secret="x", writer="IntegrationTests/integration/test_cluster_supervisor.py"))
         self.stdout_path = self.dir / "stdout.log"
-        self.stderr_path = self.dir / "stderr.log"
-        self.proc: subprocess.Popen | None = None
+        self.extra = list(extra)
+        self.env = env
 
-    def start(self, *extra: str, env: dict | None = None) -> "Cluster":
+    def argv(self) -> list[str]:
         binary = chatmesh_binary()
         if not binary.exists():
             raise RuntimeError(f"chatmesh binary not found at {binary} (run `swift build` or set CHATMESH_BIN)")
-        self._out = open(self.stdout_path, "wb")
-        self._err = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([str(binary), "cluster", "--config", str(self.conf), *extra],
-                                     stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
-                                     cwd=self.dir, env=env)
-        return self
+        return [str(binary), "cluster", "--config", str(self.conf), *self.extra]
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+    def start(self) -> "Cluster":
+        self.spawn()
+        return self
 
     def wait_all_serving(self, timeout: float = 20.0) -> None:
         for name, port in self.ports.items():
@@ -155,48 +138,22 @@ class Cluster:
             f"supervisor exited with {self.proc.returncode}\n{self.stderr_text()}"
         return True
 
-    def stdout_text(self) -> str:
-        return self.stdout_path.read_text(errors="replace") if self.stdout_path.exists() else ""
-
     def stderr_text(self, limit: int = 20000) -> str:
-        text = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
-        return text if len(text) <= limit else "...(cut)...\n" + text[-limit:]
+        return self.log_text(limit)
 
-    def cleanup(self) -> None:
-        """SIGTERM the supervisor, then SIGKILL whatever of ours is left, by pid."""
-        if self.proc is not None and self.proc.poll() is None:
-            _kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                _kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+    def stop(self, sig: int | None = None, timeout: float | None = None) -> int | None:
+        rc = super().stop(sig, timeout)
         for pid in serve_processes(self.conf):
-            _kill(pid, signal.SIGKILL)
+            signal_pid(pid, signal.SIGKILL)
             _reap_if_ours(pid)
-        for f in ("_out", "_err"):
-            try:
-                getattr(self, f).close()
-            except Exception:
-                pass
+        return rc
 
 
 @pytest.fixture
 def cluster(request):
-    made: list[Cluster] = []
-
-    def make(*extra: str, names=("a1", "a2"), env: dict | None = None) -> Cluster:
-        c = Cluster(names=names)
-        made.append(c)
-        return c.start(*extra, env=env)
-
-    yield make
-    failed = any(getattr(request.node, "rep_" + w, None) is not None
-                 and getattr(request.node, "rep_" + w).failed for w in ("setup", "call"))
-    for c in made:
-        c.cleanup()
-        if failed:
-            sys.stderr.write(f"\n--- chatmesh cluster stderr ({c.conf}) ---\n{c.stderr_text()}\n--- end ---\n")
+    """cluster(*extra, names=("a1", "a2"), env=None) -> a started Cluster."""
+    return factory(request, lambda *extra, names=("a1", "a2"), env=None:
+                   Cluster(names=names, extra=extra, env=env))
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,7 +303,7 @@ def test_cluster_speaks_sd_notify_and_hides_it_from_its_nodes(cluster, tmp_path)
             if text.startswith("STATUS="):
                 statuses.append(text)
         assert statuses and "2/2 nodes serving" in statuses[0], statuses
-        _kill(c.pid, signal.SIGTERM)
+        signal_pid(c.pid, signal.SIGTERM)
         stopping = False
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not stopping:

@@ -9,11 +9,11 @@ node. Each mode stays under 30 s."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
+from harness.clients import blast
 from redis_testkit import (M, RedisServer, join_msg, module_resources, numbered, order_report,
                            quit_msg, say_msg, says, unique_room, wait_until)
 
@@ -149,18 +149,8 @@ def test_three_senders_thousand_says_each_complete_and_in_order(mode):
             client.wait_for(lambda evs, who=who: (M, join_msg(who)) in evs, what=f"{who}'s join")
     assert all(s.transport() == "websocket" for s in senders + receivers)
 
-    def blast(client, name):
-        for k in range(per_sender):
-            client.say(f"{name}:{k}")
-
     t0 = time.monotonic()
-    threads = [threading.Thread(target=blast, args=(s, names[i]), daemon=True)
-               for i, s in enumerate(senders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=20)
-    t_sent = time.monotonic() - t0
+    t_sent = blast(dict(zip(names, senders)), per_sender)
     total = per_sender * len(names)
     try:
         wait_until(lambda: all(len(says(r, set(names))) >= total for r in receivers),

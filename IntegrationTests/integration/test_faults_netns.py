@@ -31,7 +31,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,8 +40,9 @@ import pytest
 import requests
 
 from chatmesh_testkit import FIGURES, chatmesh_binary, record_figure, sio_event, ws_frame
-from mesh_testkit import (FAST_LIMITS, PacedSender, _teardown, join_msg, numbered, quit_msg,
-                          says, unique_room, wait_until)
+from harness.cluster import teardown
+from mesh_testkit import (FAST_LIMITS, PacedSender, join_msg, numbered, quit_msg, says,
+                          unique_room, wait_until)
 from netns_testkit import (NetnsCluster, NetnsTopology, NetnsUnavailable, snapshot_binary,
                            unavailable_reason)
 
@@ -105,17 +105,13 @@ def topo():
 def netns_mesh(request, topo, chatmesh_snapshot):
     """netns_mesh(limits=..., mesh=..., engineio=..., secret=...) -> a started NetnsCluster of
     NAMES; clients closed, nodes stopped by pid and partitions healed at teardown."""
-    made: list[NetnsCluster] = []
+    td = teardown(request)
+    td.extra_cleanups.append(topo.heal_all)
 
     def make(**kw) -> NetnsCluster:
-        c = NetnsCluster(topo, NAMES, binary=chatmesh_snapshot, **kw)
-        made.append(c)
-        c.start()
-        return c
+        return td.add(NetnsCluster(topo, NAMES, binary=chatmesh_snapshot, **kw)).start()
 
-    yield make
-    topo.heal_all()
-    _teardown(request, made)
+    return make
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,9 +616,11 @@ def storm(request, topo, chatmesh_snapshot):
     """Started by the 30 s partition case, which mostly waits, and checked by case 4: the
     suite's two longest cases overlap instead of adding up (on separate nodes)."""
     topology = _topology("b")
-    mesh = NetnsCluster(topology, NAMES, binary=chatmesh_snapshot,
-                        limits={"max_connections": MAX_CONNECTIONS}, engineio=STORM_ENGINEIO)
-    failures_before = request.session.testsfailed
+    td = teardown(request)
+    td.extra_cleanups.append(lambda: _down(topology))
+    mesh = td.add(NetnsCluster(topology, NAMES, binary=chatmesh_snapshot,
+                               limits={"max_connections": MAX_CONNECTIONS},
+                               engineio=STORM_ENGINEIO))
     s = None
     try:
         mesh.start()
@@ -632,13 +630,6 @@ def storm(request, topo, chatmesh_snapshot):
         if s is not None:
             s.done.wait(120)
             s.close()
-        mesh.close_clients()
-        result = mesh.stop()
-        if request.session.testsfailed > failures_before or any(d for _, d in result.values()):
-            sys.stderr.write(f"\n=== storm mesh logs ({mesh.dir}) ===\n{mesh.logs()}\n=== end ===\n")
-        else:
-            mesh.remove_dir()
-        _down(topology)
 
 
 def test_15000_connection_attempts_are_served_or_refused_cleanly(storm):

@@ -2,11 +2,11 @@
 per-sender order under load. One cluster (a1, a2, a3) serves the whole module; each test uses
 its own rooms."""
 
-import threading
 import time
 
 import pytest
 
+from harness.clients import blast
 from mesh_testkit import (FAST_LIMITS, module_mesh, numbered, says, unique_room, wait_until)
 from chatmesh_testkit import join_msg, quit_msg, say_msg
 
@@ -154,18 +154,8 @@ def test_three_senders_on_three_nodes_thousand_says_each_arrive_complete_and_in_
     receivers = senders + listeners
     m_before = {n: mesh[n].metrics() for n in mesh.nodes}
 
-    def blast(c, name):
-        for k in range(per_sender):
-            c.say(f"{name}:{k}")
-
     t0 = time.monotonic()
-    threads = [threading.Thread(target=blast, args=(c, names[i]), daemon=True)
-               for i, c in enumerate(senders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=20)
-    t_sent = time.monotonic() - t0
+    t_sent = blast(dict(zip(names, senders)), per_sender)
     total = per_sender * len(names)
     try:
         wait_until(lambda: all(len(says(c, set(names))) >= total for c in receivers),

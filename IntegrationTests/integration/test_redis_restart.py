@@ -6,62 +6,14 @@ order, exactly once. No node crashes."""
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
+from harness.clients import PacedSender
 from redis_testkit import (M, cluster_factory, join_msg, numbered, order_report,  # noqa: F401
                            redis_factory, say_msg, unique_room, wait_until)
 
 OUTAGE_S = 3.0
 RESUBSCRIBE_LIMIT_S = 5.0
-
-
-class AckedSender(threading.Thread):
-    """Says "<name>:<i>" every `interval` s with an ack callback until stop()."""
-
-    def __init__(self, client, name: str, interval: float = 0.01):
-        super().__init__(daemon=True, name=f"sender-{name}")
-        self.client, self.name_, self.interval = client, name, interval
-        self.sent = 0
-        self.acks: dict[int, object] = {}
-        self.sent_at: list[float] = []
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-        self._lock = threading.Lock()
-
-    def _ack(self, i):
-        def cb(*args):
-            with self._lock:
-                self.acks[i] = args[0] if len(args) == 1 else args
-        return cb
-
-    def run(self):
-        try:
-            nxt = time.monotonic()
-            while not self._halt.is_set():
-                i = self.sent
-                self.sent_at.append(time.monotonic())
-                self.client.emit("say", {"text": f"{self.name_}:{i}"}, callback=self._ack(i))
-                self.sent += 1
-                nxt += self.interval
-                d = nxt - time.monotonic()
-                if d > 0:
-                    self._halt.wait(d)
-        except BaseException as e:  # noqa: BLE001 - reported by stop()
-            self.error = e
-
-    def stop(self) -> int:
-        self._halt.set()
-        self.join(timeout=5)
-        assert self.error is None, f"sender {self.name_} failed: {self.error!r}"
-        return self.sent
-
-    def ok_acks(self) -> int:
-        with self._lock:
-            return sum(1 for a in self.acks.values() if a == {"ok": True})
-
-    def sent_between(self, t0: float, t1: float) -> int:
-        return sum(1 for t in self.sent_at if t0 <= t < t1)
 
 
 def test_node_starts_without_redis_and_becomes_ready_when_redis_starts(redis_factory,
@@ -123,7 +75,7 @@ def test_redis_restart_during_traffic_loses_nothing(redis_factory, cluster_facto
     wait_until(lambda: redis.numsub(room) == 2, what="both nodes subscribed")
     before = {n: cluster[n].metrics() for n in cluster.nodes}
 
-    sender = AckedSender(alice, "alice", interval=0.01)
+    sender = PacedSender(alice, "alice", interval=0.01, acked=True)
     sender.start()
     time.sleep(1.0)
 
