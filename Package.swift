@@ -87,7 +87,8 @@ let package = Package(
                 .embedInCode("Web/index.html"),
                 .embedInCode("Web/chatmesh.js"),
                 .embedInCode("Web/chatmesh.css"),
-            ]
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .target(
             name: "ClusterSupervisor",
@@ -126,7 +127,8 @@ let package = Package(
                 "ChatServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(name: "ChatBenchTests", dependencies: ["ChatBench"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"], swiftSettings: [.swiftLanguageMode(.v6)]),

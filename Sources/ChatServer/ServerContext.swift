@@ -65,7 +65,7 @@ final class ServerContext: Sendable {
 }
 
 /// What the fanout adds to `/healthz`: whether the node can serve rooms, and details.
-struct HealthDetails {
+struct HealthDetails: Sendable {
     var ready: Bool
     var fields: [(String, JSONValue)]
 }

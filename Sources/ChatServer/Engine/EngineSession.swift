@@ -14,7 +14,7 @@ import SocketIO
 /// Outbound data goes to whichever transport is primary: a queue drained by long-polling GETs,
 /// or the WebSocket channel. Both are bounded by `outbound_buffer`: a client that stops reading
 /// is cut off, and the room goes on.
-final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendable {
+final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendable {  // unchecked: state only on `eventLoop` (preconditions at entry); other loops hop here
     let sid: String
     let eventLoop: any EventLoop
     private let server: ServerContext
@@ -47,12 +47,13 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
     private var writer: WebSocketEngineHandler?
     private var probeWriter: WebSocketEngineHandler?
 
-    /// The probe's writer arrives once its pipeline is set up. Returns false if `channel` is
-    /// not (or no longer) this session's probe.
-    func probePipelineReady(_ channel: any Channel, writer: WebSocketEngineHandler) -> Bool {
+    /// The probe's writer arrives once its pipeline is set up, bound to the probe's loop: it is
+    /// used only when that is this session's loop. Returns false if `channel` is not (or no
+    /// longer) this session's probe.
+    func probePipelineReady(_ channel: any Channel, writer: NIOLoopBound<WebSocketEngineHandler>) -> Bool {
         eventLoop.preconditionInEventLoop()
         guard channel === probe else { return false }
-        if channel.eventLoop === eventLoop { probeWriter = writer }
+        if channel.eventLoop === eventLoop { probeWriter = writer.value }
         return true
     }
 

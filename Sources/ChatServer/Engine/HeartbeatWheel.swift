@@ -13,7 +13,7 @@ import NIOCore
 ///
 /// Entries are never removed: a session that moves or cancels its deadline bumps its
 /// generation, and the old entry is skipped when its slot comes round.
-final class HeartbeatWheel: @unchecked Sendable {
+final class HeartbeatWheel: @unchecked Sendable {  // unchecked: its state is touched only on `eventLoop` (checked by schedule)
     /// Told when its deadline passed, with the generation it was scheduled under.
     protocol Target: AnyObject {
         func heartbeatDeadlinePassed(generation: UInt32)

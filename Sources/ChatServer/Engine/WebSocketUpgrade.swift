@@ -92,16 +92,17 @@ struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
             session = EngineSession(eventLoop: channel.eventLoop, transport: .websocket, query: request?.query ?? [:], server: server)
             isNew = true
         }
-        return removeHTTPHandlers(channel).flatMapThrowing { () -> WebSocketEngineHandler in
+        return removeHTTPHandlers(channel).flatMapThrowing {
+            // On the channel's loop: the handler lives there, and goes to a session on another
+            // loop only bound to this one.
             let handler = WebSocketEngineHandler(session: session, metrics: server.metrics, maxMessageSize: server.engine.maxPayload)
             try channel.pipeline.syncOperations.addHandler(handler)
-            return handler
-        }.map { handler in
             guard isNew else {
+                let writer = NIOLoopBound(handler, eventLoop: channel.eventLoop)
                 session.eventLoop.execute {
                     // Not the session's probe: it was upgraded or upgrading already when this
                     // socket asked. Frames it sent meanwhile were ignored (not its channel).
-                    if !session.probePipelineReady(channel, writer: handler) {
+                    if !session.probePipelineReady(channel, writer: writer) {
                         refuseUpgraded(channel, reason: "session already upgraded")
                     }
                 }

@@ -40,7 +40,7 @@ struct HTTPResponder: Sendable {
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         let head = HTTPResponseHead(version: .http1_1, status: reply.status, headers: headers)
         let body = reply.body
-        let write = {
+        let write: @Sendable () -> Void = {
             channel.write(HTTPServerResponsePart.head(head), promise: nil)
             channel.write(HTTPServerResponsePart.body(.byteBuffer(body)), promise: nil)
             let done = channel.writeAndFlush(HTTPServerResponsePart.end(nil))

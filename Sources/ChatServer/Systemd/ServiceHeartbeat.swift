@@ -4,7 +4,7 @@ import NIOCore
 /// The systemd side of a running node: `STATUS=` every few seconds, and `WATCHDOG=1` at half
 /// the watchdog interval, sent only after a no-op task has run on every event loop, so a
 /// stalled loop stops the pings and systemd restarts the node.
-public final class ServiceHeartbeat: @unchecked Sendable {
+public final class ServiceHeartbeat: @unchecked Sendable {  // unchecked: the mutable state (timers, announcedReady) is touched only on `queue`
     private let queue = DispatchQueue(label: "chatmesh.systemd")
     private let eventLoops: [any EventLoop]
     private let status: @Sendable () -> String
