@@ -412,8 +412,8 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
 
     func heartbeatDeadlinePassed(generation: UInt32) {
         guard generation == heartbeatGeneration else { return }
-        if case .wait(let until) = checkHeartbeat(), until > eventLoop.now.uptimeNanoseconds {
-            // Not due yet after all (the wheel never fires early, but its entry must not be lost).
+        if case .wait(let until) = checkHeartbeat() {
+            // Not due yet after all (the wheel never fires early, but a deadline must not be lost).
             armHeartbeat(at: until)
         }
     }
