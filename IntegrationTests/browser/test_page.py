@@ -5,7 +5,6 @@ and Python:     pip install -r IntegrationTests/browser/requirements.txt   (sele
 Run:            .venv/bin/python -m pytest -v IntegrationTests/browser
 The node is started by conftest.py from CHATMESH_BIN or .build/debug/chatmesh.
 """
-import re
 import time
 import urllib.request
 import uuid
@@ -21,17 +20,14 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from harness.page import join, messages, open_page, say, status, wait_for, wait_message  # noqa: E402
 
-CHAT_PAGE_SWIFT = Path(__file__).resolve().parents[2] / "Sources" / "ChatServer" / "Web" / "ChatPage.swift"
+# The page's files, which SwiftPM embeds in the binary (resources in Package.swift).
+WEB_DIR = Path(__file__).resolve().parents[2] / "Sources" / "ChatServer" / "Web"
 XSS = "<img src=x onerror=alert(1)>"
 
 
-def chat_page_literal(name):
-    """One of the raw string literals in ChatPage.swift, as Swift sees it."""
-    src = CHAT_PAGE_SWIFT.read_text()
-    m = re.search(r'static let %s: String = #"""\n(.*?)\n( *)"""#' % name, src, re.S)
-    assert m, f"ChatPage.{name} not found"
-    indent = len(m.group(2))
-    return "\n".join(line[indent:] for line in m.group(1).split("\n"))
+def page_file(name):
+    """One of the page's files (index.html, chatmesh.js, chatmesh.css), as bytes, exactly as served."""
+    return (WEB_DIR / name).read_bytes()
 
 
 def room_name(prefix):
@@ -64,19 +60,20 @@ def test_page_assets_are_served(server):
         assert resp.status == 200
         assert resp.headers.get_content_type() == "text/html"
         csp = resp.headers.get("Content-Security-Policy") or ""
-        html = resp.read().decode()
+        html = resp.read()
     assert "default-src 'self'" in csp, f"missing/weak CSP on /: {csp!r}"
-    assert '<script src="/chatmesh.js"' in html and 'href="/chatmesh.css"' in html
+    assert b'<script src="/chatmesh.js"' in html and b'href="/chatmesh.css"' in html
     with urllib.request.urlopen(server.base_url + "/chatmesh.js", timeout=5) as resp:
         assert resp.headers.get_content_type() in ("application/javascript", "text/javascript")
-        script = resp.read().decode()
+        script = resp.read()
     with urllib.request.urlopen(server.base_url + "/chatmesh.css", timeout=5) as resp:
         assert resp.headers.get_content_type() == "text/css"
-        style = resp.read().decode()
-    # The node serves exactly what ChatPage.swift holds (modulo a trailing newline).
-    assert script.rstrip("\n") == chat_page_literal("script")
-    assert style.rstrip("\n") == chat_page_literal("style")
-    assert html.rstrip("\n") == chat_page_literal("html")
+        style = resp.read()
+    # The node serves the files in Sources/ChatServer/Web byte for byte (embedded at build time:
+    # a binary older than the files fails here).
+    assert script == page_file("chatmesh.js")
+    assert style == page_file("chatmesh.css")
+    assert html == page_file("index.html")
 
 
 def test_two_browsers_exchange_messages(server, new_browser):
