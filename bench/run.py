@@ -352,8 +352,7 @@ def bench(args, system: System, *, rate: float, window: int = 8, duration: float
     # window opens and closes, so that joins, quits and warmup traffic stay out of them.
     marks: dict[str, dict] = {}
     errors: list[str] = []
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=LOG_DIR)
+    proc = popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=LOG_DIR)
     PROCS.append(proc)
 
     def watch_stderr():

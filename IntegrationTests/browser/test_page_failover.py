@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from harness.cluster import teardown  # noqa: E402
 from harness.page import join, join_notices, messages, status, wait_for  # noqa: E402
-from nginx_testkit import (FAST_LIMITS, DrainMesh, NginxFront, nginx_available,  # noqa: E402
+from nginx_testkit import (FAST_LIMITS, nginx_available, start_fronted_mesh,  # noqa: E402
                            which_node)
 
 FAILOVER_LIMIT_S = 15.0
@@ -32,12 +32,7 @@ def fronted_mesh(request, new_browser):
     browsers' cleanup runs; every process is stopped by pid, also on failure (logs printed)."""
     if not nginx_available():
         pytest.skip("nginx not installed")
-    td = teardown(request)
-    mesh = td.add(DrainMesh(["b1", "b2"], limits=FAST_LIMITS))
-    front = td.add(NginxFront(mesh.conf_path, mesh.dir))
-    mesh.start()
-    front.start()
-    return mesh, front
+    return start_fronted_mesh(teardown(request), ["b1", "b2"], limits=FAST_LIMITS)
 
 
 def test_page_fails_over_through_nginx_after_kill9(new_browser, fronted_mesh):

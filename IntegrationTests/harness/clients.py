@@ -10,7 +10,7 @@ import uuid
 
 import socketio
 
-from .process import WAIT
+from .process import WAIT, wait_on
 
 
 def unique_room(prefix: str) -> str:
@@ -133,16 +133,10 @@ class RecordingClient:
 
     def wait_for(self, pred, timeout: float = WAIT, what: str = "condition") -> list:
         """Wait until pred(events) is true; returns a snapshot of the events."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not pred(self.events):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
-                                         f"received {len(self.events)} events: "
-                                         f"{_short(self.events)}")
-                self.cond.wait(left)
-            return list(self.events)
+        return wait_on(self.cond, lambda: pred(self.events), timeout,
+                       lambda: f"timed out after {timeout}s waiting for {what}; received "
+                               f"{len(self.events)} events: {_short(self.events)}",
+                       result=lambda: list(self.events))
 
     def wait_count(self, n: int, timeout: float = WAIT) -> list:
         return self.wait_for(lambda evs: len(evs) >= n, timeout, what=f"{n} events")
@@ -263,15 +257,10 @@ class SioClient:
                   timeout, f"{self.username}: join ack #{n} (acks {self.join_acks})")
 
     def wait(self, pred, timeout: float = WAIT, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not pred():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
-                                         f"connects {self.connects}, disconnects "
-                                         f"{self.disconnects}, last events {self.events[-8:]}")
-                self.cond.wait(left)
+        wait_on(self.cond, pred, timeout,
+                lambda: f"timed out after {timeout}s waiting for {what}; connects "
+                        f"{self.connects}, disconnects {self.disconnects}, last events "
+                        f"{self.events[-8:]}")
 
     def messages(self, since: float = 0.0) -> list[tuple[float, dict]]:
         with self.cond:

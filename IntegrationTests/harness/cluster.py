@@ -120,21 +120,18 @@ class Cluster:
     # -- clients -----------------------------------------------------------------------------
     def client(self, node: str, room: str, transports=("websocket",),
                connect=True) -> RecordingClient:
-        c = RecordingClient(self.nodes[node], room,
-                            transports=list(transports) if transports else None)
-        self.clients.append(c)
-        if connect:
-            c.connect()
-        return c
+        return self._track(RecordingClient(self.nodes[node], room,
+                                           transports=list(transports) if transports else None),
+                           connect)
 
     def sio(self, base_url: str, room: str, username: str, connect: bool = True,
             **kw) -> SioClient:
         """A SioClient (reconnecting, re-joining) on `base_url`, closed at teardown."""
-        c = SioClient(base_url, room, username, **kw)
-        self.clients.append(c)
-        if connect:
-            c.connect()
-        return c
+        return self._track(SioClient(base_url, room, username, **kw), connect)
+
+    def _track(self, client, connect: bool):
+        self.clients.append(client)
+        return client.connect() if connect else client
 
     @property
     def sio_clients(self) -> list[SioClient]:

@@ -125,13 +125,12 @@ class NodeProcess(ChildProcess):
                           timeout)
 
     def start(self, conf_path: Path | None = None, timeout: float = 20.0) -> "NodeProcess":
-        self.spawn(conf_path)
-        try:
-            self.wait_healthy(timeout)
-        except RuntimeError:
-            self.stop()
-            raise
-        return self
+        if conf_path is not None:
+            self.conf_path = Path(conf_path)
+        return super().start(timeout)
+
+    def wait_started(self, timeout: float) -> None:
+        self.wait_healthy(timeout)
 
     def describe(self) -> str:
         return f"{self.name or self.log_name} (port {self.port}, mesh {self.mesh_port})"

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -70,6 +71,28 @@ def wait_until(pred, timeout: float = WAIT, what: str = "condition", interval: f
         time.sleep(interval)
 
 
+def wait_on(cond: threading.Condition, pred, timeout: float, failure, result=None):
+    """Waits on `cond` (notified whenever what `pred` reads changes) until `pred()` holds;
+    returns `result()` if given, else pred's value, both taken under the lock. After `timeout`
+    raises AssertionError(failure())."""
+    deadline = time.monotonic() + timeout
+    with cond:
+        while not (value := pred()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(failure())
+            cond.wait(left)
+        return result() if result is not None else value
+
+
+def close_quietly(thing) -> None:
+    """Closes a socket or file that may be broken or closed already."""
+    try:
+        thing.close()
+    except OSError:
+        pass
+
+
 def popen(cmd: list[str], **kw) -> subprocess.Popen:
     """subprocess.Popen, retried while the binary is being rewritten by a build (ETXTBSY)."""
     for attempt in range(100):
@@ -114,6 +137,14 @@ def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeo
 # Orphans: the test process as a child subreaper
 
 
+def reap(pid: int) -> None:
+    """Reaps `pid` if it is our child and has exited (orphans are re-parented to us)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
 def become_subreaper() -> None:
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -150,10 +181,7 @@ def _orphans(include_zombies: bool = False, spare_managed: bool = True) -> list[
 
 def _reap_exited(spare_managed: bool = True) -> None:
     for pid in _orphans(True, spare_managed):
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
+        reap(pid)
 
 
 def reap_orphans(grace_s: float = 0.0, spare_managed: bool = True) -> None:
@@ -237,6 +265,19 @@ class ChildProcess:
         self.expect_exit = False
         return t
 
+    def start(self, timeout: float = 20.0) -> "ChildProcess":
+        """spawn(), then wait_started(timeout); stopped again if that fails."""
+        self.spawn()
+        try:
+            self.wait_started(timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def wait_started(self, timeout: float) -> None:
+        """Waits until the process serves (a subclass says how); nothing by default."""
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -286,10 +327,7 @@ class ChildProcess:
 
     def _close_files(self) -> None:
         for f in self._files:
-            try:
-                f.close()
-            except OSError:
-                pass
+            close_quietly(f)
         self._files = []
 
     # -- logs --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from chatmesh_testkit import (WAIT, Metrics, RecordingClient, chatmesh_binary,  
 from harness.clients import OrderedClient, PacedSender, numbered, says  # noqa: F401
 from harness.cluster import FAST_LIMITS, Cluster, factory, teardown  # noqa: F401
 from harness.node import NodeProcess
+from harness.process import close_quietly
 
 # Mesh frame types (Sources/MeshFanout/MeshFrame.swift)
 HELLO, AUTH, SNAPSHOT, SUB, UNSUB, PUB, ACK, PING, PONG, GOODBYE = range(1, 11)
@@ -185,10 +186,7 @@ class RawPeer:
             pass
 
     def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        close_quietly(self.sock)
 
 
 class ImpostorPeer(RawPeer):

@@ -35,6 +35,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from harness.process import reap, signal_pid
 from mesh_testkit import MeshCluster
 
 PREFIX = "cmft"
@@ -87,17 +88,11 @@ def _kill_netns_pids(ns: str) -> list[int]:
     r = ip("netns", "pids", ns, check=False)
     pids = [int(p) for p in r.stdout.split() if p.isdigit()]
     for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        signal_pid(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     for pid in pids:
         while _pid_alive(pid) and time.monotonic() < deadline:
-            try:  # our child: reap it; otherwise someone else's (the subreaper's) to reap
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+            reap(pid)  # our child: reaped; otherwise someone else's (the subreaper's) to reap
             time.sleep(0.02)
     return pids
 

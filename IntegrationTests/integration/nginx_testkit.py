@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from chatmesh_testkit import WAIT, chatmesh_binary  # noqa: E402
 from harness.clients import SioClient, close_all  # noqa: E402,F401 (re-exported)
 from harness.cluster import teardown  # noqa: E402
-from harness.process import (ChildProcess, children_of, free_port, signal_pid,  # noqa: E402
-                             wait_port)
+from harness.process import (ChildProcess, children_of, free_port, reap,  # noqa: E402
+                             signal_pid, wait_port)
 from mesh_testkit import FAST_LIMITS, MeshCluster, unique_room, wait_until  # noqa: E402,F401
 
 NGINX_BIN = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
@@ -126,13 +126,10 @@ http {{
             self.generate()
         t = self.test_config()
         assert t.returncode == 0, f"nginx -t failed ({t.returncode}):\n{t.stderr}"
-        self.spawn()
-        try:
-            wait_port(self.proc, "127.0.0.1", self.port, "nginx", self.logs, timeout)
-        except RuntimeError:
-            self.stop()
-            raise
-        return self
+        return super().start(timeout)
+
+    def wait_started(self, timeout: float) -> None:
+        wait_port(self.proc, "127.0.0.1", self.port, "nginx", self.logs, timeout)
 
     def also_kill(self) -> list[int]:
         return children_of(self.proc.pid)
@@ -142,10 +139,7 @@ http {{
         rc = super().stop(sig, timeout)
         for w in workers:  # re-parented to us (subreaper) if the master died first
             signal_pid(w, signal.SIGKILL)
-            try:
-                os.waitpid(w, os.WNOHANG)
-            except ChildProcessError:
-                pass
+            reap(w)
         return rc
 
     def logs(self, limit: int = 6000) -> str:
@@ -193,12 +187,14 @@ def nginx_mesh(request):
     if not nginx_available():
         pytest.skip(f"nginx not found at {NGINX_BIN} (apt-get install nginx-light)")
     td = teardown(request)
+    return lambda names=("a1", "a2"), **kw: start_fronted_mesh(td, names, **kw)
 
-    def make(names=("a1", "a2"), cluster=None, **kw):
-        mesh = td.add(DrainMesh(list(names), cluster=cluster, **kw))
-        front = td.add(NginxFront(mesh.conf_path, mesh.dir))
-        mesh.start()
-        front.start()
-        return mesh, front
 
-    return make
+def start_fronted_mesh(td, names, **kw) -> tuple[MeshCluster, NginxFront]:
+    """A started mesh of `names` (MeshCluster keywords) and a started nginx in front of it,
+    both added to the Teardown `td`."""
+    mesh = td.add(DrainMesh(list(names), **kw))
+    front = td.add(NginxFront(mesh.conf_path, mesh.dir))
+    mesh.start()
+    front.start()
+    return mesh, front

@@ -22,7 +22,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,8 @@ from chatmesh_testkit import (WAIT, Metrics, RecordingClient, chatmesh_binary,  
 from harness.clients import numbered, order_report, says  # noqa: F401
 from harness.cluster import FAST_LIMITS, Cluster, factory, teardown
 from harness.node import NodeProcess
-from harness.process import ChildProcess, stop_process, wait_ready  # noqa: F401 (stop_process re-exported)
+from harness.process import (ChildProcess, close_quietly, stop_process,  # noqa: F401
+                             wait_on, wait_ready)
 
 REDIS_PASSWORD = "t3st-Pa55"
 M = "message"
@@ -55,10 +55,7 @@ class RespClient:
             assert self.command("AUTH", password) == "OK"
 
     def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        close_quietly(self.sock)
 
     def __enter__(self):
         return self
@@ -159,6 +156,9 @@ class RedisServer(ChildProcess):
                 "--protected-mode", "yes", "--databases", "16"]
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
+        return super().start(timeout)
+
+    def wait_started(self, timeout: float) -> None:
         def pong():
             try:
                 with RespClient(self.port, self.password, timeout=1) as c:
@@ -166,13 +166,7 @@ class RedisServer(ChildProcess):
             except RespError as e:
                 return str(e)
 
-        self.spawn()
-        try:
-            wait_ready(self.proc, pong, "redis-server", self.log_text, timeout)
-        except RuntimeError:
-            self.stop()
-            raise
-        return self
+        wait_ready(self.proc, pong, "redis-server", self.log_text, timeout)
 
     def describe(self) -> str:
         return f"(port {self.port})"
@@ -228,15 +222,9 @@ class LineReader(threading.Thread):
                 self.cond.notify_all()
 
     def wait_lines(self, n: int, timeout: float = WAIT) -> list[bytes]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.lines) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"redis-cli printed {len(self.lines)} of {n} lines: "
-                                         f"{self.lines}")
-                self.cond.wait(left)
-            return list(self.lines)
+        return wait_on(self.cond, lambda: len(self.lines) >= n, timeout,
+                       lambda: f"redis-cli printed {len(self.lines)} of {n} lines: {self.lines}",
+                       result=lambda: list(self.lines))
 
     def snapshot(self) -> list[bytes]:
         with self.cond:

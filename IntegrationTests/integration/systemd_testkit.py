@@ -33,7 +33,7 @@ import pytest
 from chatmesh_testkit import REPO, WAIT, chatmesh_binary, free_ports  # noqa: F401
 from harness.cluster import factory, teardown
 from harness.node import NodeProcess as ServeProcess, config_text
-from harness.process import popen  # noqa: F401 (re-exported)
+from harness.process import popen, wait_on  # noqa: F401 (popen re-exported)
 
 UNIT_DIR = REPO / "deploy" / "systemd"
 INSTALL_SCRIPT = REPO / "scripts" / "install-systemd.sh"
@@ -115,17 +115,11 @@ class NotifyListener:
 
     def wait_for(self, prefix: str, count: int = 1, timeout: float = WAIT):
         """Waits until `count` lines starting with `prefix` arrived; returns them."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                got = [r for r in self.records if r[2].startswith(prefix)]
-                if len(got) >= count:
-                    return got
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no {count} x {prefix!r} within {timeout}s; got "
-                                         f"{[r[2] for r in self.records][-20:]}")
-                self.cond.wait(left)
+        return wait_on(self.cond,
+                       lambda: len(got := [r for r in self.records if r[2].startswith(prefix)])
+                       >= count and got, timeout,
+                       lambda: f"no {count} x {prefix!r} within {timeout}s; got "
+                               f"{[r[2] for r in self.records][-20:]}")
 
     def close(self):
         self._stop.set()

@@ -21,7 +21,7 @@ import requests
 from chatmesh_testkit import RecordingClient, chatmesh_binary, free_ports
 from harness.cluster import factory
 from harness.node import config_text
-from harness.process import ChildProcess, signal_pid, wait_until
+from harness.process import ChildProcess, reap, signal_pid, wait_until
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,14 +74,6 @@ def node_children(supervisor: int, name: str) -> list[int]:
     return kids
 
 
-def _reap_if_ours(pid: int) -> None:
-    """Orphans are re-parented to pytest (conftest makes it a subreaper): reap them."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def healthz(port: int) -> dict | None:
     try:
         r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
@@ -124,10 +116,6 @@ class Cluster(ChildProcess):
             raise RuntimeError(f"chatmesh binary not found at {binary} (run `swift build` or set CHATMESH_BIN)")
         return [str(binary), "cluster", "--config", str(self.conf), *self.extra]
 
-    def start(self) -> "Cluster":
-        self.spawn()
-        return self
-
     def wait_all_serving(self, timeout: float = 20.0) -> None:
         for name, port in self.ports.items():
             wait_until(lambda: self._assert_running() and healthz(port), timeout,
@@ -145,7 +133,7 @@ class Cluster(ChildProcess):
         rc = super().stop(sig, timeout)
         for pid in serve_processes(self.conf):
             signal_pid(pid, signal.SIGKILL)
-            _reap_if_ours(pid)
+            reap(pid)  # re-parented to pytest (a subreaper) when the supervisor died first
         return rc
 
 

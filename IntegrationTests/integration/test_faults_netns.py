@@ -41,6 +41,7 @@ import requests
 
 from chatmesh_testkit import FIGURES, chatmesh_binary, record_figure, sio_event, ws_frame
 from harness.cluster import teardown
+from harness.process import close_quietly
 from mesh_testkit import (FAST_LIMITS, PacedSender, join_msg, numbered, quit_msg, says,
                           unique_room, wait_until)
 from netns_testkit import (NetnsCluster, NetnsTopology, NetnsUnavailable, snapshot_binary,
@@ -729,10 +730,7 @@ class NeverReads:
                 break
 
     def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        close_quietly(self.sock)
 
 
 def run_bench(mesh, prefix: str) -> dict:

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from harness.process import close_quietly
 from redis_testkit import (M, cluster_factory, join_msg, redis_factory, say_msg,  # noqa: F401
                            unique_room, wait_until)
 
@@ -83,10 +84,7 @@ class FakeConn(threading.Thread):
             pass
         finally:
             self.closed.set()
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+            close_quietly(self.sock)
 
     def names(self) -> list[str]:
         return [c[0].decode().upper() for c in self.commands]
