@@ -31,7 +31,11 @@ let package = Package(
         ),
         .target(name: "EngineIO", swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "SocketIO", dependencies: ["EngineIO"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .target(name: "ClusterConfig", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(
+            name: "ClusterConfig",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .target(
             name: "ChatCore",
             dependencies: [
@@ -132,7 +136,11 @@ let package = Package(
         ),
         .testTarget(name: "ChatBenchTests", dependencies: ["ChatBench"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "ClusterConfigTests", dependencies: ["ClusterConfig"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(
+            name: "ClusterConfigTests",
+            dependencies: ["ClusterConfig", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "ClusterSupervisorTests",
             dependencies: ["ClusterSupervisor", "ClusterConfig"],

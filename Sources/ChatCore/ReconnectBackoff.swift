@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Exponential backoff with jitter for reconnecting a fanout link (mesh peers, Redis): 100 ms doubling up to a cap, each delay
 /// drawn from [½, 1] of the nominal value so that nodes restarting together do not dial in step.
 public struct ReconnectBackoff: Sendable {
@@ -8,6 +10,15 @@ public struct ReconnectBackoff: Sendable {
     public init(baseMs: Int = 100, capMs: Int) {
         self.baseMs = baseMs
         self.capMs = max(baseMs, capMs)
+    }
+
+    /// `base` and `cap` count in whole milliseconds, the granularity of the jitter.
+    public init(base: TimeAmount = .milliseconds(100), cap: TimeAmount) {
+        self.init(baseMs: Int(base.nanoseconds / 1_000_000), capMs: Int(cap.nanoseconds / 1_000_000))
+    }
+
+    public mutating func nextDelay() -> TimeAmount {
+        .milliseconds(Int64(nextDelayMs()))
     }
 
     public mutating func nextDelayMs<R: RandomNumberGenerator>(using generator: inout R) -> Int {

@@ -28,7 +28,7 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         self.fanout = fanout
         let hub = RoomHub(
             eventLoops: loops, fanout: fanout, metrics: metrics.chat,
-            maxWriteDelay: .milliseconds(Int64(config.limits.maxWriteDelayMs))
+            maxWriteDelay: config.limits.maxWriteDelay
         ) { packet, out in
             WebSocketWire.append(opcode: WebSocketWire.textOpcode, payload: packet, to: &out)
         }
@@ -70,9 +70,9 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
                 ).flatMapThrowing {
                     // A connection that sends nothing for longer than a long-poll can wait is
                     // dropped; after a WebSocket upgrade the Engine.IO heartbeat takes over.
-                    let idleLimit = (context.engine.pingIntervalMs + context.engine.pingTimeoutMs) / 1000 + 30
+                    let idleLimit = context.engine.pingInterval + context.engine.pingTimeout + .seconds(30)
                     try channel.pipeline.syncOperations.addHandler(
-                        IdleStateHandler(readTimeout: .seconds(Int64(idleLimit))), name: HTTPRouter.idleHandlerName
+                        IdleStateHandler(readTimeout: idleLimit), name: HTTPRouter.idleHandlerName
                     )
                     try channel.pipeline.syncOperations.addHandler(HTTPRouter(server: context), name: HTTPRouter.name)
                 }

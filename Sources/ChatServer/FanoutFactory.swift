@@ -15,7 +15,7 @@ enum FanoutFactory {
         if config.fanout == .redis, let url = config.redisURL {
             return RedisFanout(
                 url: url, channelPrefix: config.channelPrefix, bufferMessages: config.redisBuffer.bufferMessages,
-                bufferMs: config.redisBuffer.bufferMs, eventLoop: eventLoop, logger: logger
+                bufferTime: config.redisBuffer.bufferTime, eventLoop: eventLoop, logger: logger
             )
         }
         let hasMeshPeer = config.nodes.contains { $0.name != node.name && $0.mesh != nil }

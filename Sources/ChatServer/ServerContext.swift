@@ -42,8 +42,8 @@ final class ServerContext: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.startedAt = .now()
-        let shortest = TimeAmount.milliseconds(Int64(min(engine.pingIntervalMs, engine.pingTimeoutMs)))
-        let longest = TimeAmount.milliseconds(Int64(max(engine.pingIntervalMs, engine.pingTimeoutMs)))
+        let shortest = min(engine.pingInterval, engine.pingTimeout)
+        let longest = max(engine.pingInterval, engine.pingTimeout)
         self.heartbeatWheels = Dictionary(uniqueKeysWithValues: eventLoops.map {
             (ObjectIdentifier($0), HeartbeatWheel(eventLoop: $0, shortestDelay: shortest, longestDelay: longest))
         })

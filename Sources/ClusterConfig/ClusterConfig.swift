@@ -1,10 +1,12 @@
+import NIOCore
+
 /// The whole cluster.conf: identical on every host, it lists every node.
 public struct ClusterConfig: Sendable, Equatable {
     public var fanout: FanoutKind
     /// Shared mesh key; required when any mesh address is not loopback.
     public var secret: String?
-    /// `[cluster] drain_timeout`: how long a node may take to drain on SIGTERM (ms).
-    public var drainTimeoutMs: Int = 10_000
+    /// `[cluster] drain_timeout`: how long a node may take to drain on SIGTERM.
+    public var drainTimeout: TimeAmount = .milliseconds(10_000)
     /// `[redis] url`; required when `fanout = redis`.
     public var redisURL: RedisURL?
     /// Prepended to room ids to form Redis channel names (default empty).
@@ -56,14 +58,14 @@ public struct ClusterConfig: Sendable, Equatable {
         var lines: [String] = []
         lines.append("fanout: \(fanout.rawValue)")
         lines.append("secret: \(secret == nil ? "not set" : "set")")
-        lines.append("drain_timeout: \(drainTimeoutMs) ms")
+        lines.append("drain_timeout: \(drainTimeout.wholeMilliseconds) ms")
         if let redisURL {
             lines.append("redis: \(redisURL)\(fanout == .redis ? "" : " (unused: fanout = mesh)")")
         } else {
             lines.append("redis: not configured")
         }
         lines.append("channel_prefix: \"\(channelPrefix)\"")
-        lines.append("redis buffer: \(redisBuffer.bufferMessages) messages, \(redisBuffer.bufferMs) ms")
+        lines.append("redis buffer: \(redisBuffer.bufferMessages) messages, \(redisBuffer.bufferTime.wholeMilliseconds) ms")
         lines.append("nodes (\(nodes.count)):")
         let width = nodes.map { $0.name.count }.max() ?? 0
         for node in nodes {
@@ -73,11 +75,11 @@ public struct ClusterConfig: Sendable, Equatable {
             lines.append(line)
         }
         lines.append("engineio:")
-        lines.append("  ping_interval = \(engine.pingIntervalMs) ms")
-        lines.append("  ping_timeout = \(engine.pingTimeoutMs) ms")
+        lines.append("  ping_interval = \(engine.pingInterval.wholeMilliseconds) ms")
+        lines.append("  ping_timeout = \(engine.pingTimeout.wholeMilliseconds) ms")
         lines.append("  max_payload = \(engine.maxPayload) bytes")
-        lines.append("  upgrade_timeout = \(engine.upgradeTimeoutMs) ms")
-        lines.append("  connect_timeout = \(engine.connectTimeoutMs) ms")
+        lines.append("  upgrade_timeout = \(engine.upgradeTimeout.wholeMilliseconds) ms")
+        lines.append("  connect_timeout = \(engine.connectTimeout.wholeMilliseconds) ms")
         lines.append("  allowed_origins = \(engine.allowedOrigins.map { $0.joined(separator: " ") } ?? "* (any origin)")")
         lines.append("limits:")
         lines.append("  username_max = \(limits.usernameMax)")
@@ -87,13 +89,13 @@ public struct ClusterConfig: Sendable, Equatable {
         lines.append("  say_burst = \(limits.sayBurst)")
         lines.append("  outbound_buffer = \(limits.outboundBuffer) bytes")
         lines.append("  max_connections = \(limits.maxConnections)")
-        lines.append("  max_write_delay = \(limits.maxWriteDelayMs) ms")
+        lines.append("  max_write_delay = \(limits.maxWriteDelay.wholeMilliseconds) ms")
         lines.append("mesh:\(fanout == .mesh ? "" : " (unused: fanout = \(fanout.rawValue))")")
-        lines.append("  ping_interval = \(mesh.pingIntervalMs) ms")
+        lines.append("  ping_interval = \(mesh.pingInterval.wholeMilliseconds) ms")
         lines.append("  buffer_messages = \(mesh.bufferMessages)")
-        lines.append("  buffer_ms = \(mesh.bufferMs) ms")
+        lines.append("  buffer_ms = \(mesh.bufferTime.wholeMilliseconds) ms")
         lines.append("  max_frame = \(mesh.maxFrame) bytes")
-        lines.append("  reconnect_max = \(mesh.reconnectMaxMs) ms")
+        lines.append("  reconnect_max = \(mesh.reconnectMax.wholeMilliseconds) ms")
         return lines.joined(separator: "\n")
     }
 }

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// Line-by-line reader of cluster.conf. Syntax and per-value problems are reported as
 /// soon as their line is read; cross-section rules (unique addresses, secret, fanout)
 /// are checked once the whole file is in.
@@ -185,7 +187,7 @@ struct ConfigParser {
                 config.fanout = kind
                 fanoutLine = number
             } else if key == "drain_timeout" {
-                config.drainTimeoutMs = try positiveInteger(value, key: key, in: where_, number: number)
+                config.drainTimeout = try milliseconds(value, key: key, in: where_, number: number)
             } else {
                 config.secret = value
             }
@@ -198,25 +200,31 @@ struct ConfigParser {
             } else if key == "channel_prefix" {
                 config.channelPrefix = value
             } else {
-                let n = try positiveInteger(value, key: key, in: where_, number: number)
-                if key == "buffer_messages" { config.redisBuffer.bufferMessages = n } else { config.redisBuffer.bufferMs = n }
+                if key == "buffer_messages" {
+                    config.redisBuffer.bufferMessages = try positiveInteger(value, key: key, in: where_, number: number)
+                } else {
+                    config.redisBuffer.bufferTime = try milliseconds(value, key: key, in: where_, number: number)
+                }
             }
         case .engineio:
             if key == "allowed_origins" {
                 config.engine.allowedOrigins = try parseOrigins(value, number: number)
                 return
             }
-            let n = try positiveInteger(value, key: key, in: where_, number: number)
             switch key {
-            case "ping_interval": config.engine.pingIntervalMs = n
-            case "ping_timeout": config.engine.pingTimeoutMs = n
+            case "ping_interval": config.engine.pingInterval = try milliseconds(value, key: key, in: where_, number: number)
+            case "ping_timeout": config.engine.pingTimeout = try milliseconds(value, key: key, in: where_, number: number)
             case "max_payload":
-                config.engine.maxPayload = n
+                config.engine.maxPayload = try positiveInteger(value, key: key, in: where_, number: number)
                 maxPayloadLine = number
-            case "upgrade_timeout": config.engine.upgradeTimeoutMs = n
-            default: config.engine.connectTimeoutMs = n
+            case "upgrade_timeout": config.engine.upgradeTimeout = try milliseconds(value, key: key, in: where_, number: number)
+            default: config.engine.connectTimeout = try milliseconds(value, key: key, in: where_, number: number)
             }
         case .limits:
+            if key == "max_write_delay" {
+                config.limits.maxWriteDelay = try milliseconds(value, key: key, in: where_, number: number)
+                return
+            }
             let n = try positiveInteger(value, key: key, in: where_, number: number)
             switch key {
             case "username_max": config.limits.usernameMax = n
@@ -225,19 +233,17 @@ struct ConfigParser {
             case "say_rate": config.limits.sayRate = n
             case "say_burst": config.limits.sayBurst = n
             case "outbound_buffer": config.limits.outboundBuffer = n
-            case "max_write_delay": config.limits.maxWriteDelayMs = n
             default: config.limits.maxConnections = n
             }
         case .mesh:
-            let n = try positiveInteger(value, key: key, in: where_, number: number)
             switch key {
-            case "ping_interval": config.mesh.pingIntervalMs = n
-            case "buffer_messages": config.mesh.bufferMessages = n
-            case "buffer_ms": config.mesh.bufferMs = n
+            case "ping_interval": config.mesh.pingInterval = try milliseconds(value, key: key, in: where_, number: number)
+            case "buffer_messages": config.mesh.bufferMessages = try positiveInteger(value, key: key, in: where_, number: number)
+            case "buffer_ms": config.mesh.bufferTime = try milliseconds(value, key: key, in: where_, number: number)
             case "max_frame":
-                config.mesh.maxFrame = n
+                config.mesh.maxFrame = try positiveInteger(value, key: key, in: where_, number: number)
                 maxFrameLine = number
-            default: config.mesh.reconnectMaxMs = n
+            default: config.mesh.reconnectMax = try milliseconds(value, key: key, in: where_, number: number)
             }
         case .node(let index):
             let address: HostPort
@@ -256,6 +262,11 @@ struct ConfigParser {
     }
 
     // MARK: values
+
+    /// A duration key: cluster.conf gives it as a whole number of milliseconds.
+    private func milliseconds(_ value: String, key: String, in where_: String, number: Int) throws -> TimeAmount {
+        .milliseconds(Int64(try positiveInteger(value, key: key, in: where_, number: number)))
+    }
 
     private func positiveInteger(_ value: String, key: String, in where_: String, number: Int) throws -> Int {
         let unit = unitName(key)

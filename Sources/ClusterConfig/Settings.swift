@@ -1,3 +1,5 @@
+import NIOCore
+
 /// How a published chat message reaches the other nodes.
 public enum FanoutKind: String, Sendable, CaseIterable {
     /// Broker-free: nodes keep a static full mesh of TCP links.
@@ -6,25 +8,26 @@ public enum FanoutKind: String, Sendable, CaseIterable {
     case redis
 }
 
-/// Engine.IO transport settings (`[engineio]`). Times are milliseconds, sizes bytes.
+/// Engine.IO transport settings (`[engineio]`). Sizes are bytes; cluster.conf gives times in
+/// milliseconds.
 public struct EngineSettings: Sendable, Equatable {
-    public var pingIntervalMs: Int
-    public var pingTimeoutMs: Int
+    public var pingInterval: TimeAmount
+    public var pingTimeout: TimeAmount
     /// Largest Engine.IO payload / WebSocket message accepted from a client.
     public var maxPayload: Int
-    public var upgradeTimeoutMs: Int
+    public var upgradeTimeout: TimeAmount
     /// Time allowed between the Engine.IO open and the Socket.IO CONNECT.
-    public var connectTimeoutMs: Int
+    public var connectTimeout: TimeAmount
     /// Origins allowed to connect; `nil` allows every origin (`allowed_origins = *`).
     /// Entries are lowercased `scheme://host[:port]` without a trailing slash.
     public var allowedOrigins: [String]?
 
     public init() {
-        pingIntervalMs = 25_000
-        pingTimeoutMs = 20_000
+        pingInterval = .milliseconds(25_000)
+        pingTimeout = .milliseconds(20_000)
         maxPayload = 1_000_000
-        upgradeTimeoutMs = 10_000
-        connectTimeoutMs = 45_000
+        upgradeTimeout = .milliseconds(10_000)
+        connectTimeout = .milliseconds(45_000)
         allowedOrigins = nil
     }
 }
@@ -45,9 +48,9 @@ public struct LimitSettings: Sendable, Equatable {
     public var outboundBuffer: Int
     /// Per node.
     public var maxConnections: Int
-    /// Milliseconds a broadcast may wait, under load, so that each write to a client carries
-    /// more of them; 0 writes every event-loop tick.
-    public var maxWriteDelayMs: Int
+    /// How long a broadcast may wait, under load, so that each write to a client carries
+    /// more of them; zero writes every event-loop tick.
+    public var maxWriteDelay: TimeAmount
 
     public init() {
         usernameMax = 64
@@ -57,34 +60,34 @@ public struct LimitSettings: Sendable, Equatable {
         sayBurst = 40
         outboundBuffer = 1_048_576
         maxConnections = 10_000
-        maxWriteDelayMs = 10
+        maxWriteDelay = .milliseconds(10)
     }
 }
 
-/// Node-to-node links (`[mesh]`). Times are milliseconds, sizes bytes.
+/// Node-to-node links (`[mesh]`). Sizes are bytes; cluster.conf gives times in milliseconds.
 public struct MeshSettings: Sendable, Equatable {
     /// Time between mesh PINGs; a link silent for two intervals is dead.
-    public var pingIntervalMs: Int
+    public var pingInterval: TimeAmount
     /// PUBs kept per peer, in order, while its link is down.
     public var bufferMessages: Int
     /// How long those PUBs are kept before they are dropped (and counted).
-    public var bufferMs: Int
+    public var bufferTime: TimeAmount
     /// Largest mesh frame accepted or sent; must exceed `[engineio] max_payload` plus
     /// `frameOverhead`, so any client message fits in one PUB.
     public var maxFrame: Int
     /// Cap of the exponential reconnect backoff.
-    public var reconnectMaxMs: Int
+    public var reconnectMax: TimeAmount
 
     /// Room of a PUB frame beside its payload: header, room id, origin node name, sequence,
     /// length prefixes, with ample margin.
     public static let frameOverhead = 1024
 
     public init() {
-        pingIntervalMs = 1000
+        pingInterval = .milliseconds(1000)
         bufferMessages = 10_000
-        bufferMs = 5000
+        bufferTime = .milliseconds(5000)
         maxFrame = 4_194_304
-        reconnectMaxMs = 2000
+        reconnectMax = .milliseconds(2000)
     }
 }
 
@@ -111,10 +114,10 @@ public struct RedisBufferSettings: Sendable, Equatable {
     /// Says kept, in order, while the publisher connection is down.
     public var bufferMessages: Int
     /// How long they are kept.
-    public var bufferMs: Int
+    public var bufferTime: TimeAmount
 
-    public init(bufferMessages: Int = 10_000, bufferMs: Int = 5_000) {
+    public init(bufferMessages: Int = 10_000, bufferTime: TimeAmount = .milliseconds(5_000)) {
         self.bufferMessages = bufferMessages
-        self.bufferMs = bufferMs
+        self.bufferTime = bufferTime
     }
 }

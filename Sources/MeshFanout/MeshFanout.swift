@@ -54,7 +54,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         self.eventLoop = eventLoop
         self.logger = logger
         self.settings = config.mesh
-        self.heartbeatPunctuality = HeartbeatPunctuality(interval: .milliseconds(Int64(config.mesh.pingIntervalMs)))
+        self.heartbeatPunctuality = HeartbeatPunctuality(interval: config.mesh.pingInterval)
         self.secret = config.secret ?? ""
         self.listenAddress = localNode.mesh ?? HostPort(host: "127.0.0.1", port: 0)
         var generator = SystemRandomNumberGenerator()
@@ -65,7 +65,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             names.insert(node.name)
             peers[node.name] = PeerState(
                 name: node.name, address: mesh, weDial: localNode.name < node.name,
-                bufferMessages: settings.bufferMessages, reconnectMaxMs: settings.reconnectMaxMs
+                bufferMessages: settings.bufferMessages, reconnectMax: settings.reconnectMax
             )
         }
         self.knownPeers = names
@@ -104,8 +104,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         logger.info("mesh listening", metadata: ["address": "\(listenAddress)", "peers": "\(peers.keys.sorted())"])
         try eventLoop.submit { [self] in
             for peer in peers.values where peer.weDial { dial(peer) }
-            let interval = TimeAmount.milliseconds(Int64(settings.pingIntervalMs))
-            heartbeatTimer = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            heartbeatTimer = eventLoop.scheduleRepeatedTask(initialDelay: settings.pingInterval, delay: settings.pingInterval) { [weak self] _ in
                 self?.heartbeat()
             }
         }.wait()
@@ -194,8 +193,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
 
     private func scheduleRedial(_ peer: PeerState) {
         guard !stopping, peer.weDial, !peer.isUp, peer.redialTimer == nil else { return }
-        let delay = peer.backoff.nextDelayMs()
-        peer.redialTimer = eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) { [self] in
+        peer.redialTimer = eventLoop.assumeIsolated().scheduleTask(in: peer.backoff.nextDelay()) { [self] in
             peer.redialTimer = nil
             dial(peer)
         }
@@ -323,8 +321,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private func heartbeat() {
         let now = NIODeadline.now()
         let onTime = heartbeatPunctuality.beat(at: now)
-        let silence = TimeAmount.milliseconds(Int64(2 * settings.pingIntervalMs))
-        let expiry = now.uptimeNanoseconds &- UInt64(settings.bufferMs) * 1_000_000
+        let silence = settings.pingInterval * 2
+        let expiry = (now - settings.bufferTime).uptimeNanoseconds
         var buffered = 0
         for peer in peers.values {
             if let link = peer.link {
@@ -334,7 +332,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                 } else {
                     link.send(.ping(now.uptimeNanoseconds), flush: false)
                 }
-            } else if now - peer.lastHeard > .milliseconds(Int64(settings.bufferMs)) {
+            } else if now - peer.lastHeard > settings.bufferTime {
                 // Only an outage longer than buffer_ms (counted from the peer's last frame, not
                 // from when a message was queued) costs messages: the seconds it takes to notice
                 // a dead link and dial it again do not eat into the bound.

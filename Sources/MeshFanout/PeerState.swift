@@ -26,13 +26,13 @@ final class PeerState {
     var unacknowledged = 0
     var ackTimer: Scheduled<Void>?
 
-    init(name: String, address: HostPort, weDial: Bool, bufferMessages: Int, reconnectMaxMs: Int) {
+    init(name: String, address: HostPort, weDial: Bool, bufferMessages: Int, reconnectMax: TimeAmount) {
         self.name = name
         self.address = address
         self.weDial = weDial
         self.metrics = PeerMetrics(peer: name)
         self.outbox = PeerOutbox(maxMessages: bufferMessages)
-        self.backoff = ReconnectBackoff(capMs: reconnectMaxMs)
+        self.backoff = ReconnectBackoff(cap: reconnectMax)
     }
 
     var isUp: Bool { link != nil }

@@ -28,7 +28,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     private let url: RedisURL
     private let channelPrefix: String
     private let bufferMessages: Int
-    private let bufferMs: Int
+    private let bufferTime: TimeAmount
 
     private struct PendingPublish {
         var room: String
@@ -44,8 +44,8 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
 
     /// Cap of the redial backoff, and the pause before publishing after a (re)connect: every
     /// node sees Redis return within one cap, so their subscriptions are back by then.
-    static let reconnectCapMs = 1000
-    static let publishGrace = TimeAmount.milliseconds(Int64(reconnectCapMs) + 200)
+    static let reconnectCap = TimeAmount.seconds(1)
+    static let publishGrace = reconnectCap + .milliseconds(200)
 
     private var delivery: (any FanoutDelivery)?
     private var localRooms: Set<String> = []
@@ -54,7 +54,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     private var outbox = CircularBuffer<PendingPublish>()
     /// Commands written to the publisher whose replies have not come back, in order.
     private var awaitingReply = CircularBuffer<PublisherReply>()
-    private var backoff = PerRole(ReconnectBackoff(capMs: RedisFanout.reconnectCapMs))
+    private var backoff = PerRole(ReconnectBackoff(cap: RedisFanout.reconnectCap))
     private var connecting: Set<RedisLink.Role> = []
     private var lastHeard = PerRole<NIODeadline?>(nil)
     private var timer: RepeatedTask?
@@ -70,11 +70,11 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     /// A late heartbeat (the loop was busy) does not judge silence: see `HeartbeatPunctuality`.
     private var heartbeatPunctuality = HeartbeatPunctuality(interval: RedisFanout.heartbeatInterval)
 
-    public init(url: RedisURL, channelPrefix: String, bufferMessages: Int, bufferMs: Int, eventLoop: any EventLoop, logger: Logger) {
+    public init(url: RedisURL, channelPrefix: String, bufferMessages: Int, bufferTime: TimeAmount, eventLoop: any EventLoop, logger: Logger) {
         self.url = url
         self.channelPrefix = channelPrefix
         self.bufferMessages = max(1, bufferMessages)
-        self.bufferMs = bufferMs
+        self.bufferTime = bufferTime
         self.eventLoop = eventLoop
         self.logger = logger
     }
@@ -155,8 +155,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
 
     private func scheduleReconnect(_ role: RedisLink.Role) {
         guard !stopping else { return }
-        let delay = backoff[role].nextDelayMs()
-        eventLoop.scheduleTask(in: .milliseconds(Int64(delay))) { [self] in connect(role) }
+        eventLoop.scheduleTask(in: backoff[role].nextDelay()) { [self] in connect(role) }
     }
 
     func linkReady(_ link: RedisLink) {
@@ -297,7 +296,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             if link.role == .publisher { awaitingReply.append(.ping) }
         }
         if publisher == nil || subscriber == nil {
-            let deadline = now.uptimeNanoseconds &- UInt64(bufferMs) * 1_000_000
+            let deadline = (now - bufferTime).uptimeNanoseconds
             var dropped = 0
             while let first = outbox.first, first.enqueuedAt < deadline {
                 outbox.removeFirst()

@@ -53,7 +53,7 @@ struct NginxConfig {
     let serverName: String
 
     var text: String {
-        let heartbeatSeconds = (config.engine.pingIntervalMs + config.engine.pingTimeoutMs + 999) / 1000
+        let heartbeatSeconds = ((config.engine.pingInterval + config.engine.pingTimeout).wholeMilliseconds + 999) / 1000
         let readTimeout = heartbeatSeconds + 30
         let bodyLimit = config.engine.maxPayload + 1024
         let servers = nodes.map { "    server \($0.listen) max_fails=1 fail_timeout=5s;  # node \($0.name)" }.joined(separator: "\n")

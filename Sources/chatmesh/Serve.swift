@@ -77,7 +77,7 @@ struct Serve: ParsableCommand {
             eventLoops: chatNode.eventLoops, isReady: { chatNode.isReady }, status: { chatNode.statusLine }
         )
         heartbeat.start()
-        let drainTimeout = TimeAmount.milliseconds(Int64(clusterConfig.drainTimeoutMs))
+        let drainTimeout = clusterConfig.drainTimeout
 
         let stopped = DispatchSemaphore(value: 0)
         // One serial queue for both signals, so a second signal during shutdown is ignored.

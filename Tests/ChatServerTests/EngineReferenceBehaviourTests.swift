@@ -17,10 +17,10 @@ struct EngineReferenceBehaviourTests {
         let loop = EmbeddedEventLoop()
         let server: ServerContext
 
-        init(pingIntervalMs: Int = 300, pingTimeoutMs: Int = 200) {
+        init(pingInterval: TimeAmount = .milliseconds(300), pingTimeout: TimeAmount = .milliseconds(200)) {
             var engine = EngineSettings()
-            engine.pingIntervalMs = pingIntervalMs
-            engine.pingTimeoutMs = pingTimeoutMs
+            engine.pingInterval = pingInterval
+            engine.pingTimeout = pingTimeout
             let metrics = ServerMetrics()
             let hub = RoomHub(eventLoops: [loop], fanout: LocalFanout(eventLoop: loop), metrics: metrics.chat)
             server = ServerContext(
@@ -194,7 +194,7 @@ struct EngineReferenceBehaviourTests {
     /// With the default-like 1 s / 1 s, a silent session is gone by its deadline plus one tick
     /// (100 ms) even when nothing asks: the wheel wakes on tick boundaries.
     @Test func theWheelClosesASilentWebSocketWithinATickOfItsDeadline() throws {
-        let node = Node(pingIntervalMs: 1_000, pingTimeoutMs: 1_000)
+        let node = Node(pingInterval: .seconds(1), pingTimeout: .seconds(1))
         node.advance(toMs: 50)
         let channel = try node.connect()
         try Self.send(Self.upgradeRequest(sid: "").replacingOccurrences(of: "&sid=", with: ""), on: channel)

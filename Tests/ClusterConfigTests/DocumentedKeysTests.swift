@@ -1,6 +1,7 @@
-import Foundation
-import Testing
 @testable import ClusterConfig
+import Foundation
+import NIOCore
+import Testing
 
 /// docs/CONFIG.md is the one reference of cluster.conf and README.md lists its keys in a
 /// compact table: both must name exactly the keys the parser accepts (`ConfigSection.all`,
@@ -164,19 +165,20 @@ import Testing
     static func parserDefault(section: String, key: String) throws -> DocumentedDefault? {
         let config = try ClusterConfig.parse(oneNode, file: "minimal.conf")
         func number(_ n: Int) -> DocumentedDefault { .value(String(n)) }
+        func number(_ t: TimeAmount) -> DocumentedDefault { number(t.wholeMilliseconds) }
         switch (section, key) {
         case ("cluster", "fanout"): return .value(config.fanout.rawValue)
         case ("cluster", "secret"): return DocumentedDefault(config.secret)
-        case ("cluster", "drain_timeout"): return number(config.drainTimeoutMs)
+        case ("cluster", "drain_timeout"): return number(config.drainTimeout)
         case ("redis", "url"): return DocumentedDefault(config.redisURL?.description)
         case ("redis", "channel_prefix"): return DocumentedDefault(config.channelPrefix)
         case ("redis", "buffer_messages"): return number(config.redisBuffer.bufferMessages)
-        case ("redis", "buffer_ms"): return number(config.redisBuffer.bufferMs)
-        case ("engineio", "ping_interval"): return number(config.engine.pingIntervalMs)
-        case ("engineio", "ping_timeout"): return number(config.engine.pingTimeoutMs)
+        case ("redis", "buffer_ms"): return number(config.redisBuffer.bufferTime)
+        case ("engineio", "ping_interval"): return number(config.engine.pingInterval)
+        case ("engineio", "ping_timeout"): return number(config.engine.pingTimeout)
         case ("engineio", "max_payload"): return number(config.engine.maxPayload)
-        case ("engineio", "upgrade_timeout"): return number(config.engine.upgradeTimeoutMs)
-        case ("engineio", "connect_timeout"): return number(config.engine.connectTimeoutMs)
+        case ("engineio", "upgrade_timeout"): return number(config.engine.upgradeTimeout)
+        case ("engineio", "connect_timeout"): return number(config.engine.connectTimeout)
         case ("engineio", "allowed_origins"): return .value(config.engine.allowedOrigins?.joined(separator: " ") ?? "*")
         case ("limits", "username_max"): return number(config.limits.usernameMax)
         case ("limits", "text_max"): return number(config.limits.textMax)
@@ -185,12 +187,12 @@ import Testing
         case ("limits", "say_burst"): return number(config.limits.sayBurst)
         case ("limits", "outbound_buffer"): return number(config.limits.outboundBuffer)
         case ("limits", "max_connections"): return number(config.limits.maxConnections)
-        case ("limits", "max_write_delay"): return number(config.limits.maxWriteDelayMs)
-        case ("mesh", "ping_interval"): return number(config.mesh.pingIntervalMs)
+        case ("limits", "max_write_delay"): return number(config.limits.maxWriteDelay)
+        case ("mesh", "ping_interval"): return number(config.mesh.pingInterval)
         case ("mesh", "buffer_messages"): return number(config.mesh.bufferMessages)
-        case ("mesh", "buffer_ms"): return number(config.mesh.bufferMs)
+        case ("mesh", "buffer_ms"): return number(config.mesh.bufferTime)
         case ("mesh", "max_frame"): return number(config.mesh.maxFrame)
-        case ("mesh", "reconnect_max"): return number(config.mesh.reconnectMaxMs)
+        case ("mesh", "reconnect_max"): return number(config.mesh.reconnectMax)
         case ("node", "listen"):
             let refused = configError("[node a1]\nmesh = 127.0.0.1:7001\n")?.message.contains("has no listen address") == true
             return refused ? .required : nil

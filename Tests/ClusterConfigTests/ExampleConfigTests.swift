@@ -1,5 +1,6 @@
-import Testing
 @testable import ClusterConfig
+import NIOCore
+import Testing
 
 /// A cluster.conf that sets every key (before `[cluster] drain_timeout` and the `[redis]`
 /// buffer keys existed) to its default, with a real Redis URL and a second node.
@@ -53,11 +54,11 @@ let shippedExample = """
     #expect(config.secret == "change-me")
     #expect(config.redisURL == RedisURL(user: "app", password: "s3cret", host: "redis.internal", port: 6380, db: 2))
     #expect(config.channelPrefix == "")
-    #expect(config.engine.pingIntervalMs == 25_000)
-    #expect(config.engine.pingTimeoutMs == 20_000)
+    #expect(config.engine.pingInterval == .milliseconds(25_000))
+    #expect(config.engine.pingTimeout == .milliseconds(20_000))
     #expect(config.engine.maxPayload == 1_000_000)
-    #expect(config.engine.upgradeTimeoutMs == 10_000)
-    #expect(config.engine.connectTimeoutMs == 45_000)
+    #expect(config.engine.upgradeTimeout == .milliseconds(10_000))
+    #expect(config.engine.connectTimeout == .milliseconds(45_000))
     #expect(config.engine.allowedOrigins == nil)
     #expect(config.limits.usernameMax == 64)
     #expect(config.limits.textMax == 4096)
@@ -66,12 +67,12 @@ let shippedExample = """
     #expect(config.limits.sayBurst == 40)
     #expect(config.limits.outboundBuffer == 1_048_576)
     #expect(config.limits.maxConnections == 10_000)
-    #expect(config.limits.maxWriteDelayMs == 10)
-    #expect(config.mesh.pingIntervalMs == 1000)
+    #expect(config.limits.maxWriteDelay == .milliseconds(10))
+    #expect(config.mesh.pingInterval == .milliseconds(1000))
     #expect(config.mesh.bufferMessages == 10_000)
-    #expect(config.mesh.bufferMs == 5000)
+    #expect(config.mesh.bufferTime == .milliseconds(5000))
     #expect(config.mesh.maxFrame == 4_194_304)
-    #expect(config.mesh.reconnectMaxMs == 2000)
+    #expect(config.mesh.reconnectMax == .milliseconds(2000))
     #expect(config.nodes == [
         NodeEntry(name: "a1", listen: HostPort(host: "127.0.0.1", port: 6001), mesh: HostPort(host: "127.0.0.1", port: 7001), line: 35),
         NodeEntry(name: "a2", listen: HostPort(host: "127.0.0.1", port: 6002), mesh: HostPort(host: "127.0.0.1", port: 7002), line: 39),
@@ -91,11 +92,11 @@ let shippedExample = """
     #expect(config.secret == nil)
     #expect(config.redisURL == nil)
     #expect(config.channelPrefix == "")
-    #expect(config.engine.pingIntervalMs == 25_000)
-    #expect(config.engine.pingTimeoutMs == 20_000)
+    #expect(config.engine.pingInterval == .milliseconds(25_000))
+    #expect(config.engine.pingTimeout == .milliseconds(20_000))
     #expect(config.engine.maxPayload == 1_000_000)
-    #expect(config.engine.upgradeTimeoutMs == 10_000)
-    #expect(config.engine.connectTimeoutMs == 45_000)
+    #expect(config.engine.upgradeTimeout == .milliseconds(10_000))
+    #expect(config.engine.connectTimeout == .milliseconds(45_000))
     #expect(config.engine.allowedOrigins == nil)
     #expect(config.limits.usernameMax == 64)
     #expect(config.limits.textMax == 4096)
@@ -127,8 +128,8 @@ let shippedExample = """
     #expect(config.fanout == .redis)
     #expect(config.redisURL == RedisURL(host: "localhost"))
     #expect(config.channelPrefix == "chat:")
-    #expect(config.engine.pingIntervalMs == 1000)
-    #expect(config.engine.pingTimeoutMs == 20_000)
+    #expect(config.engine.pingInterval == .milliseconds(1000))
+    #expect(config.engine.pingTimeout == .milliseconds(20_000))
     #expect(config.engine.maxPayload == 4096)
     #expect(config.limits.sayRate == 5)
     #expect(config.limits.maxConnections == 3)

@@ -1,14 +1,15 @@
-import Testing
 @testable import ClusterConfig
+import NIOCore
+import Testing
 
 @Test func meshSectionDefaultsWhenAbsent() throws {
     let config = try ClusterConfig.parse(oneNode, file: "c.conf")
     #expect(config.mesh == MeshSettings())
-    #expect(config.mesh.pingIntervalMs == 1000)
+    #expect(config.mesh.pingInterval == .milliseconds(1000))
     #expect(config.mesh.bufferMessages == 10_000)
-    #expect(config.mesh.bufferMs == 5000)
+    #expect(config.mesh.bufferTime == .milliseconds(5000))
     #expect(config.mesh.maxFrame == 4_194_304)
-    #expect(config.mesh.reconnectMaxMs == 2000)
+    #expect(config.mesh.reconnectMax == .milliseconds(2000))
     #expect(ClusterConfig().mesh == MeshSettings())
 }
 
@@ -22,11 +23,11 @@ import Testing
         reconnect_max = 30000
         """
     let config = try ClusterConfig.parse(text + "\n" + oneNode, file: "c.conf")
-    #expect(config.mesh.pingIntervalMs == 250)
+    #expect(config.mesh.pingInterval == .milliseconds(250))
     #expect(config.mesh.bufferMessages == 50)
-    #expect(config.mesh.bufferMs == 1500)
+    #expect(config.mesh.bufferTime == .milliseconds(1500))
     #expect(config.mesh.maxFrame == 2_000_000)
-    #expect(config.mesh.reconnectMaxMs == 30_000)
+    #expect(config.mesh.reconnectMax == .milliseconds(30_000))
     #expect(config.engine == EngineSettings())
 }
 
@@ -72,8 +73,8 @@ func badMeshValuesNameFileAndLine(line: String, expected: String) {
 
 @Test func pingIntervalIsSeparatePerSection() throws {
     let config = try ClusterConfig.parse("[engineio]\nping_interval = 30000\n[mesh]\nping_interval = 500\n" + oneNode, file: "c.conf")
-    #expect(config.engine.pingIntervalMs == 30_000)
-    #expect(config.mesh.pingIntervalMs == 500)
+    #expect(config.engine.pingInterval == .milliseconds(30_000))
+    #expect(config.mesh.pingInterval == .milliseconds(500))
 }
 
 // MARK: max_frame versus max_payload

@@ -12,7 +12,7 @@ import Testing
 /// (Connected behaviour is covered by the integration suites against a real redis-server.)
 @Suite struct RedisFanoutLifecycleTests {
     func makeFanout(on loop: EmbeddedEventLoop) -> RedisFanout {
-        RedisFanout(url: RedisURL(host: "127.0.0.1"), channelPrefix: "", bufferMessages: 100, bufferMs: 10_000,
+        RedisFanout(url: RedisURL(host: "127.0.0.1"), channelPrefix: "", bufferMessages: 100, bufferTime: .seconds(10),
                     eventLoop: loop, logger: Logger(label: "redis-test", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
 

@@ -1,4 +1,5 @@
 import ChatCore
+import ClusterConfig
 import DequeModule
 import EngineIO
 import Logging
@@ -75,7 +76,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         self.server = server
         self.roomID = query["roomid"]
         self.state = EngineSessionState(transport: transport, heartbeat: EngineHeartbeat(
-            pingIntervalMs: server.engine.pingIntervalMs, pingTimeoutMs: server.engine.pingTimeoutMs,
+            pingIntervalMs: server.engine.pingInterval.wholeMilliseconds, pingTimeoutMs: server.engine.pingTimeout.wholeMilliseconds,
             openedAt: eventLoop.now.uptimeNanoseconds
         ))
         self.shard = server.hub.shard(for: eventLoop)
@@ -85,7 +86,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
     var handshake: EngineHandshake {
         EngineHandshake(
             sid: sid, upgrades: state.sendsOverPolling ? ["websocket"] : [],
-            pingIntervalMs: server.engine.pingIntervalMs, pingTimeoutMs: server.engine.pingTimeoutMs,
+            pingIntervalMs: server.engine.pingInterval.wholeMilliseconds, pingTimeoutMs: server.engine.pingTimeout.wholeMilliseconds,
             maxPayload: server.engine.maxPayload
         )
     }
@@ -102,7 +103,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
             send(handshake.openPacket)
         }
         armHeartbeat(at: state.heartbeat.deadline)
-        connectTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(server.engine.connectTimeoutMs))) { [self] in
+        connectTimer = eventLoop.scheduleTask(in: server.engine.connectTimeout) { [self] in
             if chat == nil, !socketIO.hasConnections {
                 logger.debug("no Socket.IO connect in time")
                 close(.transportClose)
@@ -213,7 +214,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         guard state.beginUpgrade() else { return .alreadyUpgraded }
         probe = channel
         probeWriter = nil
-        upgradeTimer = eventLoop.scheduleTask(in: .milliseconds(Int64(server.engine.upgradeTimeoutMs))) { [self] in
+        upgradeTimer = eventLoop.scheduleTask(in: server.engine.upgradeTimeout) { [self] in
             guard state.isUpgrading, let probe else { return }
             logger.debug("upgrade timed out")
             state.abortUpgrade()
