@@ -11,7 +11,8 @@ pid at teardown (a SIGSTOPped one is SIGCONTed first), also when the test fails.
         alice = mesh.client("a1", "room")
         ...
 
-Reuses `Metrics`, `RecordingClient` and the message builders of chatmesh_testkit.
+MeshCluster is the harness Cluster in mesh mode (IntegrationTests/harness); `PacedSender`,
+`says` and `numbered` come from harness.clients and are re-exported here.
 """
 
 from __future__ import annotations

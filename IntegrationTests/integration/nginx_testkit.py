@@ -9,10 +9,10 @@ nginx runs as a child process (`daemon off`), with every path it writes (pid, lo
 dirs) inside the work dir, on a free loopback port. Its master and worker pids are signalled
 by pid only, also when a test fails.
 
-Also here: `DrainMesh` (a MeshCluster whose [cluster] section takes extra keys such as
-`drain_timeout`), `SioClient` (a python-socketio client with reconnection that re-emits
-`join` from its `connect` handler, as an application would), `which_node`, and the pytest
-fixture `nginx_mesh`.
+Also here: `DrainMesh` (the MeshCluster, whose `cluster=` takes extra [cluster] keys such
+as `drain_timeout`), `which_node`, `start_fronted_mesh` and the pytest fixture `nginx_mesh`.
+NginxFront is a harness ChildProcess; `SioClient` (an application-like client that re-joins
+after a reconnect) comes from harness.clients.
 """
 
 from __future__ import annotations

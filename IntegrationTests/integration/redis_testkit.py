@@ -10,8 +10,8 @@ client, and a 2-node chatmesh cluster whose cluster.conf differs between modes o
         ...
 
 Every process (redis-server, chatmesh nodes) is started on free loopback ports and stopped by
-pid (SIGTERM, SIGKILL after 5 s), also when the test fails; node logs are printed on failure.
-Reuses `RecordingClient`, `Metrics` and the message builders of chatmesh_testkit.
+pid (SIGTERM, SIGKILL after 5 s), also when the test fails; logs are printed on failure.
+RedisServer is a harness ChildProcess, ChatCluster a harness Cluster (IntegrationTests/harness).
 """
 
 from __future__ import annotations
