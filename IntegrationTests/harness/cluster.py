@@ -178,9 +178,10 @@ class Cluster:
 class Teardown:
     """Everything a test (or a module) started, in the order it was added. `finish()` stops it
     all (every client first, then the processes in reverse order: a cluster before the
-    redis-server it used, nginx before the cluster behind it), dumps
-    every log when the test failed or a watched process had died, deletes the temp dirs
-    otherwise, and fails the test when a node died while it otherwise passed.
+    redis-server it used, nginx before the cluster behind it), dumps every log when the test
+    failed or a watched process had died, deletes the temp dirs otherwise, and fails the test
+    when a node died while it otherwise passed. One thing failing to stop does not keep the
+    others running.
 
     Anything added has `shutdown() -> [names that died]`, `dump_logs() -> str` and
     `remove_dir()`."""
@@ -198,13 +199,17 @@ class Teardown:
     def finish(self, failed: bool | None = None) -> None:
         failed = self._failed() if failed is None else failed
         died: list[str] = []
+        errors: list[BaseException] = []
         try:
             for thing in self.things:  # first every client, so none sees its server go away
                 if hasattr(thing, "close_clients"):
                     thing.close_clients()
             for thing in reversed(self.things):
-                died += thing.shutdown()
-            if failed or died:
+                try:
+                    died += thing.shutdown()
+                except Exception as e:  # noqa: BLE001 - raised below, after the others
+                    errors.append(e)
+            if failed or died or errors:
                 sys.stderr.write("\n" + "".join(t.dump_logs() for t in self.things) +
                                  "=== end ===\n")
             else:
@@ -214,16 +219,18 @@ class Teardown:
             self.things.clear()
             for cleanup in reversed(self.extra_cleanups):
                 cleanup()
+        if errors:
+            raise errors[0]
         if died and not failed:
             pytest.fail(f"{', '.join(died)} died during the {self.what}", pytrace=False)
 
 
 def teardown(request, what: str | None = None) -> Teardown:
-    """A Teardown finished when `request`'s fixture ends (a test, or a module for a
-    module-scoped fixture): failed means a test failed in that span."""
+    """A Teardown finished when `request`'s fixture ends (a test, a module or the session):
+    failed means a test failed in that span."""
     failures_before = request.session.testsfailed
     td = Teardown(lambda: request.session.testsfailed > failures_before,
-                  what or ("module" if request.scope == "module" else "test"))
+                  what or {"function": "test"}.get(request.scope, request.scope))
     request.addfinalizer(td.finish)
     return td
 
