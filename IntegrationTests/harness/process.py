@@ -258,6 +258,8 @@ class ChildProcess:
         log = open(self.log_path, "wb")
         out = open(self.stdout_path, "ab") if self.stdout_path else log
         self._files = [log] + ([out] if out is not log else [])
+        if self.proc is not None:  # a restart: the old pid is gone (or an orphan now)
+            MANAGED_PIDS.discard(self.proc.pid)
         t = time.monotonic()
         self.proc = popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=log,
                           cwd=self.cwd or self.workdir, env=self.env)
