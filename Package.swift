@@ -29,12 +29,11 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
-        .target(name: "EngineIO", swiftSettings: [.swiftLanguageMode(.v6)]),
-        .target(name: "SocketIO", dependencies: ["EngineIO"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "EngineIO"),
+        .target(name: "SocketIO", dependencies: ["EngineIO"]),
         .target(
             name: "ClusterConfig",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "ChatCore",
@@ -43,8 +42,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
         .target(
             name: "MeshFanout",
@@ -56,8 +54,7 @@ let package = Package(
                 "CLibCrypto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
         .target(
             name: "RedisFanout",
@@ -68,8 +65,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
         .target(
             name: "ChatServer",
@@ -91,8 +87,7 @@ let package = Package(
                 .embedInCode("Web/index.html"),
                 .embedInCode("Web/chatmesh.js"),
                 .embedInCode("Web/chatmesh.css"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
         .target(
             name: "ClusterSupervisor",
@@ -101,8 +96,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
         .target(
             name: "ChatBench",
@@ -112,8 +106,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
         .executableTarget(
             name: "chatmesh",
@@ -124,27 +117,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "EngineIOTests", dependencies: ["EngineIO"]),
         .testTarget(
             name: "ChatServerTests",
             dependencies: [
                 "ChatServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
-        .testTarget(name: "ChatBenchTests", dependencies: ["ChatBench"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        .testTarget(name: "ChatBenchTests", dependencies: ["ChatBench"]),
+        .testTarget(name: "SocketIOTests", dependencies: ["SocketIO"]),
         .testTarget(
             name: "ClusterConfigTests",
-            dependencies: ["ClusterConfig", .product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            dependencies: ["ClusterConfig", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "ClusterSupervisorTests",
-            dependencies: ["ClusterSupervisor", "ClusterConfig"],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            dependencies: ["ClusterSupervisor", "ClusterConfig"]
         ),
         .testTarget(
             name: "RedisFanoutTests",
@@ -153,8 +143,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
         .testTarget(
             name: "MeshFanoutTests",
@@ -163,8 +152,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
         .testTarget(
             name: "ChatCoreTests",
@@ -173,11 +161,10 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            ]
         ),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )
 
 // MARK: - Sanitizers (begin) ---------------------------------------------------------------

@@ -1,10 +1,9 @@
 import NIOCore
 
-// @unchecked: `delivery` is written once, in start(delivery:), before any client can publish,
-// and only read after; a lock would cost every message of a single node.
 /// The fanout of a node that has no peers: a published message goes straight to local members.
-/// There is nothing to connect, wait for or close.
-public final class LocalFanout: Fanout, @unchecked Sendable {
+/// There is nothing to connect, wait for or close. `delivery` is written once, in
+/// start(delivery:), before any client can publish; a lock would cost every message.
+public final class LocalFanout: Fanout, @unchecked Sendable { // delivery: written once before any publish, read-only after
     private let eventLoop: any EventLoop
     private var delivery: (any FanoutDelivery)?
 

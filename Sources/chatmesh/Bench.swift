@@ -104,7 +104,8 @@ struct Bench: ParsableCommand {
         let jsonOnly = self.jsonOnly
         runner.onIdleReady = { report in
             print("{\"idle_ready\":true,\"connected\":\(report.connected),\"joined\":\(report.joined),\"failed\":\(report.failed)}")
-            fflush(stdout)
+            // nil flushes every output stream: Glibc's `stdout` is a global var Swift 6 rejects.
+            fflush(nil)
         }
         let report: BenchReport
         do {
@@ -116,7 +117,7 @@ struct Bench: ParsableCommand {
             print(report.table)
         }
         print(report.json)
-        fflush(stdout)
+        fflush(nil)
     }
 }
 

@@ -30,8 +30,24 @@ func printError(_ message: String) {
     print(message, to: &standardError)
 }
 
+/// Unbuffered, as stderr is; straight to fd 2 because Glibc's `stderr` is a global var that
+/// Swift 6 will not touch.
 struct StandardError: TextOutputStream {
     mutating func write(_ string: String) {
-        fputs(string, stderr)
+        writeAll(string, to: STDERR_FILENO)
+    }
+}
+
+private func writeAll(_ text: String, to fd: Int32) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if written > 0 {
+            bytes = bytes.dropFirst(written)
+        } else if written < 0 && errno == EINTR {
+            continue
+        } else {
+            return // the stream is closed: the message has nowhere to go
+        }
     }
 }

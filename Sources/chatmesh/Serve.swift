@@ -5,6 +5,7 @@ import ClusterSupervisor
 import Dispatch
 import Logging
 import NIOCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -128,12 +129,12 @@ extension Serve {
     }
 }
 
-/// Used only on the serial signal queue.
-final class StopOnce: @unchecked Sendable {
-    private var claimed = false
+/// Lets the first stop signal through and no other (they arrive on one serial queue, but an
+/// atomic makes that no longer a matter of trust).
+final class StopOnce: Sendable {
+    private let claimed = Atomic(false)
     func claim() -> Bool {
-        defer { claimed = true }
-        return !claimed
+        !claimed.exchange(true, ordering: .relaxed)
     }
 }
 
