@@ -39,6 +39,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     /// Links still in their handshake, oldest first.
     private var pendingHandshakes: [PeerLinkHandler] = []
     private var stopping = false
+    /// Drains waiting for every live peer to acknowledge what it was sent.
+    private let drainWaiters: DrainWaiters
     /// Which peers are up, readable from any thread (health checks) without a loop hop.
     private let linkStatus = NIOLockedValueBox<[String: Bool]>([:])
 
@@ -55,6 +57,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         self.logger = logger
         self.settings = config.mesh
         self.heartbeatPunctuality = HeartbeatPunctuality(interval: config.mesh.pingInterval)
+        self.drainWaiters = DrainWaiters(eventLoop: eventLoop)
         self.secret = config.secret ?? ""
         self.listenAddress = localNode.mesh ?? HostPort(host: "127.0.0.1", port: 0)
         var generator = SystemRandomNumberGenerator()
@@ -114,13 +117,23 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
 
     /// Completes once every live link has acknowledged what was sent to it, or at the deadline.
     /// Used when draining, so no acknowledged say is lost. (A down peer's buffer is not waited
-    /// for: it would only be resent on a redial this node will not make.)
+    /// for: it would only be resent on a redial this node will not make.) The ACK or the link
+    /// loss that settles the last peer completes it (`settleDrainsIfAcknowledged`).
     public func drain(deadline: NIODeadline) -> EventLoopFuture<Void> {
-        ScheduledCheck.until(deadline, every: .milliseconds(20), on: eventLoop) { [self] in
-            peers.values.allSatisfy { !$0.isUp || $0.outbox.count == 0 }
+        eventLoop.flatSubmit { [self] in
+            allSentAcknowledged ? eventLoop.makeSucceededFuture(true) : drainWaiters.wait(until: deadline)
         }.map { [self] acknowledged in
             if !acknowledged { logger.warning("mesh drain deadline passed with unacknowledged PUBs") }
         }
+    }
+
+    private var allSentAcknowledged: Bool {
+        peers.values.allSatisfy { !$0.isUp || $0.outbox.count == 0 }
+    }
+
+    /// Called after every event that can shrink what is unacknowledged on live links.
+    private func settleDrainsIfAcknowledged() {
+        if !drainWaiters.isEmpty && allSentAcknowledged { drainWaiters.settle() }
     }
 
     /// Says goodbye on every link and closes the listener.
@@ -253,6 +266,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         logger.info("mesh link down", metadata: ["peer": "\(peer.name)", "buffered": "\(peer.outbox.count)"])
         updatePeerGauges()
         scheduleRedial(peer)
+        settleDrainsIfAcknowledged()
     }
 
     func received(_ frame: MeshFrame, from peer: PeerState, link: PeerLinkHandler) {
@@ -279,6 +293,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             }
         case .ack(let sequence):
             peer.outbox.acknowledge(upTo: sequence)
+            settleDrainsIfAcknowledged()
         case .snapshot(let rooms):
             peer.interest = Set(rooms)
         case .sub(let room):

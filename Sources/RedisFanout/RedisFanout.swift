@@ -62,8 +62,11 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     /// Channels whose SUBSCRIBE Redis has confirmed on the current subscriber connection.
     private var confirmedChannels: Set<String> = []
     /// No publishing before this (grace after the subscriber (re)connected).
+    /// On the loop's clock (`eventLoop.now`: the monotonic clock, unless a test drives it).
     private var publishNotBefore = NIODeadline.distantFuture
     private let readiness = NIOLockedValueBox(false)
+    /// Drains waiting for every say to be published and answered.
+    private let drainWaiters: DrainWaiters
 
     static let heartbeatInterval = TimeAmount.seconds(1)
     static let silenceLimit = TimeAmount.seconds(3)
@@ -76,6 +79,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         self.bufferMessages = max(1, bufferMessages)
         self.bufferTime = bufferTime
         self.eventLoop = eventLoop
+        self.drainWaiters = DrainWaiters(eventLoop: eventLoop)
         self.logger = logger
     }
 
@@ -99,13 +103,21 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     }
 
     /// Completes once every say is published and answered, or at the deadline. Used when
-    /// draining, so no acknowledged say is lost.
+    /// draining, so no acknowledged say is lost. The reply (or the buffer expiry) that leaves
+    /// nothing outstanding completes it (`settleDrainsIfAnswered`).
     public func drain(deadline: NIODeadline) -> EventLoopFuture<Void> {
-        ScheduledCheck.until(deadline, every: .milliseconds(20), on: eventLoop) { [self] in
-            outbox.isEmpty && awaitingReply.isEmpty
+        eventLoop.flatSubmit { [self] in
+            allAnswered ? eventLoop.makeSucceededFuture(true) : drainWaiters.wait(until: deadline)
         }.map { [self] answered in
             if !answered { logger.warning("redis drain deadline passed with says not yet published") }
         }
+    }
+
+    private var allAnswered: Bool { outbox.isEmpty && awaitingReply.isEmpty }
+
+    /// Called after every event that can leave nothing outstanding.
+    private func settleDrainsIfAnswered() {
+        if !drainWaiters.isEmpty && allAnswered { drainWaiters.settle() }
     }
 
     public func stop() -> EventLoopFuture<Void> {
@@ -174,7 +186,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             readiness.withLockedValue { $0 = true }
             metrics.up.record(1)
             logger.info("redis subscriber ready", metadata: ["rooms": "\(channels.count)"])
-            publishNotBefore = .now() + Self.publishGrace
+            publishNotBefore = eventLoop.now + Self.publishGrace
             eventLoop.scheduleTask(in: Self.publishGrace) { [self] in flushPublisher() }
         case .publisher:
             publisher = link
@@ -225,6 +237,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             } else if case .publish = owed {
                 metrics.published.increment()
             }
+            settleDrainsIfAnswered()
         case .subscriber:
             guard case .array(let parts?) = value, let kind = parts.first?.string else {
                 if case .error(let message) = value {
@@ -266,7 +279,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     /// the subscriber's (re)connect has passed, and each say's room, if it has local members,
     /// is confirmed subscribed.
     private func flushPublisher() {
-        guard let publisher, !outbox.isEmpty, NIODeadline.now() >= publishNotBefore else { return }
+        guard let publisher, !outbox.isEmpty, eventLoop.now >= publishNotBefore else { return }
         var wrote = false
         // A room with local members needs its SUBSCRIBE in effect (they get the say from the
         // echo); one without (a quit after its last member left) may go at once.
@@ -305,6 +318,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             if dropped > 0 {
                 metrics.dropped.increment(by: Int64(dropped))
                 logger.warning("redis outage outlasted the buffer: says dropped", metadata: ["dropped": "\(dropped)"])
+                settleDrainsIfAnswered()
             }
         }
         metrics.buffered.record(outbox.count)

@@ -62,6 +62,52 @@ import Testing
         #expect(drained.done)
     }
 
+    @Test func drainCompletesTheMomentTheLastAckIsRead() throws {
+        let a1 = TestNode("a1"), a2 = TestNode("a2")
+        let link = try connect(a1, a2)
+        a2.mesh.subscribe(room: "r")
+        try pump((a1, link.dialed), (a2, link.accepted))
+        a1.mesh.publish(message("r", "one"))
+        try pump((a1, link.dialed), (a2, link.accepted))
+
+        let started = a1.loop.now
+        let drained = watch(a1.mesh.drain(deadline: started + .seconds(5)))
+        a1.loop.run()
+        #expect(!drained.done)
+
+        // a2 acknowledges PUB 1 while PUB 2 is on its way: one ACK is not the last.
+        a2.loop.advanceTime(by: MeshFanout.ackDelay)
+        a1.mesh.publish(message("r", "two"))
+        let first = try pump((a1, link.dialed), (a2, link.accepted))
+        #expect(first.bToA == [.ack(1)])
+        #expect(!drained.done)
+
+        a2.loop.advanceTime(by: MeshFanout.ackDelay)
+        let second = try pump((a1, link.dialed), (a2, link.accepted))
+        #expect(second.bToA == [.ack(2)])
+        // Done on reading the ACK: a1's clock has not moved, so no poll and no deadline did it.
+        #expect(drained.done)
+        #expect(a1.loop.now == started)
+    }
+
+    @Test func aLinkLostWhileDrainingEndsTheWaitAtOnce() throws {
+        let a1 = TestNode("a1"), a2 = TestNode("a2")
+        let link = try connect(a1, a2)
+        a2.mesh.subscribe(room: "r")
+        try pump((a1, link.dialed), (a2, link.accepted))
+        a1.mesh.publish(message("r", "kept for a redial"))
+        a1.loop.run()
+
+        let started = a1.loop.now
+        let drained = watch(a1.mesh.drain(deadline: started + .seconds(5)))
+        a1.loop.run()
+        #expect(!drained.done)
+        _ = try link.dialed.close().wait()
+        a1.loop.run()
+        #expect(drained.done)
+        #expect(a1.loop.now == started)
+    }
+
     @Test func drainGivesUpAtTheDeadlineWhenAPeerNeverAcknowledges() throws {
         let a1 = TestNode("a1"), a2 = TestNode("a2")
         let link = try connect(a1, a2)

@@ -7,9 +7,10 @@ import SocketIO
 import Testing
 @testable import RedisFanout
 
-/// What the node sees of the Redis adapter through the `Fanout` lifecycle before Redis
-/// answers: not ready, and a drain that waits for unpublished says until its deadline.
-/// (Connected behaviour is covered by the integration suites against a real redis-server.)
+/// What the node sees of the Redis adapter through the `Fanout` lifecycle: before Redis
+/// answers, not ready, and a drain that waits for unpublished says until its deadline; once
+/// connected (embedded channels standing in for Redis), a drain that ends with the last reply.
+/// (Behaviour against a real redis-server is covered by the integration suites.)
 @Suite struct RedisFanoutLifecycleTests {
     func makeFanout(on loop: EmbeddedEventLoop) -> RedisFanout {
         RedisFanout(url: RedisURL(host: "127.0.0.1"), channelPrefix: "", bufferMessages: 100, bufferTime: .seconds(10),
@@ -52,6 +53,53 @@ import Testing
         loop.advanceTime(by: .milliseconds(299))
         #expect(!drained.done)
         loop.advanceTime(by: .milliseconds(1))
+        #expect(drained.done)
+    }
+
+    /// Both connections up on embedded channels, past the publish grace.
+    func connect(_ fanout: RedisFanout, on loop: EmbeddedEventLoop) throws -> (subscriber: EmbeddedChannel, publisher: EmbeddedChannel) {
+        func link(_ role: RedisLink.Role) throws -> EmbeddedChannel {
+            let channel = EmbeddedChannel(handler: RedisLink(role: role, owner: fanout, setup: []), loop: loop)
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 6379)).wait()
+            return channel
+        }
+        let channels = (subscriber: try link(.subscriber), publisher: try link(.publisher))
+        loop.advanceTime(by: RedisFanout.publishGrace)
+        return channels
+    }
+
+    @Test func drainCompletesTheMomentTheLastPublishIsAnswered() throws {
+        let loop = EmbeddedEventLoop()
+        let fanout = makeFanout(on: loop)
+        let link = try connect(fanout, on: loop)
+        fanout.publish(ChatMessage(room: "r", eventJSON: #"{"event":"message","data":{"text":"one"}}"#))
+        fanout.publish(ChatMessage(room: "r", eventJSON: #"{"event":"message","data":{"text":"two"}}"#))
+        loop.run()
+        var written = ByteBufferAllocator().buffer(capacity: 0)
+        while var chunk = try link.publisher.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&chunk) }
+        #expect(String(buffer: written).components(separatedBy: "PUBLISH").count == 3)
+
+        let started = loop.now
+        let drained = watch(fanout.drain(deadline: started + .seconds(5)))
+        loop.run()
+        #expect(!drained.done)
+        try link.publisher.writeInbound(buffer(":1\r\n"))
+        #expect(!drained.done) // one PUBLISH still unanswered
+        try link.publisher.writeInbound(buffer(":1\r\n"))
+        // Done on reading the reply: the clock has not moved, so no poll and no deadline did it.
+        #expect(drained.done)
+        #expect(loop.now == started)
+    }
+
+    @Test func drainWithEverythingAnsweredCompletesAtOnceWhileConnected() throws {
+        let loop = EmbeddedEventLoop()
+        let fanout = makeFanout(on: loop)
+        let link = try connect(fanout, on: loop)
+        fanout.publish(ChatMessage(room: "r", eventJSON: #"{"event":"message","data":{"text":"hi"}}"#))
+        loop.run()
+        try link.publisher.writeInbound(buffer(":0\r\n"))
+        let drained = watch(fanout.drain(deadline: loop.now + .seconds(5)))
+        loop.run()
         #expect(drained.done)
     }
 
