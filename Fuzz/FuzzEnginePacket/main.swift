@@ -27,8 +27,8 @@ fuzz { bytes in
     do throws(EngineIOError) {
         let packet = try EnginePacket.decode(text: text[...])
         expect(!packet.isBinary, "a text frame decoded as binary")
-        expect(packet.encodedText().map { Array($0.utf8) } == bytes, "not re-encoded byte for byte: \(text.debugDescription)")
-        expect(packet.encodedForPolling() == text, "polling form differs from the text form")
+        expect(Array(packet.encodedForPolling().utf8) == bytes, "not re-encoded byte for byte: \(text.debugDescription)")
+        expect(packet.encodedText() == packet.encodedForPolling(), "the WebSocket text form differs from the polling form")
     } catch {
         switch error {
         case .emptyPacket: expect(bytes.isEmpty, "emptyPacket for \(bytes.count) bytes")
