@@ -75,6 +75,11 @@ for pair in out:
 EOF
 )
 
+# The package's language mode (swiftLanguageModes in Package.swift), which the fuzz targets
+# inherit; tools-version 6 defaults to 6.
+language_mode=$(sed -n 's/.*swiftLanguageModes: *\[ *\.v\([0-9]*\).*/\1/p' Package.swift | head -n1)
+language_mode=${language_mode:-6}
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/chatmesh-fuzz-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 # CLibFuzzer as SwiftPM would map it (an include/ header named after the target is its umbrella).
@@ -84,7 +89,7 @@ module CLibFuzzer {
     export *
 }
 EOF
-common=(-swift-version 5 -module-cache-path "$work/ModuleCache" -I "$work" -I "$MODULES"
+common=(-swift-version "$language_mode" -module-cache-path "$work/ModuleCache" -I "$work" -I "$MODULES"
         "${clang_args[@]}" -Xcc "-fmodule-map-file=$work/CLibFuzzer.modulemap" -DSWIFT_PACKAGE)
 
 # FuzzSupport's interface first (no code generated), then each target against it.
