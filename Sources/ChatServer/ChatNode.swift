@@ -114,8 +114,7 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         _ = try? EventLoopFuture.andAllComplete(drained, on: group.next()).wait()
         // Polling clients fetch their last packets with their next GET, at once.
         let grace = min(NIODeadline.now() + .seconds(2), deadline)
-        let sessions = context.sessions
-        _ = try? ScheduledCheck.until(grace, every: .milliseconds(20), on: group.next()) { sessions.count == 0 }.wait()
+        _ = try? context.sessions.whenEmpty(on: group.next(), deadline: grace).wait()
         try? serverChannel?.close().wait()
         let remaining = context.sessions.all().map { session in
             session.eventLoop.submit { session.close(.serverClose) }
