@@ -41,3 +41,39 @@ import Testing
     #expect(summary.contains("redis: not configured"))
     #expect(summary.contains("  a1  listen 127.0.0.1:6001"))
 }
+
+@Test func summaryPrintsEveryDurationInTheMillisecondsTheFileGave() throws {
+    let text = """
+        [cluster]
+        drain_timeout = 12345
+        [redis]
+        buffer_ms = 2345
+        [engineio]
+        ping_interval = 3456
+        ping_timeout = 4567
+        upgrade_timeout = 5678
+        connect_timeout = 6789
+        [limits]
+        max_write_delay = 0
+        [mesh]
+        ping_interval = 789
+        buffer_ms = 8901
+        reconnect_max = 9012
+        [node a1]
+        listen = 127.0.0.1:6001
+        """
+    let lines = try ClusterConfig.parse(text, file: "c.conf").summary().split(separator: "\n").map(String.init)
+    let durations = lines.filter { $0.hasSuffix(" ms") }
+    #expect(durations == [
+        "drain_timeout: 12345 ms",
+        "redis buffer: 10000 messages, 2345 ms",
+        "  ping_interval = 3456 ms",
+        "  ping_timeout = 4567 ms",
+        "  upgrade_timeout = 5678 ms",
+        "  connect_timeout = 6789 ms",
+        "  max_write_delay = 0 ms",
+        "  ping_interval = 789 ms",
+        "  buffer_ms = 8901 ms",
+        "  reconnect_max = 9012 ms",
+    ])
+}
