@@ -15,7 +15,7 @@ import NIOPosix
 ///
 /// All mesh state lives on one event loop (`eventLoop`), which also runs every mesh
 /// connection, so none of it takes a lock.
-// @unchecked: every var is touched only on `eventLoop` (serverChannel: set in start, read in stop).
+// @unchecked: every var, and drainWaiters, is touched only on `eventLoop` (serverChannel: set in start, read in stop).
 public final class MeshFanout: Fanout, @unchecked Sendable {
     public let localName: String
     public let eventLoop: any EventLoop

@@ -20,7 +20,7 @@ import SocketIO
 /// node's SUBSCRIBE for its room is confirmed (else the room's first joiner could miss its own
 /// join), and after a (re)connect only after a grace period in which the other nodes, whose
 /// redial backoff is capped below it, resubscribe too.
-// @unchecked: every var is touched only on `eventLoop`; readiness, read anywhere, is locked.
+// @unchecked: every var, and drainWaiters, is touched only on `eventLoop`; readiness, read anywhere, is locked.
 public final class RedisFanout: Fanout, @unchecked Sendable {
     public let eventLoop: any EventLoop
     let logger: Logger
