@@ -3,12 +3,20 @@ import NIOCore
 /// The whole cluster.conf: identical on every host, it lists every node.
 public struct ClusterConfig: Sendable, Equatable {
     public var fanout: FanoutKind
-    /// Shared mesh key; required when any mesh address is not loopback.
+    /// Shared mesh key, from `secret` or read from `secret_file`; required when any mesh
+    /// address is not loopback.
     public var secret: String?
+    /// `[cluster] secret_file`: where `secret` was read from (nil when given inline).
+    public var secretFile: String?
+    /// Line of `secret` or `secret_file` (0 when neither is set).
+    public var secretLine: Int = 0
     /// `[cluster] drain_timeout`: how long a node may take to drain on SIGTERM.
     public var drainTimeout: TimeAmount = .milliseconds(10_000)
     /// `[redis] url`; required when `fanout = redis`.
     public var redisURL: RedisURL?
+    /// `[redis] tls_ca` / `tls_cert` / `tls_key`: non-nil exactly when `redisURL` is `rediss://`
+    /// (then with every file nil when none is set: the system trust store, no client certificate).
+    public var redisTLS: RedisTLSSettings?
     /// Prepended to room ids to form Redis channel names (default empty).
     public var channelPrefix: String
     /// `[redis] buffer_messages` / `buffer_ms`: says kept while Redis is unreachable.
@@ -58,11 +66,16 @@ public struct ClusterConfig: Sendable, Equatable {
         var lines: [String] = []
         lines.append("fanout: \(fanout.rawValue)")
         lines.append("secret: \(secret == nil ? "not set" : "set")")
+        if let secretFile { lines.append("secret_file: \(secretFile)") }
         lines.append("drain_timeout: \(drainTimeout.wholeMilliseconds) ms")
         if let redisURL {
             lines.append("redis: \(redisURL)\(fanout == .redis ? "" : " (unused: fanout = mesh)")")
         } else {
             lines.append("redis: not configured")
+        }
+        if let redisTLS {
+            let client = redisTLS.certFile.map { "cert \($0), key \(redisTLS.keyFile ?? "")" } ?? "no client certificate"
+            lines.append("redis tls: ca \(redisTLS.caFile ?? "(system trust store)"), \(client)")
         }
         lines.append("channel_prefix: \"\(channelPrefix)\"")
         lines.append("redis buffer: \(redisBuffer.bufferMessages) messages, \(redisBuffer.bufferTime.wholeMilliseconds) ms")
@@ -73,6 +86,9 @@ public struct ClusterConfig: Sendable, Equatable {
             var line = "  \(node.name)\(pad)  listen \(node.listen)"
             if let mesh = node.mesh { line += "  mesh \(mesh)" }
             lines.append(line)
+            if let tls = node.clientTLS {
+                lines.append("  \(String(repeating: " ", count: width))  https: tls_cert \(tls.certFile), tls_key \(tls.keyFile)")
+            }
         }
         lines.append("engineio:")
         lines.append("  ping_interval = \(engine.pingInterval.wholeMilliseconds) ms")
@@ -90,12 +106,23 @@ public struct ClusterConfig: Sendable, Equatable {
         lines.append("  outbound_buffer = \(limits.outboundBuffer) bytes")
         lines.append("  max_connections = \(limits.maxConnections)")
         lines.append("  max_write_delay = \(limits.maxWriteDelay.wholeMilliseconds) ms")
+        lines.append("  header_timeout = \(limits.headerTimeout.wholeMilliseconds) ms")
+        lines.append("  max_sockets = \(limits.maxSockets == 0 ? "0 (automatic: descriptor limit - fd_reserve)" : String(limits.maxSockets))")
+        lines.append("  fd_reserve = \(limits.fdReserve)")
         lines.append("mesh:\(fanout == .mesh ? "" : " (unused: fanout = \(fanout.rawValue))")")
         lines.append("  ping_interval = \(mesh.pingInterval.wholeMilliseconds) ms")
         lines.append("  buffer_messages = \(mesh.bufferMessages)")
         lines.append("  buffer_ms = \(mesh.bufferTime.wholeMilliseconds) ms")
         lines.append("  max_frame = \(mesh.maxFrame) bytes")
         lines.append("  reconnect_max = \(mesh.reconnectMax.wholeMilliseconds) ms")
+        if let tls = mesh.tls {
+            lines.append("  tls = on")
+            lines.append("  tls_ca = \(tls.caFile)")
+            lines.append("  tls_cert = \(tls.certFile)")
+            lines.append("  tls_key = \(tls.keyFile)")
+        } else {
+            lines.append("  tls = off")
+        }
         return lines.joined(separator: "\n")
     }
 }

@@ -11,9 +11,56 @@ extension ClusterConfig {
     /// (a log, a device) from eating memory.
     public static let maxFileSize = 1 << 20
 
-    /// Reads and parses the file at `path`.
+    /// A secret file holds one line; anything larger is the wrong file.
+    public static let maxSecretFileSize = 4096
+
+    /// Reads and parses the file at `path`, then reads `[cluster] secret_file` if it is set.
     /// - Throws: `ConfigError` (line 0 when the file cannot be read or is too large).
     public static func load(path: String) throws -> ClusterConfig {
+        var config = try loadWithoutSecretFile(path: path)
+        if let secretFile = config.secretFile {
+            config.secret = try readSecretFile(secretFile, configPath: path, line: config.secretLine)
+        }
+        return config
+    }
+
+    /// The secret in `secretFile`, its trailing newline stripped. The file must be readable by
+    /// its owner alone (mode & 0o077 == 0): a secret others can read authenticates nobody.
+    /// - Throws: `ConfigError` at `configPath:line`, the line of `secret_file`.
+    static func readSecretFile(_ secretFile: String, configPath: String, line: Int) throws -> String {
+        func fail(_ message: String) -> ConfigError {
+            ConfigError(file: configPath, line: line, message: "secret_file \(secretFile): \(message)")
+        }
+        let fd = open(secretFile, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw fail("cannot read: \(errorText(errno))") }
+        defer { _ = close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw fail("cannot stat: \(errorText(errno))") }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw fail("not a regular file") }
+        let mode = info.st_mode & 0o777
+        if mode & 0o077 != 0 {
+            throw fail("is readable by group or others (mode \(octal(mode))); the secret must be private to its owner: chmod 600 \(secretFile)")
+        }
+        var bytes: [UInt8] = []
+        switch readAll(fd, limit: maxSecretFileSize) {
+        case .success(let b): bytes = b
+        case .failure(let problem): throw fail(problem.message)
+        }
+        while let last = bytes.last, last == 0x0A || last == 0x0D { bytes.removeLast() }
+        guard let secret = String(validating: bytes, as: UTF8.self) else { throw fail("not valid UTF-8") }
+        if secret.isEmpty { throw fail("is empty; put the secret in it (`chatmesh gen-secret > \(secretFile)`)") }
+        if secret.utf8.contains(0x0A) { throw fail("holds more than one line; the secret is one line") }
+        return secret
+    }
+
+    /// `0640` for a permission mode.
+    static func octal(_ mode: mode_t) -> String {
+        let text = String(UInt32(mode), radix: 8)
+        return String(repeating: "0", count: max(0, 4 - text.count)) + text
+    }
+
+    /// Reads and parses the file at `path` without reading the files it names.
+    static func loadWithoutSecretFile(path: String) throws -> ClusterConfig {
         let bytes: [UInt8]
         switch readFile(path) {
         case .success(let b): bytes = b
@@ -35,6 +82,10 @@ extension ClusterConfig {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return .failure("cannot read: \(errorText(errno))") }
         defer { _ = close(fd) }
+        return readAll(fd, limit: maxFileSize)
+    }
+
+    private static func readAll(_ fd: Int32, limit: Int) -> Result<[UInt8], ConfigValueError> {
         var result: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
@@ -46,13 +97,15 @@ extension ClusterConfig {
             }
             if n == 0 { return .success(result) }
             result.append(contentsOf: buffer[0..<n])
-            if result.count > maxFileSize {
-                return .failure("file is larger than \(maxFileSize) bytes; is this really a cluster.conf?")
+            if result.count > limit {
+                return .failure(limit == maxFileSize
+                    ? "file is larger than \(maxFileSize) bytes; is this really a cluster.conf?"
+                    : "file is larger than \(limit) bytes; is this really a secret file?")
             }
         }
     }
 
-    private static func errorText(_ code: Int32) -> String {
+    static func errorText(_ code: Int32) -> String {
         guard let text = strerror(code) else { return "error \(code)" }
         return String(cString: text)
     }

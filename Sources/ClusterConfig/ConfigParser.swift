@@ -26,6 +26,17 @@ struct ConfigParser {
         var listenLine = 0
         var mesh: HostPort?
         var meshLine = 0
+        /// Client-facing TLS files and their lines.
+        var tlsCert: String?
+        var tlsCertLine = 0
+        var tlsKey: String?
+        var tlsKeyLine = 0
+    }
+
+    /// A TLS-related path key as read, checked against its section's other keys in `finish`.
+    private struct PathKey {
+        var value: String
+        var line: Int
     }
 
     private var config = ClusterConfig()
@@ -39,6 +50,13 @@ struct ConfigParser {
     /// Lines of the two values the frame-size rule compares (0 = not set in the file).
     private var maxPayloadLine = 0
     private var maxFrameLine = 0
+    private var redisURLLine = 0
+    /// `[mesh] tls` (nil when absent) and its line.
+    private var meshTLSOn: Bool?
+    private var meshTLSLine = 0
+    /// `tls_ca` / `tls_cert` / `tls_key` of `[mesh]` and of `[redis]`, by key.
+    private var meshTLSFiles: [String: PathKey] = [:]
+    private var redisTLSFiles: [String: PathKey] = [:]
 
     private func fail(_ line: Int, _ message: String) -> ConfigError {
         ConfigError(file: file, line: line, message: message)
@@ -189,7 +207,12 @@ struct ConfigParser {
             } else if key == "drain_timeout" {
                 config.drainTimeout = try milliseconds(value, key: key, in: where_, number: number)
             } else {
-                config.secret = value
+                let other = key == "secret" ? "secret_file" : "secret"
+                if let otherLine = keyLines[other] {
+                    throw fail(number, "'\(key)' and '\(other)' (line \(otherLine)) are both set in [cluster]; set exactly one: secret_file = PATH reads the secret from a file")
+                }
+                if key == "secret" { config.secret = value } else { config.secretFile = value }
+                config.secretLine = number
             }
         case .redis:
             if key == "url" {
@@ -197,6 +220,9 @@ struct ConfigParser {
                 case .success(let url): config.redisURL = url
                 case .failure(let message): throw fail(number, "bad redis url: \(message)")
                 }
+                redisURLLine = number
+            } else if key.hasPrefix("tls_") {
+                redisTLSFiles[key] = PathKey(value: value, line: number)
             } else if key == "channel_prefix" {
                 config.channelPrefix = value
             } else {
@@ -225,6 +251,10 @@ struct ConfigParser {
                 config.limits.maxWriteDelay = try milliseconds(value, key: key, in: where_, number: number)
                 return
             }
+            if key == "header_timeout" {
+                config.limits.headerTimeout = try milliseconds(value, key: key, in: where_, number: number)
+                return
+            }
             let n = try positiveInteger(value, key: key, in: where_, number: number)
             switch key {
             case "username_max": config.limits.usernameMax = n
@@ -233,10 +263,21 @@ struct ConfigParser {
             case "say_rate": config.limits.sayRate = n
             case "say_burst": config.limits.sayBurst = n
             case "outbound_buffer": config.limits.outboundBuffer = n
+            case "max_sockets": config.limits.maxSockets = n
+            case "fd_reserve": config.limits.fdReserve = n
             default: config.limits.maxConnections = n
             }
         case .mesh:
             switch key {
+            case "tls":
+                switch value {
+                case "on": meshTLSOn = true
+                case "off": meshTLSOn = false
+                default: throw fail(number, "'tls' in [mesh] must be on or off, got \(quoted(value))")
+                }
+                meshTLSLine = number
+            case "tls_ca", "tls_cert", "tls_key":
+                meshTLSFiles[key] = PathKey(value: value, line: number)
             case "ping_interval": config.mesh.pingInterval = try milliseconds(value, key: key, in: where_, number: number)
             case "buffer_messages": config.mesh.bufferMessages = try positiveInteger(value, key: key, in: where_, number: number)
             case "buffer_ms": config.mesh.bufferTime = try milliseconds(value, key: key, in: where_, number: number)
@@ -246,6 +287,16 @@ struct ConfigParser {
             default: config.mesh.reconnectMax = try milliseconds(value, key: key, in: where_, number: number)
             }
         case .node(let index):
+            if key == "tls_cert" {
+                drafts[index].tlsCert = value
+                drafts[index].tlsCertLine = number
+                return
+            }
+            if key == "tls_key" {
+                drafts[index].tlsKey = value
+                drafts[index].tlsKeyLine = number
+                return
+            }
             let address: HostPort
             switch HostPort.parse(value) {
             case .success(let hp): address = hp
@@ -293,8 +344,9 @@ struct ConfigParser {
         throw fail(number, "'\(key)' in \(where_) must be \(numberKind(key)) (\(unit)), got \(quoted(value))")
     }
 
-    /// Keys whose 0 means something: max_write_delay = 0 turns write pacing off.
-    private static let zeroAllowedKeys: Set<String> = ["max_write_delay"]
+    /// Keys whose 0 means something: max_write_delay = 0 turns write pacing off,
+    /// max_sockets = 0 derives the cap from the descriptor limit.
+    private static let zeroAllowedKeys: Set<String> = ["max_write_delay", "max_sockets"]
 
     private func numberKind(_ key: String) -> String {
         Self.zeroAllowedKeys.contains(key) ? "a whole number" : "a positive integer"
@@ -302,7 +354,9 @@ struct ConfigParser {
 
     private func unitName(_ key: String) -> String {
         switch key {
-        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout", "buffer_ms", "reconnect_max", "drain_timeout", "max_write_delay": return "milliseconds"
+        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout", "buffer_ms", "reconnect_max", "drain_timeout", "max_write_delay", "header_timeout": return "milliseconds"
+        case "fd_reserve": return "descriptors"
+        case "max_sockets": return "sockets"
         case "max_payload", "outbound_buffer", "max_frame": return "bytes"
         case "buffer_messages": return "messages"
         case "username_max", "text_max", "roomid_max": return "characters"
@@ -316,6 +370,9 @@ struct ConfigParser {
         switch key {
         case "fanout": return "mesh or redis"
         case "secret": return "the shared mesh key (any non-empty string)"
+        case "secret_file": return "the path of a file holding the shared mesh key"
+        case "tls": return "on or off"
+        case "tls_ca", "tls_cert", "tls_key": return "the path of a PEM file"
         case "url": return "redis://[user:]password@host[:port][/db]"
         case "allowed_origins": return "'*' or a list of origins such as http://localhost:6001"
         case "listen", "mesh": return "host:port, e.g. 127.0.0.1:6001"
@@ -398,7 +455,8 @@ struct ConfigParser {
             if let mesh = draft.mesh {
                 uses.append(AddressUse(address: mesh, kind: HostAddress.classify(mesh.host), role: "mesh", node: draft.name, line: draft.meshLine))
             }
-            config.nodes.append(NodeEntry(name: draft.name, listen: listen, mesh: draft.mesh, line: draft.line))
+            config.nodes.append(NodeEntry(name: draft.name, listen: listen, mesh: draft.mesh, line: draft.line,
+                                          clientTLS: try clientTLS(of: draft)))
         }
         try checkAddressesUnique(uses.sorted { $0.line < $1.line })
 
@@ -411,12 +469,68 @@ struct ConfigParser {
         if config.fanout == .redis && config.redisURL == nil {
             throw fail(fanoutLine, "fanout = redis needs a Redis server: add [redis] with url = redis://[user:]password@host[:port][/db]")
         }
-        if config.secret == nil,
+        try finishMeshTLS()
+        try finishRedisTLS()
+        if config.secret == nil && config.secretFile == nil,
            let exposed = uses.filter({ $0.role == "mesh" && !$0.kind.isLoopback }).min(by: { $0.line < $1.line }) {
-            throw fail(exposed.line, "mesh address \(exposed.address) of node '\(exposed.node)' is not loopback, so [cluster] needs 'secret = ...' (the shared key that authenticates mesh links)")
+            throw fail(exposed.line, "mesh address \(exposed.address) of node '\(exposed.node)' is not loopback, so [cluster] needs 'secret = ...' or 'secret_file = PATH' (the shared key that authenticates mesh links; `chatmesh gen-secret` makes one)")
         }
         try checkFrameFitsPayload()
         return config
+    }
+
+    /// `[node NAME] tls_cert` and `tls_key` come as a pair.
+    private func clientTLS(of draft: NodeDraft) throws -> ClientTLSSettings? {
+        switch (draft.tlsCert, draft.tlsKey) {
+        case (nil, nil):
+            return nil
+        case (let cert?, let key?):
+            return ClientTLSSettings(certFile: cert, keyFile: key, line: min(draft.tlsCertLine, draft.tlsKeyLine),
+                                     certLine: draft.tlsCertLine, keyLine: draft.tlsKeyLine)
+        case (_?, nil):
+            throw fail(draft.tlsCertLine, "'tls_cert' in [node \(draft.name)] needs 'tls_key' (the certificate's private key) too: HTTPS on listen takes both or neither")
+        case (nil, _?):
+            throw fail(draft.tlsKeyLine, "'tls_key' in [node \(draft.name)] needs 'tls_cert' (its certificate) too: HTTPS on listen takes both or neither")
+        }
+    }
+
+    /// `[mesh] tls = on` needs all three files; the files without `tls = on` would be ignored,
+    /// which an operator who set them surely did not mean.
+    private mutating func finishMeshTLS() throws {
+        let fileKeys = ["tls_ca", "tls_cert", "tls_key"]
+        if meshTLSOn == true {
+            let missing = fileKeys.filter { meshTLSFiles[$0] == nil }
+            if !missing.isEmpty {
+                throw fail(meshTLSLine, "tls = on in [mesh] needs tls_ca, tls_cert and tls_key; missing: \(missing.joined(separator: ", ")) (`chatmesh gen-certs` makes the files and prints the lines)")
+            }
+            let ca = meshTLSFiles["tls_ca"]!, cert = meshTLSFiles["tls_cert"]!, key = meshTLSFiles["tls_key"]!
+            config.mesh.tls = MeshTLSSettings(caFile: ca.value, certFile: cert.value, keyFile: key.value, line: meshTLSLine,
+                                              caLine: ca.line, certLine: cert.line, keyLine: key.line)
+            return
+        }
+        if let stray = fileKeys.compactMap({ k in meshTLSFiles[k].map { (k, $0) } }).min(by: { $0.1.line < $1.1.line }) {
+            let state = meshTLSOn == false ? "tls = off (line \(meshTLSLine))" : "tls is off (the default)"
+            throw fail(stray.1.line, "'\(stray.0)' in [mesh] is set, but \(state); add 'tls = on' to [mesh] or remove it")
+        }
+    }
+
+    /// `[redis] tls_*` belong to a `rediss://` url; cert and key come as a pair.
+    private mutating func finishRedisTLS() throws {
+        let set = ["tls_ca", "tls_cert", "tls_key"].compactMap { k in redisTLSFiles[k].map { (k, $0) } }
+        if let first = set.min(by: { $0.1.line < $1.1.line }), config.redisURL?.tls != true {
+            let url = config.redisURL == nil ? "[redis] has no url" : "the url at line \(redisURLLine) is redis://"
+            throw fail(first.1.line, "'\(first.0)' in [redis] is only for TLS, but \(url); use a rediss:// url or remove it")
+        }
+        guard config.redisURL?.tls == true else { return }
+        let ca = redisTLSFiles["tls_ca"], cert = redisTLSFiles["tls_cert"], key = redisTLSFiles["tls_key"]
+        if let cert, key == nil {
+            throw fail(cert.line, "'tls_cert' in [redis] needs 'tls_key' (the client certificate's private key) too: both or neither")
+        }
+        if let key, cert == nil {
+            throw fail(key.line, "'tls_key' in [redis] needs 'tls_cert' (its client certificate) too: both or neither")
+        }
+        config.redisTLS = RedisTLSSettings(caFile: ca?.value, certFile: cert?.value, keyFile: key?.value, line: redisURLLine,
+                                           caLine: ca?.line ?? 0, certLine: cert?.line ?? 0, keyLine: key?.line ?? 0)
     }
 
     /// A client message travels between nodes inside one PUB frame (payload plus room,

@@ -19,12 +19,12 @@ public struct ConfigSection: Sendable, Equatable {
 
     /// Every section, in documentation order.
     public static let all: [ConfigSection] = [
-        ConfigSection(name: "cluster", keys: ["fanout", "secret", "drain_timeout"]),
-        ConfigSection(name: "redis", keys: ["url", "channel_prefix", "buffer_messages", "buffer_ms"]),
+        ConfigSection(name: "cluster", keys: ["fanout", "secret", "secret_file", "drain_timeout"]),
+        ConfigSection(name: "redis", keys: ["url", "channel_prefix", "buffer_messages", "buffer_ms", "tls_ca", "tls_cert", "tls_key"]),
         ConfigSection(name: "engineio", keys: ["ping_interval", "ping_timeout", "max_payload", "upgrade_timeout", "connect_timeout", "allowed_origins"]),
-        ConfigSection(name: "limits", keys: ["username_max", "text_max", "roomid_max", "say_rate", "say_burst", "outbound_buffer", "max_connections", "max_write_delay"]),
-        ConfigSection(name: "mesh", keys: ["ping_interval", "buffer_messages", "buffer_ms", "max_frame", "reconnect_max"]),
-        ConfigSection(name: "node", keys: ["listen", "mesh"]),
+        ConfigSection(name: "limits", keys: ["username_max", "text_max", "roomid_max", "say_rate", "say_burst", "outbound_buffer", "max_connections", "max_write_delay", "header_timeout", "max_sockets", "fd_reserve"]),
+        ConfigSection(name: "mesh", keys: ["ping_interval", "buffer_messages", "buffer_ms", "max_frame", "reconnect_max", "tls", "tls_ca", "tls_cert", "tls_key"]),
+        ConfigSection(name: "node", keys: ["listen", "mesh", "tls_cert", "tls_key"]),
     ]
 
     /// The section whose header word is `name`, if cluster.conf has one.

@@ -1,7 +1,9 @@
-/// `redis://[user:]password@host[:port][/db]` or `redis://host[:port][/db]`.
+/// `redis://[user:]password@host[:port][/db]` or `redis://host[:port][/db]`; `rediss://` for TLS.
 ///
 /// `description` hides the password, so a RedisURL can be logged.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
+    /// `rediss://`: the connection is TLS (see `ClusterConfig.redisTLS`).
+    public var tls: Bool
     /// ACL user name (Redis 6+); `nil` authenticates with the password alone.
     public var user: String?
     /// Percent-decoded.
@@ -14,7 +16,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     public static let defaultPort = 6379
 
-    public init(user: String? = nil, password: String? = nil, host: String, port: Int = RedisURL.defaultPort, db: Int = 0) {
+    public init(user: String? = nil, password: String? = nil, host: String, port: Int = RedisURL.defaultPort, db: Int = 0, tls: Bool = false) {
+        self.tls = tls
         self.user = user
         self.password = password
         self.host = host
@@ -24,7 +27,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
 
     /// `redis://user:***@host:6379/0`; never shows the password.
     public var description: String {
-        var s = "redis://"
+        var s = tls ? "rediss://" : "redis://"
         if let user { s += user + ":" }
         if password != nil { s += "***@" } else if user != nil { s += "@" }
         s += HostPort(host: host, port: port).description
@@ -43,10 +46,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             return .failure("\(quoted(text)) is not a url; \(expected)")
         }
         let scheme = text[..<schemeEnd.lowerBound].lowercased()
-        if scheme == "rediss" {
-            return .failure("TLS (rediss://) is not supported; use redis://")
-        }
-        guard scheme == "redis" else {
+        guard scheme == "redis" || scheme == "rediss" else {
             return .failure("unsupported scheme '\(text[..<schemeEnd.lowerBound])'; \(expected)")
         }
         let rest = text[schemeEnd.upperBound...]
@@ -139,7 +139,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             }
             db = n
         }
-        return .success(RedisURL(user: user, password: password, host: host, port: port, db: db))
+        return .success(RedisURL(user: user, password: password, host: host, port: port, db: db, tls: scheme == "rediss"))
     }
 }
 

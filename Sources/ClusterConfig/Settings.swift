@@ -51,6 +51,14 @@ public struct LimitSettings: Sendable, Equatable {
     /// How long a broadcast may wait, under load, so that each write to a client carries
     /// more of them; zero writes every event-loop tick.
     public var maxWriteDelay: TimeAmount
+    /// `header_timeout`: from a connection's accept (or the end of its previous request) until
+    /// its request head is complete; then 408 and close. Trickled bytes do not reset it.
+    public var headerTimeout: TimeAmount
+    /// `max_sockets`: accepted client sockets per node; 0 = automatic (the descriptor limit
+    /// minus `fdReserve`).
+    public var maxSockets: Int
+    /// `fd_reserve`: descriptors kept free for /healthz, /metrics, mesh links, Redis and logs.
+    public var fdReserve: Int
 
     public init() {
         usernameMax = 64
@@ -61,6 +69,9 @@ public struct LimitSettings: Sendable, Equatable {
         outboundBuffer = 1_048_576
         maxConnections = 10_000
         maxWriteDelay = .milliseconds(10)
+        headerTimeout = .milliseconds(10_000)
+        maxSockets = 0
+        fdReserve = 256
     }
 }
 
@@ -77,6 +88,8 @@ public struct MeshSettings: Sendable, Equatable {
     public var maxFrame: Int
     /// Cap of the exponential reconnect backoff.
     public var reconnectMax: TimeAmount
+    /// `tls = on` and its files; nil when mesh links are plaintext (`tls = off`, the default).
+    public var tls: MeshTLSSettings?
 
     /// Room of a PUB frame beside its payload: header, room id, origin node name, sequence,
     /// length prefixes, with ample margin.
@@ -100,12 +113,15 @@ public struct NodeEntry: Sendable, Equatable {
     public var mesh: HostPort?
     /// Line of the `[node NAME]` header (0 when built in code).
     public var line: Int
+    /// `tls_cert` / `tls_key`: `listen` serves HTTPS and WSS; nil serves plain HTTP.
+    public var clientTLS: ClientTLSSettings?
 
-    public init(name: String, listen: HostPort, mesh: HostPort? = nil, line: Int = 0) {
+    public init(name: String, listen: HostPort, mesh: HostPort? = nil, line: Int = 0, clientTLS: ClientTLSSettings? = nil) {
         self.name = name
         self.listen = listen
         self.mesh = mesh
         self.line = line
+        self.clientTLS = clientTLS
     }
 }
 

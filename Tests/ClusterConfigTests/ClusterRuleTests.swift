@@ -86,7 +86,7 @@ import Testing
         listen = 10.0.0.3:6001
         mesh = 10.0.0.3:7001
         """
-    #expect(configError(text)?.description == "cluster.conf:6: mesh address 10.0.0.2:7001 of node 'b1' is not loopback, so [cluster] needs 'secret = ...' (the shared key that authenticates mesh links)")
+    #expect(configError(text)?.description == "cluster.conf:6: mesh address 10.0.0.2:7001 of node 'b1' is not loopback, so [cluster] needs 'secret = ...' or 'secret_file = PATH' (the shared key that authenticates mesh links; `chatmesh gen-secret` makes one)")
 }
 
 @Test func wildcardMeshNeedsASecret() {

@@ -169,11 +169,15 @@ import Testing
         switch (section, key) {
         case ("cluster", "fanout"): return .value(config.fanout.rawValue)
         case ("cluster", "secret"): return DocumentedDefault(config.secret)
+        case ("cluster", "secret_file"): return DocumentedDefault(config.secretFile)
         case ("cluster", "drain_timeout"): return number(config.drainTimeout)
         case ("redis", "url"): return DocumentedDefault(config.redisURL?.description)
         case ("redis", "channel_prefix"): return DocumentedDefault(config.channelPrefix)
         case ("redis", "buffer_messages"): return number(config.redisBuffer.bufferMessages)
         case ("redis", "buffer_ms"): return number(config.redisBuffer.bufferTime)
+        case ("redis", "tls_ca"): return DocumentedDefault(config.redisTLS?.caFile)
+        case ("redis", "tls_cert"): return DocumentedDefault(config.redisTLS?.certFile)
+        case ("redis", "tls_key"): return DocumentedDefault(config.redisTLS?.keyFile)
         case ("engineio", "ping_interval"): return number(config.engine.pingInterval)
         case ("engineio", "ping_timeout"): return number(config.engine.pingTimeout)
         case ("engineio", "max_payload"): return number(config.engine.maxPayload)
@@ -188,15 +192,24 @@ import Testing
         case ("limits", "outbound_buffer"): return number(config.limits.outboundBuffer)
         case ("limits", "max_connections"): return number(config.limits.maxConnections)
         case ("limits", "max_write_delay"): return number(config.limits.maxWriteDelay)
+        case ("limits", "header_timeout"): return number(config.limits.headerTimeout)
+        case ("limits", "max_sockets"): return number(config.limits.maxSockets)
+        case ("limits", "fd_reserve"): return number(config.limits.fdReserve)
         case ("mesh", "ping_interval"): return number(config.mesh.pingInterval)
         case ("mesh", "buffer_messages"): return number(config.mesh.bufferMessages)
         case ("mesh", "buffer_ms"): return number(config.mesh.bufferTime)
         case ("mesh", "max_frame"): return number(config.mesh.maxFrame)
         case ("mesh", "reconnect_max"): return number(config.mesh.reconnectMax)
+        case ("mesh", "tls"): return .value(config.mesh.tls == nil ? "off" : "on")
+        case ("mesh", "tls_ca"): return DocumentedDefault(config.mesh.tls?.caFile)
+        case ("mesh", "tls_cert"): return DocumentedDefault(config.mesh.tls?.certFile)
+        case ("mesh", "tls_key"): return DocumentedDefault(config.mesh.tls?.keyFile)
         case ("node", "listen"):
             let refused = configError("[node a1]\nmesh = 127.0.0.1:7001\n")?.message.contains("has no listen address") == true
             return refused ? .required : nil
         case ("node", "mesh"): return DocumentedDefault(config.nodes.first?.mesh?.description)
+        case ("node", "tls_cert"): return DocumentedDefault(config.nodes.first?.clientTLS?.certFile)
+        case ("node", "tls_key"): return DocumentedDefault(config.nodes.first?.clientTLS?.keyFile)
         default: return nil
         }
     }

@@ -53,7 +53,7 @@ func badMeshValuesNameFileAndLine(line: String, expected: String) {
 
 @Test func unknownMeshKeyListsTheValidOnes() {
     let error = configError("[mesh]\nping_timeout = 2000\n" + oneNode)
-    #expect(error?.description == "cluster.conf:2: unknown key 'ping_timeout' in [mesh]; valid keys: ping_interval, buffer_messages, buffer_ms, max_frame, reconnect_max ('ping_timeout' belongs in [engineio])")
+    #expect(error?.description == "cluster.conf:2: unknown key 'ping_timeout' in [mesh]; valid keys: ping_interval, buffer_messages, buffer_ms, max_frame, reconnect_max, tls, tls_ca, tls_cert, tls_key ('ping_timeout' belongs in [engineio])")
     let hyphen = configError("[mesh]\nmax-frame = 5000000\n" + oneNode)
     #expect(hyphen?.message.hasSuffix("did you mean 'max_frame'?") == true)
 }

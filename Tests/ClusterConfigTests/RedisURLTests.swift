@@ -38,7 +38,6 @@ private func failure(_ s: String) -> String? {
 @Test(arguments: [
     ("", "empty url; expected redis://[user:]password@host[:port][/db]"),
     ("localhost:6379", "'localhost:6379' is not a url; expected redis://[user:]password@host[:port][/db]"),
-    ("rediss://host", "TLS (rediss://) is not supported; use redis://"),
     ("http://host", "unsupported scheme 'http'; expected redis://[user:]password@host[:port][/db]"),
     ("redis://", "missing host; expected redis://[user:]password@host[:port][/db]"),
     ("redis://pw@", "missing host; expected redis://[user:]password@host[:port][/db]"),

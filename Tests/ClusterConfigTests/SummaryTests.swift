@@ -72,6 +72,7 @@ import Testing
         "  upgrade_timeout = 5678 ms",
         "  connect_timeout = 6789 ms",
         "  max_write_delay = 0 ms",
+        "  header_timeout = 10000 ms",
         "  ping_interval = 789 ms",
         "  buffer_ms = 8901 ms",
         "  reconnect_max = 9012 ms",

@@ -21,7 +21,7 @@ import Testing
 
 @Test func unknownKeyInNodeSectionNamesTheNode() {
     let error = configError("[node a1]\nlisten = 127.0.0.1:6001\nport = 6001\n")
-    #expect(error?.description == "cluster.conf:3: unknown key 'port' in [node a1]; valid keys: listen, mesh")
+    #expect(error?.description == "cluster.conf:3: unknown key 'port' in [node a1]; valid keys: listen, mesh, tls_cert, tls_key")
 }
 
 @Test func unknownKeySuggestsSpellingAndHomeSection() {
