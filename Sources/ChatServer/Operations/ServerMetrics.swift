@@ -1,5 +1,6 @@
 import ChatCore
 import Metrics
+import NIOConcurrencyHelpers
 import Prometheus
 
 /// The node's Prometheus registry and the transport-level metrics; chat-level metrics live in
@@ -10,6 +11,15 @@ final class ServerMetrics: Sendable {
     let connections: Metrics.Gauge
     let rooms: Metrics.Gauge
     let bytesReceived: Metrics.Counter
+    /// `chatmesh_connections_cut_total{reason}`: client connections the node closed to defend
+    /// itself (no request head within `header_timeout`; room made at the socket cap, or a
+    /// connection refused there).
+    let connectionCuts: [ClientSocketRegistry.CutReason: Metrics.Counter]
+    let clientSockets: Metrics.Gauge
+    let clientSocketsUnfinished: Metrics.Gauge
+    /// Reads the open and unfinished client sockets at scrape time (set by the node once its
+    /// `ConnectionGate` exists).
+    private let socketCounts = NIOLockedValueBox<(@Sendable () -> (open: Int, unfinished: Int))?>(nil)
 
     /// Bootstraps swift-metrics with a Prometheus backend once per process.
     static let sharedRegistry: PrometheusCollectorRegistry = {
@@ -24,6 +34,20 @@ final class ServerMetrics: Sendable {
         connections = Metrics.Gauge(label: "chatmesh_connections")
         rooms = Metrics.Gauge(label: "chatmesh_rooms")
         bytesReceived = Metrics.Counter(label: "chatmesh_bytes_received_total")
+        // Made up front, so both reasons show in /metrics from the start, at 0.
+        connectionCuts = Dictionary(uniqueKeysWithValues: ClientSocketRegistry.CutReason.allCases.map {
+            ($0, Metrics.Counter(label: "chatmesh_connections_cut_total", dimensions: [("reason", $0.rawValue)]))
+        })
+        clientSockets = Metrics.Gauge(label: "chatmesh_client_sockets")
+        clientSocketsUnfinished = Metrics.Gauge(label: "chatmesh_client_sockets_unfinished")
+    }
+
+    func countCut(_ reason: ClientSocketRegistry.CutReason) {
+        connectionCuts[reason]?.increment()
+    }
+
+    func observeClientSockets(_ read: @escaping @Sendable () -> (open: Int, unfinished: Int)) {
+        socketCounts.withLockedValue { $0 = read }
     }
 
     func countError(_ reason: String) {
@@ -33,6 +57,11 @@ final class ServerMetrics: Sendable {
     func exposition(connectionCount: Int, roomCount: Int) -> [UInt8] {
         connections.record(connectionCount)
         rooms.record(roomCount)
+        if let read = socketCounts.withLockedValue({ $0 }) {
+            let counts = read()
+            clientSockets.record(counts.open)
+            clientSocketsUnfinished.record(counts.unfinished)
+        }
         return registry.emitToBuffer()
     }
 }

@@ -1,0 +1,66 @@
+import NIOCore
+
+/// The first handler of every accepted client connection (below TLS, when the node serves
+/// HTTPS): enrols the connection in its loop's `ClientSocketRegistry` from the moment it is
+/// set up until it is gone, so the header timer runs from the accept, through a TLS
+/// handshake, until the first request head is decoded. It passes every byte through untouched;
+/// `RequestHeadObserver`, after the HTTP decoder, tells it when request heads arrive and
+/// responses end.
+final class ClientConnectionTracker: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    static let name = "chatmesh-client-socket"
+
+    private let registry: ClientSocketRegistry
+    private var context: ChannelHandlerContext?
+    private var upgraded = false
+    /// Set by the registry: this connection's place in its queues, nil when not in them.
+    var awaitingEntry: ArrivalQueue<ClientConnectionTracker>.Entry?
+    var unfinishedEntry: ArrivalQueue<ClientConnectionTracker>.Entry?
+
+    init(registry: ClientSocketRegistry) {
+        self.registry = registry
+    }
+
+    /// Waiting for a request head now (the header timer runs).
+    var isAwaitingHead: Bool { awaitingEntry != nil }
+    /// Has not completed a request head or upgrade yet.
+    var isUnfinished: Bool { unfinishedEntry != nil }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        registry.opened(self)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        registry.closed(self)
+    }
+
+    // MARK: Told by RequestHeadObserver
+
+    /// A request head was decoded: until its response ends, the request's own rules apply (a
+    /// held long-poll, a body within its limit, the read-idle cut).
+    func requestHeadReceived() {
+        guard context != nil else { return }
+        registry.headCompleted(self)
+    }
+
+    /// A response ended; a connection that stays open waits for its next request head.
+    func responseEnded() {
+        guard let context, context.channel.isActive, !upgraded else { return }
+        registry.awaitingNextHead(self)
+    }
+
+    /// The connection is a WebSocket now: the Engine.IO heartbeat governs it.
+    func connectionUpgraded() {
+        upgraded = true
+        guard context != nil else { return }
+        registry.headCompleted(self)
+    }
+
+    /// Closes the connection (the registry has already taken it out of its queues).
+    func cut() {
+        context?.close(promise: nil)
+    }
+}

@@ -1,0 +1,137 @@
+import NIOCore
+import Synchronization
+
+/// The client sockets of one event loop: how many are open, which are waiting for a request
+/// head (and since when), and which have never completed one.
+///
+/// A connection waits for a request head from its accept, and again from the end of each
+/// response on a keep-alive connection; `header_timeout` after it started waiting it is cut,
+/// however many bytes it trickled meanwhile (a slowloris). Waiting connections join a FIFO
+/// in the order they started waiting, and all wait the same time, so the oldest is always the
+/// next to expire: one scheduled task, for the first, serves the whole loop.
+///
+/// A connection that has never completed a request head (nor a WebSocket upgrade) is
+/// *unfinished*: when the node's socket cap is reached, the oldest unfinished one is cut to
+/// make room, the way the mesh drops its oldest pending handshake.
+///
+/// The two counts are atomics, read by other loops (the cap check, `/metrics`) and written
+/// only by this one; everything else is touched only on `eventLoop`.
+final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queues and timer are touched only on `eventLoop`
+    /// Why a connection was cut (the `reason` label of `chatmesh_connections_cut_total`).
+    enum CutReason: String, Sendable, CaseIterable {
+        case headerTimeout = "header_timeout"
+        case socketCap = "socket_cap"
+    }
+
+    let eventLoop: any EventLoop
+    let headerTimeout: TimeAmount
+    private let countCut: @Sendable (CutReason) -> Void
+    private var awaitingHead = ArrivalQueue<ClientConnectionTracker>()
+    private var unfinished = ArrivalQueue<ClientConnectionTracker>()
+    /// Wakes when the first waiting connection's time is up.
+    private var timer: Scheduled<Void>?
+    private let openAtomic = Atomic<Int>(0)
+    private let unfinishedAtomic = Atomic<Int>(0)
+
+    init(eventLoop: any EventLoop, headerTimeout: TimeAmount, countCut: @escaping @Sendable (CutReason) -> Void) {
+        self.eventLoop = eventLoop
+        self.headerTimeout = headerTimeout
+        self.countCut = countCut
+    }
+
+    /// Open client sockets on this loop (from any thread).
+    var openCount: Int { openAtomic.load(ordering: .relaxed) }
+    /// Open sockets on this loop that have not completed a request head or upgrade (from any thread).
+    var unfinishedCount: Int { unfinishedAtomic.load(ordering: .relaxed) }
+    /// Connections waiting for a request head, unfinished or between keep-alive requests.
+    var awaitingHeadCount: Int { awaitingHead.count }
+
+    // MARK: Told by the connection's tracker (on this loop)
+
+    /// A connection was accepted: it is unfinished and waits for its first request head.
+    func opened(_ tracker: ClientConnectionTracker) {
+        eventLoop.preconditionInEventLoop()
+        openAtomic.add(1, ordering: .relaxed)
+        let now = eventLoop.now
+        tracker.unfinishedEntry = unfinished.append(tracker, since: now)
+        unfinishedAtomic.add(1, ordering: .relaxed)
+        startWaiting(tracker, since: now)
+    }
+
+    /// A request head arrived, or the connection became a WebSocket: no header timer runs
+    /// until it waits for a head again, and it is no longer unfinished.
+    func headCompleted(_ tracker: ClientConnectionTracker) {
+        stopWaiting(tracker)
+        leaveUnfinished(tracker)
+    }
+
+    /// A response ended on a connection that stays open: it waits for its next request head.
+    func awaitingNextHead(_ tracker: ClientConnectionTracker) {
+        guard tracker.awaitingEntry == nil else { return }
+        startWaiting(tracker, since: eventLoop.now)
+    }
+
+    /// The connection is gone.
+    func closed(_ tracker: ClientConnectionTracker) {
+        stopWaiting(tracker)
+        leaveUnfinished(tracker)
+        openAtomic.subtract(1, ordering: .relaxed)
+    }
+
+    // MARK: Cuts
+
+    /// Cuts the oldest unfinished connection of this loop to make room for a new one;
+    /// false if there is none.
+    @discardableResult
+    func evictOldestUnfinished() -> Bool {
+        eventLoop.preconditionInEventLoop()
+        guard let oldest = unfinished.first?.element else { return false }
+        cut(oldest, reason: .socketCap)
+        return true
+    }
+
+    private func cut(_ tracker: ClientConnectionTracker, reason: CutReason) {
+        stopWaiting(tracker)
+        leaveUnfinished(tracker)
+        countCut(reason)
+        tracker.cut()
+    }
+
+    // MARK: The header timer
+
+    private func startWaiting(_ tracker: ClientConnectionTracker, since: NIODeadline) {
+        tracker.awaitingEntry = awaitingHead.append(tracker, since: since)
+        armTimer()
+    }
+
+    private func stopWaiting(_ tracker: ClientConnectionTracker) {
+        guard let entry = tracker.awaitingEntry else { return }
+        tracker.awaitingEntry = nil
+        awaitingHead.remove(entry)
+        // The timer stays armed for the old first entry: when it fires it finds nothing due
+        // and re-arms for the new first. Cheaper than a cancel and a reschedule per request.
+    }
+
+    private func leaveUnfinished(_ tracker: ClientConnectionTracker) {
+        guard let entry = tracker.unfinishedEntry else { return }
+        tracker.unfinishedEntry = nil
+        unfinished.remove(entry)
+        unfinishedAtomic.subtract(1, ordering: .relaxed)
+    }
+
+    private func armTimer() {
+        guard timer == nil, let first = awaitingHead.first else { return }
+        timer = eventLoop.scheduleTask(deadline: first.since + headerTimeout) { [self] in
+            timer = nil
+            cutExpired()
+        }
+    }
+
+    private func cutExpired() {
+        let now = eventLoop.now
+        while let first = awaitingHead.first, first.since + headerTimeout <= now {
+            cut(first.element, reason: .headerTimeout)
+        }
+        armTimer()
+    }
+}
