@@ -12,6 +12,8 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
     private let group: MultiThreadedEventLoopGroup
     private let context: ServerContext
     private let listen: HostPort
+    /// `[node NAME] tls_cert` / `tls_key`: `listen` serves HTTPS and WSS.
+    private let clientTLS: ClientTLSSettings?
     private var serverChannel: (any Channel)?
     private let logger: Logger
     /// How rooms reach the other nodes (see `FanoutFactory`).
@@ -20,6 +22,7 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
     public init(config: ClusterConfig, node: NodeEntry, threads: Int? = nil, logger: Logger) {
         self.nodeName = node.name
         self.listen = node.listen
+        self.clientTLS = node.clientTLS
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
         let metrics = ServerMetrics()
@@ -49,12 +52,18 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
 
     /// Binds the mesh and client listeners, or adopts the sockets systemd passed.
     public func start(inherited: InheritedSockets = InheritedSockets()) throws {
+        // The client certificate is read before anything binds: a bad file stops the node
+        // while it is still unreachable.
+        let tls = try clientTLS.map { try ClientTLSContext(settings: $0) }
         // The fanout first (the mesh binds its listener): a node is reachable by its peers
         // before it takes clients.
         try fanout.start(FanoutStartContext(inheritedMeshSocket: inherited.mesh))
         let context = self.context
         let outbound = context.limits.outboundBuffer
+        // Header timeout and socket cap for every accepted client socket (see ConnectionGate).
+        let gate = ConnectionGate(server: context, eventLoops: eventLoops)
         let bootstrap = ServerBootstrap(group: group)
+            .serverChannelInitializer { ConnectionGate.addAcceptBackoff(to: $0) }
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -65,12 +74,22 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
             // idle connection.
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(
-                    withServerUpgrade: (upgraders: [WebSocketUpgrade(server: context)], completionHandler: { _ in })
+                // First, below TLS: the header timer runs from the accept; at the socket cap
+                // the connection makes room or is refused.
+                do {
+                    guard try gate.admit(channel) else { return channel.close() }
+                } catch { return channel.eventLoop.makeFailedFuture(error) }
+                // HTTPS/WSS: TLS below everything else, which then reads and writes plain HTTP.
+                if let tls {
+                    do { try tls.addHandlers(to: channel, server: context) } catch { return channel.eventLoop.makeFailedFuture(error) }
+                }
+                return channel.pipeline.configureHTTPServerPipeline(
+                    withServerUpgrade: (upgraders: [WebSocketUpgrade(server: context)], completionHandler: { RequestHeadObserver.connectionUpgraded($0) })
                 ).flatMapThrowing {
                     // A connection that sends nothing for longer than a long-poll can wait is
                     // dropped; after a WebSocket upgrade the Engine.IO heartbeat takes over.
                     let idleLimit = context.engine.pingInterval + context.engine.pingTimeout + .seconds(30)
+                    try RequestHeadObserver.addIfTracked(to: channel.pipeline.syncOperations)
                     try channel.pipeline.syncOperations.addHandler(
                         IdleStateHandler(readTimeout: idleLimit), name: HTTPRouter.idleHandlerName
                     )
@@ -86,6 +105,7 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         serverChannel = channel
         logger.info("listening", metadata: [
             "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "inherited": "\(inherited.client != nil)",
+            "tls": "\(tls != nil)",
         ])
     }
 

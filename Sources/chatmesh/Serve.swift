@@ -71,6 +71,8 @@ struct Serve: ParsableCommand {
         let chatNode = ChatNode(config: clusterConfig, node: entry, threads: threadCount, logger: logger)
         do {
             try chatNode.start(inherited: inherited)
+        } catch let error as ClientTLSSetupError {
+            throw ValidationError("\(config):\(error.line): \(error.message)")
         } catch {
             throw ValidationError("cannot listen on \(entry.listen) / \(entry.mesh.map { "\($0)" } ?? "-"): \(error)")
         }
