@@ -176,6 +176,31 @@ struct ConnectionDefenceTests {
         #expect(h.cutReasons == [.socketCap, .headerTimeout, .headerTimeout])
     }
 
+    /// The oldest unfinished connection of the node goes, even when it is on another loop
+    /// than the newcomer (which is then admitted while that loop cuts it).
+    @Test func atTheCapTheNodesOldestUnfinishedGoesWhateverItsLoop() throws {
+        let loopA = EmbeddedEventLoop(), loopB = EmbeddedEventLoop()
+        let cuts = NIOLockedValueBox<[ClientSocketRegistry.CutReason]>([])
+        let gate = ConnectionGate(eventLoops: [loopA, loopB], headerTimeout: Self.timeout, socketCap: 2,
+                                  logger: .init(label: "test")) { reason in cuts.withLockedValue { $0.append(reason) } }
+        func accept(on loop: EmbeddedEventLoop) throws -> EmbeddedChannel {
+            let channel = EmbeddedChannel(loop: loop)
+            #expect(try gate.admit(channel))
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            return channel
+        }
+        let older = try accept(on: loopB)
+        loopA.advanceTime(by: .seconds(1))
+        loopB.advanceTime(by: .seconds(1))
+        let newer = try accept(on: loopA)
+        _ = try accept(on: loopA)
+        #expect(older.isActive, "the cut runs on the oldest connection's own loop")
+        loopB.run()
+        #expect(!older.isActive)
+        #expect(newer.isActive)
+        #expect(cuts.withLockedValue { $0 } == [.socketCap])
+    }
+
     @Test func whenEverySocketIsAClientANewConnectionIsRefused() throws {
         let h = Harness(cap: 2)
         let channels = try (0..<2).map { _ in try #require(try h.accept()) }

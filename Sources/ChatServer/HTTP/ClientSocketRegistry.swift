@@ -32,6 +32,8 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
     private var timer: Scheduled<Void>?
     private let openAtomic = Atomic<Int>(0)
     private let unfinishedAtomic = Atomic<Int>(0)
+    /// Uptime (ns) when the oldest unfinished connection was accepted; 0 when there is none.
+    private let oldestUnfinishedAtomic = Atomic<UInt64>(0)
 
     init(eventLoop: any EventLoop, headerTimeout: TimeAmount, countCut: @escaping @Sendable (CutReason) -> Void) {
         self.eventLoop = eventLoop
@@ -43,6 +45,12 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
     var openCount: Int { openAtomic.load(ordering: .relaxed) }
     /// Open sockets on this loop that have not completed a request head or upgrade (from any thread).
     var unfinishedCount: Int { unfinishedAtomic.load(ordering: .relaxed) }
+    /// When this loop's oldest unfinished connection was accepted, nil if it has none (from
+    /// any thread: the gate evicts the node's oldest).
+    var oldestUnfinishedSince: NIODeadline? {
+        let nanos = oldestUnfinishedAtomic.load(ordering: .relaxed)
+        return nanos == 0 ? nil : .uptimeNanoseconds(nanos)
+    }
     /// Connections waiting for a request head, unfinished or between keep-alive requests.
     var awaitingHeadCount: Int { awaitingHead.count }
 
@@ -55,6 +63,7 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
         let now = eventLoop.now
         tracker.unfinishedEntry = unfinished.append(tracker, since: now)
         unfinishedAtomic.add(1, ordering: .relaxed)
+        if unfinished.count == 1 { publishOldestUnfinished() }
         startWaiting(tracker, since: now)
     }
 
@@ -115,8 +124,16 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
     private func leaveUnfinished(_ tracker: ClientConnectionTracker) {
         guard let entry = tracker.unfinishedEntry else { return }
         tracker.unfinishedEntry = nil
+        let wasFirst = unfinished.first === entry
         unfinished.remove(entry)
         unfinishedAtomic.subtract(1, ordering: .relaxed)
+        if wasFirst { publishOldestUnfinished() }
+    }
+
+    private func publishOldestUnfinished() {
+        // max(1, …): 0 means "none", and a loop clock could start at 0 (an embedded loop's does).
+        let nanos = unfinished.first.map { max(1, $0.since.uptimeNanoseconds) } ?? 0
+        oldestUnfinishedAtomic.store(nanos, ordering: .relaxed)
     }
 
     private func armTimer() {

@@ -55,16 +55,18 @@ final class ConnectionGate: Sendable {
         return true
     }
 
-    /// Cuts one unfinished connection: this loop's oldest, else the oldest on a loop that has
-    /// one (on that loop, so the new connection does not wait for it; the cap may be passed by
-    /// a connection or two meanwhile, which the descriptor reserve absorbs).
+    /// Cuts the node's oldest unfinished connection: at once when it is on this loop, else on
+    /// its own loop (the new connection does not wait for that; the cap may be passed by a
+    /// connection or two meanwhile, which the descriptor reserve absorbs).
     private func makeRoom(from registry: ClientSocketRegistry) -> Bool {
-        if registry.evictOldestUnfinished() {
-            warnCapReached(evicting: true)
-            return true
+        let oldest = registries.compactMap { registry in registry.oldestUnfinishedSince.map { (registry, $0) } }
+            .min { $0.1 < $1.1 }?.0
+        guard let oldest else { return false }
+        if oldest === registry {
+            registry.evictOldestUnfinished()
+        } else {
+            oldest.eventLoop.execute { oldest.evictOldestUnfinished() }
         }
-        guard let other = registries.first(where: { $0 !== registry && $0.unfinishedCount > 0 }) else { return false }
-        other.eventLoop.execute { other.evictOldestUnfinished() }
         warnCapReached(evicting: true)
         return true
     }
