@@ -50,8 +50,10 @@ class NginxFront(ChildProcess):
     stop_signal = signal.SIGQUIT
     stop_timeout = 4.0
 
-    def __init__(self, cluster_conf: Path, workdir: Path):
+    def __init__(self, cluster_conf: Path, workdir: Path, tls: tuple[Path, Path] | None = None):
+        """`tls`: (certificate, key) for `nginx-conf --tls-cert/--tls-key`: an HTTPS front."""
         self.cluster_conf = Path(cluster_conf)
+        self.tls = tls
         self.dir = Path(workdir) / "nginx"
         self.dir.mkdir(parents=True, exist_ok=True)
         super().__init__(self.dir, "stdout")
@@ -71,15 +73,16 @@ class NginxFront(ChildProcess):
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     base_url = http
 
     # -- config ------------------------------------------------------------------------------
     def generate(self) -> str:
         """Runs `chatmesh nginx-conf` and writes the included file and the top-level config."""
+        tls = ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])] if self.tls else []
         r = subprocess.run([str(chatmesh_binary()), "nginx-conf", "--config", str(self.cluster_conf),
-                            "--listen", f"127.0.0.1:{self.port}"],
+                            "--listen", f"127.0.0.1:{self.port}", *tls],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, f"nginx-conf exited {r.returncode}: {r.stderr}"
         self.generated.write_text(r.stdout)

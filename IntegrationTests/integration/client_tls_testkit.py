@@ -1,0 +1,149 @@
+"""Helpers for the client-facing TLS tests (HTTPS and WSS on a node's `listen`): a test CA and
+certificates, nodes with `[node NAME] tls_cert / tls_key`, and Socket.IO clients that trust
+the test CA.
+
+    pki = TestPKI(tmp_path)                       # a test CA (openssl CLI)
+    c = ClientTLSCluster(["a1", "a2"], pki)      # each node serves HTTPS with its own cert
+    c.start()                                    # /healthz over https (REQUESTS_CA_BUNDLE)
+    alice = c.tls_client("a1", "room", transports=["polling"])
+
+The harness's requests calls (/healthz, /metrics) verify the nodes against the test CA through
+REQUESTS_CA_BUNDLE, which `trust_test_ca` sets for one test (pytest's monkeypatch).
+Used by test_client_tls.py and IntegrationTests/browser/test_page_tls.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.clients import RecordingClient, in_order_client  # noqa: E402
+from harness.cluster import Cluster  # noqa: E402
+from harness.node import NodeProcess  # noqa: E402
+
+OPENSSL = os.environ.get("OPENSSL_BIN", "openssl")
+
+
+class TestPKI:
+    """A test CA (ECDSA P-256, 2 days) in `dir`, and certificates it signs: `issue(name)`
+    writes NAME.pem and NAME-key.pem (0600) with SANs DNS:NAME, DNS:localhost and
+    IP:127.0.0.1, for serverAuth. Made with the openssl CLI, as an operator's own PKI would."""
+
+    __test__ = False  # not a test class, whatever its name says
+
+    def __init__(self, dir: Path, name: str = "ca"):
+        self.dir = Path(dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca = self.dir / f"{name}.pem"
+        self.ca_key = self.dir / f"{name}-key.pem"
+        self._run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-nodes", "-keyout", self.ca_key, "-out", self.ca, "-days", "2",
+                  "-subj", f"/CN=chatmesh client TLS test CA ({name})",
+                  "-addext", "basicConstraints=critical,CA:TRUE",
+                  "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        os.chmod(self.ca_key, 0o600)
+        self.issued: dict[str, tuple[Path, Path]] = {}
+
+    def _run(self, *args) -> None:
+        r = subprocess.run([OPENSSL, *map(str, args)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, f"openssl {' '.join(map(str, args))}: {r.stderr}"
+
+    def issue(self, name: str) -> tuple[Path, Path]:
+        """(certificate, key) for `name`, made on first use."""
+        if name in self.issued:
+            return self.issued[name]
+        cert, key = self.dir / f"{name}.pem", self.dir / f"{name}-key.pem"
+        csr, ext = self.dir / f"{name}.csr", self.dir / f"{name}.ext"
+        ext.write_text(f"subjectAltName=DNS:{name},DNS:localhost,IP:127.0.0.1\n"
+                       "basicConstraints=critical,CA:FALSE\n"
+                       "keyUsage=critical,digitalSignature\n"
+                       "extendedKeyUsage=serverAuth,clientAuth\n")
+        self._run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+        self._run("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                  "-CAcreateserial", "-days", "2", "-sha256", "-extfile", ext, "-out", cert)
+        os.chmod(key, 0o600)
+        self.issued[name] = (cert, key)
+        return cert, key
+
+
+def trust_test_ca(monkeypatch, pki: TestPKI) -> None:
+    """Every requests call of this test (the harness's /healthz and /metrics) verifies against
+    the test CA."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca))
+
+
+class HTTPSNode(NodeProcess):
+    """A `chatmesh serve` whose `listen` serves HTTPS: its URLs say https:// and wss://."""
+
+    @property
+    def http(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    base_url = http
+
+    @property
+    def plain_http(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"wss://{self.host}:{self.port}"
+
+
+class ClientTLSCluster(Cluster):
+    """A mesh-mode harness Cluster whose nodes serve HTTPS and WSS on `listen`, each with its
+    own certificate from `pki` (`[node NAME] tls_cert / tls_key`). `args`: extra `serve`
+    arguments for every node (e.g. --log-level debug)."""
+
+    def __init__(self, names, pki: TestPKI, args: list[str] | None = None, **kw):
+        self.pki = pki
+        super().__init__("mesh", nodes=list(names), prefix="chatmesh-client-tls-", **kw)
+        self.nodes = {n: HTTPSNode(self.dir, self.conf_path, n, node.port, node.mesh_port,
+                                   args=args)
+                      for n, node in self.nodes.items()}
+        self.conf_path.write_text(self.config_text())
+
+    def config_text(self, secret: str | None = None) -> str:
+        text = super().config_text(secret)
+        for name in self.names + self.phantoms:
+            cert, key = self.pki.issue(name)
+            header = f"[node {name}]\n"
+            assert text.count(header) == 1, text
+            text = text.replace(header, f"{header}tls_cert = {cert}\ntls_key = {key}\n")
+        return text
+
+    def tls_client(self, node: str, room: str, transports=("websocket",),
+                   connect: bool = True) -> "TLSRecordingClient":
+        """A RecordingClient on `node`'s https:// URL that trusts the test CA; closed at
+        teardown."""
+        return self._track(TLSRecordingClient(self.nodes[node], room, self.pki.ca,
+                                              transports=list(transports) if transports else None),
+                           connect)
+
+
+def ca_session(ca: Path) -> requests.Session:
+    """A requests session that verifies servers against `ca` only."""
+    session = requests.Session()
+    session.verify = str(ca)
+    return session
+
+
+class TLSRecordingClient(RecordingClient):
+    """harness.clients.RecordingClient over https:// and wss://: its python-socketio client
+    gets a requests session that verifies against `ca`, which python-engineio uses for
+    long-polling and hands to websocket-client (ca_certs) for the WebSocket."""
+
+    def __init__(self, node, roomid: str | None, ca: Path, transports=None):
+        super().__init__(node, roomid, transports=transports)
+        self.sio = in_order_client(reconnection=False, logger=False, engineio_logger=False,
+                                   http_session=ca_session(ca))
+        self.sio.on("*", self._on_any)
+        self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on("disconnect", self._on_disconnect)
