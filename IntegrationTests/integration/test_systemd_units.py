@@ -27,7 +27,7 @@ REMOTE = "203.0.113.10"
 SAMPLE = f"""# a sample cluster: two nodes here, one elsewhere, one without a mesh address
 [cluster]
 fanout = mesh
-secret = s3cret             # not loopback everywhere, so a secret is required
+secret = 0f3a9c5e1b7d2f8a4c6e0b9d3f5a7c1e  # not loopback everywhere, so a strong secret is required
 drain_timeout = 30000       # ms
 
 [node a1]                   # on loopback

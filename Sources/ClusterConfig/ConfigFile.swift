@@ -20,6 +20,7 @@ extension ClusterConfig {
         var config = try loadWithoutSecretFile(path: path)
         if let secretFile = config.secretFile {
             config.secret = try readSecretFile(secretFile, configPath: path, line: config.secretLine)
+            try config.checkSecretStrength(file: path)
         }
         return config
     }

@@ -476,6 +476,7 @@ struct ConfigParser {
             throw fail(exposed.line, "mesh address \(exposed.address) of node '\(exposed.node)' is not loopback, so [cluster] needs 'secret = ...' or 'secret_file = PATH' (the shared key that authenticates mesh links; `chatmesh gen-secret` makes one)")
         }
         try checkFrameFitsPayload()
+        try config.checkSecretStrength(file: file)
         return config
     }
 

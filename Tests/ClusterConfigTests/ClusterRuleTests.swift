@@ -56,7 +56,7 @@ import Testing
 @Test func samePortOnDifferentHostsIsFine() throws {
     let text = """
         [cluster]
-        secret = k
+        secret = k2f8a0c6e4b1d9f7a5c3e1b0d8f6a4c2e
         [node a]
         listen = 10.0.0.1:6001
         mesh = 10.0.0.1:7001
@@ -110,8 +110,9 @@ import Testing
 }
 
 @Test func secretMakesNonLoopbackMeshValid() throws {
-    let config = try ClusterConfig.parse("[cluster]\nsecret = k\n[node a1]\nlisten = 10.0.0.1:6001\nmesh = 10.0.0.1:7001\n", file: "c.conf")
-    #expect(config.secret == "k")
+    let strong = String(repeating: "k", count: SecretStrength.minimumLength)
+    let config = try ClusterConfig.parse("[cluster]\nsecret = \(strong)\n[node a1]\nlisten = 10.0.0.1:6001\nmesh = 10.0.0.1:7001\n", file: "c.conf")
+    #expect(config.secret == strong)
 }
 
 @Test func fanoutRedisWithoutURLIsReportedAtTheFanoutLine() {

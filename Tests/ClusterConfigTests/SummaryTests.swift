@@ -5,7 +5,7 @@ import Testing
     let text = """
         [cluster]
         fanout = redis
-        secret = topsecret-mesh-key
+        secret = topsecret-mesh-key-of-at-least-32-characters
         [redis]
         url = redis://app:redis-pass-42@cache:6379/1
         [node a1]
