@@ -132,6 +132,9 @@ def ca_session(ca: Path) -> requests.Session:
     """A requests session that verifies servers against `ca` only."""
     session = requests.Session()
     session.verify = str(ca)
+    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set on many hosts, to the system's
+    # CAs) win over session.verify; this session's CA must win.
+    session.trust_env = False
     return session
 
 

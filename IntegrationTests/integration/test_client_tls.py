@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import time
+import types
 
 import pytest
 import requests
@@ -26,6 +27,7 @@ from harness.cluster import FAST_LIMITS, teardown
 from harness.process import WAIT, chatmesh_binary, close_quietly, wait_until
 from mesh_testkit import MeshCluster
 from nginx_testkit import NginxFront, nginx_available
+from systemd_testkit import cluster_conf, free_ports, node_runner, workdir  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -212,10 +214,45 @@ def test_unusable_certificate_files_stop_the_node_with_file_and_line(tls_cluster
     node.expect_exit = True
     out = node.log_text()
     line = _line_of(text, f"{where} =", "[node a1]")
-    print(f"{problem}: exit {rc}: {out.strip().splitlines()[-1] if out.strip() else ''}")
+    print(f"{problem}: exit {rc}: {next((ln for ln in out.splitlines() if 'Error:' in ln), out[-300:])}")
     assert rc != 0
     assert f"{c.conf_path}:{line}" in out or f"cluster.conf:{line}" in out, out
     assert str(bad_path) in out, out
+
+
+def test_socket_activated_node_serves_https_on_the_inherited_socket(node_runner, pki):
+    """systemd-socket-activate holds the client socket; the first TLS client's connection
+    starts chatmesh, whose TLS then runs on the inherited socket."""
+    port, mesh = free_ports(2)
+    cert, key = pki.issue("a1")
+    conf = cluster_conf({"a1": (port, mesh)}).replace(
+        "[node a1]\n", f"[node a1]\ntls_cert = {cert}\ntls_key = {key}\n")
+    node = node_runner(conf, listens=[("127.0.0.1", port)], fdnames=["client"])
+    node.wait_listening(port)
+    base = f"https://127.0.0.1:{port}"
+    # This request's connection starts chatmesh; its ClientHello waits in the backlog meanwhile.
+    health = requests.get(base + "/healthz", timeout=20, verify=str(pki.ca))
+    assert health.status_code == 200 and health.json()["node"] == "a1", health.text
+    log = node.log_text()
+    assert "inherited=true" in log and "tls=true" in log, log
+    der, _, version = _tls_handshake(port, pki.ca)
+    assert der == ssl.PEM_cert_to_DER_cert(cert.read_text())
+
+    endpoint = types.SimpleNamespace(http=base)
+    room = unique_room("activated-tls")
+    clients = {"wss": TLSRecordingClient(endpoint, room, pki.ca, transports=["websocket"]),
+               "polling": TLSRecordingClient(endpoint, room, pki.ca, transports=["polling"])}
+    try:
+        for name, c in clients.items():
+            c.connect().join(name)
+        texts = {name: f"activated and encrypted: {name}" for name in clients}
+        for name, c in clients.items():
+            c.say(texts[name])
+        _wait_everyone_heard(clients, texts)
+    finally:
+        for c in clients.values():
+            c.close()
+    print(f"socket-activated node on :{port} served {version}; chat over wss and https polling")
 
 
 # --------------------------------------------------------------------------------------------
