@@ -14,8 +14,9 @@ enum FanoutFactory {
     static func make(config: ClusterConfig, node: NodeEntry, eventLoop: any EventLoop, logger: Logger) -> any Fanout {
         if config.fanout == .redis, let url = config.redisURL {
             return RedisFanout(
-                url: url, channelPrefix: config.channelPrefix, bufferMessages: config.redisBuffer.bufferMessages,
-                bufferTime: config.redisBuffer.bufferTime, eventLoop: eventLoop, logger: logger
+                url: url, tls: config.redisTLS, channelPrefix: config.channelPrefix,
+                bufferMessages: config.redisBuffer.bufferMessages, bufferTime: config.redisBuffer.bufferTime,
+                eventLoop: eventLoop, logger: logger
             )
         }
         let hasMeshPeer = config.nodes.contains { $0.name != node.name && $0.mesh != nil }

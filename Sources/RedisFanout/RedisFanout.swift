@@ -20,6 +20,10 @@ import SocketIO
 /// node's SUBSCRIBE for its room is confirmed (else the room's first joiner could miss its own
 /// join), and after a (re)connect only after a grace period in which the other nodes, whose
 /// redial backoff is capped below it, resubscribe too.
+///
+/// A `rediss://` url puts TLS under both connections (`RedisTLSClient`, one context for
+/// both); a TLS failure is logged once per reason until a connection succeeds, counted in
+/// `chatmesh_redis_tls_failures_total{reason}`, shown in /healthz, and retried with backoff.
 // @unchecked: every var, and drainWaiters, is touched only on `eventLoop`; readiness, read anywhere, is locked.
 public final class RedisFanout: Fanout, @unchecked Sendable {
     public let eventLoop: any EventLoop
@@ -29,6 +33,12 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     private let channelPrefix: String
     private let bufferMessages: Int
     private let bufferTime: TimeAmount
+    /// The TLS context for `rediss://`, or why its files cannot be used (thrown by `start`).
+    private let tls: Result<RedisTLSClient, RedisTLSSetupError>?
+    /// TLS failure reasons logged since a connection last succeeded.
+    private var loggedTLSFailures: Set<String> = []
+    /// The last TLS failure, for /healthz while Redis is down; read anywhere, so locked.
+    private let lastTLSFailure = NIOLockedValueBox<RedisTLSFailure?>(nil)
 
     private struct PendingPublish {
         var room: String
@@ -73,8 +83,17 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     /// A late heartbeat (the loop was busy) does not judge silence: see `HeartbeatPunctuality`.
     private var heartbeatPunctuality = HeartbeatPunctuality(interval: RedisFanout.heartbeatInterval)
 
-    public init(url: RedisURL, channelPrefix: String, bufferMessages: Int, bufferTime: TimeAmount, eventLoop: any EventLoop, logger: Logger) {
+    /// `tls`: the `[redis]` TLS files; used when `url` is `rediss://` (nil there: the system's
+    /// CAs, no client certificate).
+    public init(url: RedisURL, tls: RedisTLSSettings? = nil, channelPrefix: String, bufferMessages: Int, bufferTime: TimeAmount,
+                eventLoop: any EventLoop, logger: Logger) {
         self.url = url
+        if url.tls {
+            let settings = tls ?? RedisTLSSettings()
+            self.tls = Result { () throws(RedisTLSSetupError) in try RedisTLSClient(settings: settings, host: url.host) }
+        } else {
+            self.tls = nil
+        }
         self.channelPrefix = channelPrefix
         self.bufferMessages = max(1, bufferMessages)
         self.bufferTime = bufferTime
@@ -88,11 +107,17 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     public var health: FanoutHealth {
         let isReady = readiness.withLockedValue { $0 }
         let state = isReady ? "up" : "down"
-        return FanoutHealth(isReady: isReady, statusLine: "redis \(state)", details: [("redis", .string(state))])
+        var details: [(String, JSONValue)] = [("redis", .string(state))]
+        if !isReady, let failure = lastTLSFailure.withLockedValue({ $0 }) {
+            details.append(("redis_tls_error", .string(failure.reason)))
+        }
+        return FanoutHealth(isReady: isReady, statusLine: "redis \(state)", details: details)
     }
 
-    /// Starts connecting; never fails: an unreachable Redis is retried with backoff.
+    /// Starts connecting; an unreachable Redis is retried with backoff. Throws only when a
+    /// `[redis]` TLS file cannot be used (`RedisTLSSetupError`).
     public func start(_ context: FanoutStartContext) throws {
+        if case .failure(let error) = tls { throw error }
         eventLoop.execute { [self] in
             connect(.subscriber)
             connect(.publisher)
@@ -148,12 +173,17 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         guard !stopping, !connecting.contains(role) else { return }
         connecting.insert(role)
         // The channel is made on this loop, so the handler never leaves it.
-        let link = NIOLoopBound(RedisLink(role: role, owner: self, setup: setupCommands()), eventLoop: eventLoop)
+        let tlsClient = try? tls?.get()
+        let link = NIOLoopBound(RedisLink(role: role, owner: self, setup: setupCommands(), overTLS: tlsClient != nil),
+                                eventLoop: eventLoop)
         ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(2))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(link.value) }
+                channel.eventLoop.makeCompletedFuture {
+                    if let tlsClient { try channel.pipeline.syncOperations.addHandler(tlsClient.makeHandler()) }
+                    try channel.pipeline.syncOperations.addHandler(link.value)
+                }
             }
             .connect(host: url.host, port: url.port)
             .whenComplete { [self] result in
@@ -172,6 +202,11 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
 
     func linkReady(_ link: RedisLink) {
         connecting.remove(link.role)
+        if !loggedTLSFailures.isEmpty {
+            logger.info("redis TLS connection established", metadata: ["role": "\(link.role.rawValue)"])
+            loggedTLSFailures.removeAll()
+        }
+        lastTLSFailure.withLockedValue { $0 = nil }
         backoff[link.role].reset()
         lastHeard[link.role] = .now()
         switch link.role {
@@ -217,8 +252,34 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         connecting.remove(link.role)
         guard !stopping else { return }
         metrics.reconnects.increment()
-        logger.warning("redis connection lost", metadata: ["role": "\(link.role.rawValue)"])
+        // A TLS failure was already said (once per reason), not on every redial.
+        if link.tlsFailure == nil {
+            logger.warning("redis connection lost", metadata: ["role": "\(link.role.rawValue)"])
+        }
         scheduleReconnect(link.role)
+    }
+
+    /// What `error` on a `rediss://` connection means, or nil when it is not about TLS.
+    func tlsFailure(for error: any Error, duringHandshake: Bool) -> RedisTLSFailure? {
+        RedisTLSFailure.classify(error, host: url.host, duringHandshake: duringHandshake,
+                                 presentsClientCertificate: (try? tls?.get())?.presentsClientCertificate ?? false)
+    }
+
+    /// A connection's TLS failed: counted every time, logged once per reason until a
+    /// connection succeeds (the redial every second would repeat it), shown in /healthz.
+    func tlsFailed(_ failure: RedisTLSFailure, on link: RedisLink, detail: String?) {
+        metrics.errors.increment()
+        metrics.tlsFailure(reason: failure.reason)
+        lastTLSFailure.withLockedValue { $0 = failure }
+        var metadata: Logger.Metadata = [
+            "role": "\(link.role.rawValue)", "address": "\(url.host):\(url.port)", "reason": "\(failure.reason)",
+        ]
+        if let detail { metadata["error"] = "\(detail)" }
+        if loggedTLSFailures.insert(failure.reason).inserted {
+            logger.error("redis TLS handshake failed: \(failure.message)", metadata: metadata)
+        } else {
+            logger.debug("redis TLS handshake failed again: \(failure.message)", metadata: metadata)
+        }
     }
 
     func heard(from link: RedisLink) {

@@ -1,12 +1,21 @@
 import Logging
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 /// One connection to Redis: it sends the setup commands (AUTH, SELECT) and checks their `+OK`,
 /// then hands every reply to `RedisFanout`. A malformed reply or a refused setup closes the
 /// connection with the reason logged; the fanout reconnects. Runs on the fanout's event loop.
+///
+/// On a `rediss://` connection (a `NIOSSLClientHandler` before it) the setup waits for the
+/// TLS handshake, which has a deadline; a TLS failure goes to the fanout as a
+/// `RedisTLSFailure` (logged once per reason, counted), not as a plain connection error.
 final class RedisLink: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+
+    /// A plaintext Redis port waits for a command and never answers a TLS hello.
+    static let tlsHandshakeLimit = TimeAmount.seconds(3)
 
     enum Role: String {
         case subscriber, publisher
@@ -21,16 +30,43 @@ final class RedisLink: ChannelInboundHandler {
     private(set) var channel: (any Channel)?
     private(set) var isReady = false
     private var closed = false
+    /// Behind TLS: the setup waits for `TLSUserEvent.handshakeCompleted`.
+    private let overTLS: Bool
+    private var handshakeDone = false
+    private var handshakeDeadline: Scheduled<Void>?
+    /// The TLS failure that ended this connection, once reported.
+    private(set) var tlsFailure: RedisTLSFailure?
 
-    init(role: Role, owner: RedisFanout, setup: [[RESPArgument]]) {
+    init(role: Role, owner: RedisFanout, setup: [[RESPArgument]], overTLS: Bool = false) {
         self.role = role
         self.owner = owner
         self.setup = setup
         self.setupRepliesOwed = setup.count
+        self.overTLS = overTLS
     }
 
     func channelActive(context: ChannelHandlerContext) {
         channel = context.channel
+        if overTLS {
+            handshakeDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: Self.tlsHandshakeLimit) { [self] in
+                failTLS(.handshakeTimeout(Self.tlsHandshakeLimit))
+            }
+        } else {
+            startSetup(context: context)
+        }
+        context.fireChannelActive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event, !handshakeDone, !closed {
+            handshakeDone = true
+            handshakeDeadline?.cancel()
+            startSetup(context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func startSetup(context: ChannelHandlerContext) {
         if setup.isEmpty {
             becomeReady()
         } else {
@@ -38,7 +74,6 @@ final class RedisLink: ChannelInboundHandler {
             for command in setup { RESPEncoder.writeCommand(command, into: &buffer) }
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         }
-        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -72,14 +107,33 @@ final class RedisLink: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        handshakeDeadline?.cancel()
+        if overTLS, !handshakeDone, !closed { failTLS(.closedDuringHandshake()) }
         closed = true
         owner.linkClosed(self)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if overTLS, let failure = owner.tlsFailure(for: error, duringHandshake: !handshakeDone) {
+            // NIOSSL may follow the first error with more (e.g. an unclean shutdown): the
+            // first says why.
+            if !closed { failTLS(failure, detail: "\(error)") }
+            return
+        }
+        guard !closed else { return }
         owner.logger.warning("redis connection error", metadata: ["role": "\(role.rawValue)", "error": "\(error)"])
         context.close(promise: nil)
+    }
+
+    /// Ends a connection whose TLS failed; the fanout logs the reason (once) and counts it.
+    private func failTLS(_ failure: RedisTLSFailure, detail: String? = nil) {
+        guard !closed else { return }
+        closed = true
+        handshakeDeadline?.cancel()
+        tlsFailure = failure
+        owner.tlsFailed(failure, on: self, detail: detail)
+        channel?.close(promise: nil)
     }
 
     func send(_ command: [RESPArgument], flush: Bool = true) {

@@ -9,4 +9,9 @@ final class RedisMetrics: Sendable {
     let rejectedPayloads = Metrics.Counter(label: "chatmesh_redis_rejected_payloads_total")
     let errors = Metrics.Counter(label: "chatmesh_redis_errors_total")
     let reconnects = Metrics.Counter(label: "chatmesh_redis_reconnects_total")
+
+    /// A `rediss://` connection failed its TLS (reasons: `RedisTLSFailure`).
+    func tlsFailure(reason: String) {
+        Metrics.Counter(label: "chatmesh_redis_tls_failures_total", dimensions: [("reason", reason)]).increment()
+    }
 }
