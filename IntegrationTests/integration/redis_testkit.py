@@ -11,6 +11,10 @@ client, and a 2-node chatmesh cluster whose cluster.conf differs between modes o
 
 Every process (redis-server, chatmesh nodes) is started on free loopback ports and stopped by
 pid (SIGTERM, SIGKILL after 5 s), also when the test fails; logs are printed on failure.
+
+TLS: `RedisTLSFiles(dir)` makes a test CA and a server and a client certificate with the openssl
+CLI; `RedisServer(tls=files)` serves only TLS (`--tls-port`, `--port 0`) and its `url` is
+`rediss://`; `tls_auth_clients=True` makes it require a client certificate.
 RedisServer is a harness ChildProcess, ChatCluster a harness Cluster (IntegrationTests/harness).
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -48,8 +53,11 @@ class RespError(Exception):
 
 
 class RespClient:
-    def __init__(self, port: int, password: str | None = REDIS_PASSWORD, timeout: float = WAIT):
+    def __init__(self, port: int, password: str | None = REDIS_PASSWORD, timeout: float = WAIT,
+                 tls: ssl.SSLContext | None = None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.buf = b""
         if password is not None:
             assert self.command("AUTH", password) == "OK"
@@ -113,6 +121,72 @@ class RespClient:
 
 
 # --------------------------------------------------------------------------------------------
+# TLS files for redis-server (openssl CLI)
+
+
+def openssl(*args: str) -> None:
+    out = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, f"openssl {' '.join(args)} failed: {out.stderr}"
+
+
+class RedisTLSFiles:
+    """A test CA (`ca`, `ca_key`), a server certificate it signed (`server_cert`,
+    `server_key`; subjectAltName `server_sans`, by default IP:127.0.0.1 and DNS:localhost) and a
+    client certificate (`client_cert`, `client_key`), all ECDSA P-256 PEM files in `dir`, keys
+    mode 0600. Two instances are two unrelated CAs."""
+
+    def __init__(self, dir: Path, server_sans=("IP:127.0.0.1", "DNS:localhost"),
+                 name: str = "redis test CA"):
+        self.dir = Path(dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.server_sans = tuple(server_sans)
+        self.ca, self.ca_key = str(self.dir / "ca.pem"), self._key("ca")
+        openssl("req", "-x509", "-new", "-key", self.ca_key, "-out", self.ca, "-days", "30",
+                "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        self.server_cert, self.server_key = self._signed(
+            "server", "redis", ",".join(server_sans), "serverAuth")
+        self.client_cert, self.client_key = self._signed(
+            "client", "chatmesh", "DNS:chatmesh-client", "clientAuth")
+
+    def _key(self, name: str) -> str:
+        key = str(self.dir / f"{name}-key.pem")
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-out", key)
+        os.chmod(key, 0o600)
+        return key
+
+    def _signed(self, name: str, cn: str, sans: str, usage: str) -> tuple[str, str]:
+        key, cert = self._key(name), str(self.dir / f"{name}.pem")
+        csr, ext = self.dir / f"{name}.csr", self.dir / f"{name}.ext"
+        ext.write_text(f"subjectAltName = {sans}\nextendedKeyUsage = {usage}\n"
+                       "basicConstraints = critical,CA:FALSE\n"
+                       "keyUsage = critical,digitalSignature\n")
+        openssl("req", "-new", "-key", key, "-out", str(csr), "-subj", f"/CN={cn}")
+        openssl("x509", "-req", "-in", str(csr), "-CA", self.ca, "-CAkey", self.ca_key,
+                "-CAcreateserial", "-out", cert, "-days", "30", "-extfile", str(ext))
+        return cert, key
+
+    def client_context(self, with_certificate: bool = True) -> ssl.SSLContext:
+        """A python TLS client context trusting this CA (and presenting the client
+        certificate), for the test's own RESP connections."""
+        ctx = ssl.create_default_context(cafile=self.ca)
+        # The test connects to 127.0.0.1; a certificate made for another name is still this CA's.
+        ctx.check_hostname = "IP:127.0.0.1" in self.server_sans
+        if with_certificate:
+            ctx.load_cert_chain(self.client_cert, self.client_key)
+        return ctx
+
+    def redis_keys(self, client_certificate: bool = False) -> dict:
+        """The [redis] lines a node needs to trust this CA (and present the client
+        certificate)."""
+        keys = {"tls_ca": self.ca}
+        if client_certificate:
+            keys.update(tls_cert=self.client_cert, tls_key=self.client_key)
+        return keys
+
+
+# --------------------------------------------------------------------------------------------
 # redis-server
 
 
@@ -132,14 +206,19 @@ def redis_cli_binary() -> str:
 
 class RedisServer(ChildProcess):
     """One redis-server on a free loopback port with requirepass, no persistence. `stop()` and
-    `start()` again keep the port and the password (a restart)."""
+    `start()` again keep the port and the password (a restart). With `tls` (RedisTLSFiles) the
+    port is a TLS port (--tls-port; no plaintext port), requiring a client certificate when
+    `tls_auth_clients`."""
 
     what = "redis-server"
 
-    def __init__(self, password: str = REDIS_PASSWORD, port: int | None = None):
+    def __init__(self, password: str = REDIS_PASSWORD, port: int | None = None,
+                 tls: RedisTLSFiles | None = None, tls_auth_clients: bool = False):
         super().__init__(Path(tempfile.mkdtemp(prefix="chatmesh-redis-")), "redis")
         self.password = password
         self.port = port or free_ports(1)[0]
+        self.tls = tls
+        self.tls_auth_clients = tls_auth_clients
 
     @property
     def dir(self) -> Path:
@@ -147,10 +226,18 @@ class RedisServer(ChildProcess):
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://:{self.password}@127.0.0.1:{self.port}/0"
 
     def argv(self) -> list[str]:
-        return [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", self.tls.server_cert, "--tls-key-file", self.tls.server_key,
+                     "--tls-ca-cert-file", self.tls.ca,
+                     "--tls-auth-clients", "yes" if self.tls_auth_clients else "no"]
+        else:
+            ports = ["--port", str(self.port)]
+        return [redis_server_binary(), *ports, "--bind", "127.0.0.1",
                 "--requirepass", self.password, "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", str(self.dir), "--logfile", "",
                 "--protected-mode", "yes", "--databases", "16"]
@@ -161,7 +248,7 @@ class RedisServer(ChildProcess):
     def wait_started(self, timeout: float) -> None:
         def pong():
             try:
-                with RespClient(self.port, self.password, timeout=1) as c:
+                with RespClient(self.port, self.password, timeout=1, tls=self._tls_context()) as c:
                     return c.command("PING") == "PONG"
             except RespError as e:
                 return str(e)
@@ -174,8 +261,11 @@ class RedisServer(ChildProcess):
     def log_text(self, limit: int = 6000, all_generations: bool = True) -> str:
         return super().log_text(limit, all_generations)
 
+    def _tls_context(self) -> ssl.SSLContext | None:
+        return self.tls.client_context() if self.tls else None
+
     def client(self) -> RespClient:
-        return RespClient(self.port, self.password)
+        return RespClient(self.port, self.password, tls=self._tls_context())
 
     def command(self, *args):
         with self.client() as c:
@@ -195,12 +285,19 @@ class RedisServer(ChildProcess):
         """redis-cli against this server (password from the environment, no warning)."""
         env = dict(os.environ, REDISCLI_AUTH=self.password)
         return subprocess.run([redis_cli_binary(), "-h", "127.0.0.1", "-p", str(self.port),
-                               *args], env=env, capture_output=True, timeout=timeout)
+                               *self._cli_tls(), *args], env=env, capture_output=True,
+                              timeout=timeout)
+
+    def _cli_tls(self) -> list[str]:
+        if not self.tls:
+            return []
+        return ["--tls", "--cacert", self.tls.ca, "--cert", self.tls.client_cert,
+                "--key", self.tls.client_key]
 
     def cli_popen(self, *args) -> subprocess.Popen:
         """A long-running redis-cli (e.g. SUBSCRIBE), authenticated with -a."""
         return subprocess.Popen([redis_cli_binary(), "-h", "127.0.0.1", "-p", str(self.port),
-                                 "-a", self.password, "--no-auth-warning", *args],
+                                 *self._cli_tls(), "-a", self.password, "--no-auth-warning", *args],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
@@ -273,7 +370,8 @@ def cluster_factory(request):
 
 def module_resources(request):
     """For module-scoped fixtures: (make_redis, make_cluster), each returning a started
-    RedisServer / ChatCluster, all stopped when the module ends."""
+    RedisServer / ChatCluster (keyword arguments go to its constructor), all stopped when the
+    module ends."""
     td = teardown(request)
-    return (lambda: td.add(RedisServer()).start(),
+    return (lambda **kw: td.add(RedisServer(**kw)).start(),
             lambda fanout, **kw: td.add(ChatCluster(fanout, **kw)).start())
