@@ -97,6 +97,10 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ClusterSecurity",
+            dependencies: ["ClusterConfig", "CLibCrypto"]
+        ),
+        .target(
             name: "ClusterSupervisor",
             dependencies: [
                 "ClusterConfig", "SocketIO",
@@ -118,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "chatmesh",
             dependencies: [
-                "ChatServer", "ClusterConfig", "ClusterSupervisor", "ChatBench",
+                "ChatServer", "ClusterConfig", "ClusterSecurity", "ClusterSupervisor", "ChatBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -138,6 +142,10 @@ let package = Package(
         .testTarget(
             name: "ClusterConfigTests",
             dependencies: ["ClusterConfig", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "ClusterSecurityTests",
+            dependencies: ["ClusterSecurity", "ClusterConfig", "CLibCrypto"]
         ),
         .testTarget(
             name: "ClusterSupervisorTests",

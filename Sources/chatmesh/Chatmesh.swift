@@ -10,6 +10,6 @@ struct Chatmesh: ParsableCommand {
         /socket.io/?roomid=ROOM, emit `join {username}` and `say {text}`, and receive `message` \
         events. Every node is described by one cluster.conf; see README.md.
         """,
-        subcommands: [Serve.self, Cluster.self, CheckConfig.self, NginxConf.self, Bench.self, GenSecret.self]
+        subcommands: [Serve.self, Cluster.self, CheckConfig.self, NginxConf.self, Bench.self, GenSecret.self, GenCerts.self]
     )
 }

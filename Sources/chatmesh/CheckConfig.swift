@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClusterConfig
+import ClusterSecurity
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,16 +9,39 @@ struct CheckConfig: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
         abstract: "Validate a cluster.conf and print a summary.",
-        discussion: "Exits 0 and prints a summary when the file is valid; otherwise prints FILE:LINE: what is wrong, and exits 1."
+        discussion: """
+        Exits 0 and prints a summary when the file is valid; otherwise prints FILE:LINE: what is \
+        wrong, and exits 1. The TLS files it names (PEM certificates and keys) are checked too: \
+        every node's, or with --node only that node's (on a host that holds only its own key).
+        """
     )
 
     @Argument(help: "Path of cluster.conf.")
     var file: String
 
+    @Option(help: "Check only this node's TLS files.")
+    var node: String?
+
     func run() throws {
         do {
             let config = try ClusterConfig.load(path: file)
+            let names: [String]
+            if let node {
+                guard config.node(named: node) != nil else {
+                    throw ConfigError(file: file, line: 0, message: "no [node \(node)] section; nodes: \(config.nodes.map(\.name).joined(separator: ", "))")
+                }
+                names = [node]
+            } else {
+                names = config.nodes.map(\.name)
+            }
+            let problems = TLSFileChecks.problems(in: config, configFile: file, nodes: names)
+            if !problems.isEmpty {
+                for problem in problems { printError("\(problem)") }
+                throw ExitCode(1)
+            }
             print(config.summary())
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             printError("\(error)")
             throw ExitCode(1)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChatServer
 import ClusterConfig
+import ClusterSecurity
 import ClusterSupervisor
 import Dispatch
 import Logging
@@ -63,6 +64,12 @@ struct Serve: ParsableCommand {
         case .failure(let error): throw ValidationError("socket activation: \(error)")
         }
         let entry = try resolveNode(clusterConfig, inherited: inherited)
+        // The same file checks as check-config, for this node's files: a bad key or certificate
+        // is named at its cluster.conf line now, not found as failed handshakes later.
+        let fileProblems = TLSFileChecks.problems(in: clusterConfig, configFile: config, nodes: [entry.name])
+        if !fileProblems.isEmpty {
+            throw ValidationError(fileProblems.map { "\($0)" }.joined(separator: "\n"))
+        }
         var logger = Logger(label: "chatmesh")
         logger[metadataKey: "node"] = "\(entry.name)"
 
