@@ -16,8 +16,13 @@ extension ClusterConfig {
 
     /// Reads and parses the file at `path`, then reads `[cluster] secret_file` if it is set.
     /// - Throws: `ConfigError` (line 0 when the file cannot be read or is too large).
+    ///
+    /// A relative path in it (`secret_file`, `tls_*`) is resolved against the directory of
+    /// `path`, so the file next to cluster.conf is found wherever the node runs from, and a node
+    /// started by systemd with cluster.conf as a credential finds its other credentials beside it.
     public static func load(path: String) throws -> ClusterConfig {
         var config = try loadWithoutSecretFile(path: path)
+        config.resolvePaths(relativeTo: directory(of: path))
         if let secretFile = config.secretFile {
             config.secret = try readSecretFile(secretFile, configPath: path, line: config.secretLine)
             try config.checkSecretStrength(file: path)
@@ -52,6 +57,37 @@ extension ClusterConfig {
         if secret.isEmpty { throw fail("is empty; put the secret in it (`chatmesh gen-secret > \(secretFile)`)") }
         if secret.utf8.contains(0x0A) { throw fail("holds more than one line; the secret is one line") }
         return secret
+    }
+
+    /// The directory part of `path` with its trailing slash ("" for a bare file name).
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return String(path[...slash])
+    }
+
+    /// Every path key made relative to `directory` (which ends in "/", or is "" to keep them).
+    mutating func resolvePaths(relativeTo directory: String) {
+        guard !directory.isEmpty else { return }
+        func resolve(_ path: String) -> String { path.hasPrefix("/") ? path : directory + path }
+        secretFile = secretFile.map(resolve)
+        if var tls = mesh.tls {
+            tls.caFile = resolve(tls.caFile)
+            tls.certFile = resolve(tls.certFile)
+            tls.keyFile = resolve(tls.keyFile)
+            mesh.tls = tls
+        }
+        for index in nodes.indices {
+            guard var tls = nodes[index].clientTLS else { continue }
+            tls.certFile = resolve(tls.certFile)
+            tls.keyFile = resolve(tls.keyFile)
+            nodes[index].clientTLS = tls
+        }
+        if var tls = redisTLS {
+            tls.caFile = tls.caFile.map(resolve)
+            tls.certFile = tls.certFile.map(resolve)
+            tls.keyFile = tls.keyFile.map(resolve)
+            redisTLS = tls
+        }
     }
 
     /// `0640` for a permission mode.

@@ -1,6 +1,6 @@
 /// `[mesh] tls = on`: every mesh link is TLS 1.3 with mutual authentication by node
-/// certificates signed by the cluster CA. Paths are PEM files, as written in cluster.conf
-/// (a relative path is relative to the node's working directory).
+/// certificates signed by the cluster CA. Paths are PEM files; `ClusterConfig.load` makes a
+/// relative one relative to cluster.conf's directory.
 public struct MeshTLSSettings: Sendable, Equatable {
     /// `tls_ca`: the cluster CA certificate.
     public var caFile: String

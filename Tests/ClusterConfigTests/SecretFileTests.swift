@@ -80,3 +80,38 @@ import Darwin
         #expect(config.secret == nil && config.secretFile == "/run/credentials/chatmesh@a1.service/secret")
     }
 }
+
+/// Relative paths are relative to cluster.conf's directory, so files beside it are found from
+/// anywhere, and from a systemd credentials directory alike.
+@Suite struct RelativePathTests {
+    @Test func relativePathsAreResolvedAgainstTheConfigsDirectory() throws {
+        let dir = try SecretFileTests.directory()
+        try SecretFileTests.write(SecretFileTests.strongSecret, to: dir + "/secret", mode: 0o600)
+        let text = """
+            [cluster]
+            secret_file = secret
+            [redis]
+            url = rediss://cache
+            tls_ca = redis-ca.pem
+            [mesh]
+            tls = on
+            tls_ca = ca.pem
+            tls_cert = /abs/%n.pem
+            tls_key = keys/%n-key.pem
+            [node a1]
+            listen = 10.0.0.1:6001
+            mesh = 10.0.0.1:7001
+            tls_cert = https.pem
+            tls_key = /abs/https-key.pem
+            """
+        try SecretFileTests.write(text, to: dir + "/cluster.conf", mode: 0o644)
+        let config = try ClusterConfig.load(path: dir + "/cluster.conf")
+        #expect(config.secret == SecretFileTests.strongSecret && config.secretFile == dir + "/secret")
+        #expect(config.redisTLS?.caFile == dir + "/redis-ca.pem")
+        #expect(config.mesh.tls?.caFile == dir + "/ca.pem")
+        #expect(config.mesh.tls?.certFile(for: "a1") == "/abs/a1.pem")
+        #expect(config.mesh.tls?.keyFile(for: "a1") == dir + "/keys/a1-key.pem")
+        #expect(config.nodes[0].clientTLS?.certFile == dir + "/https.pem")
+        #expect(config.nodes[0].clientTLS?.keyFile == "/abs/https-key.pem")
+    }
+}
