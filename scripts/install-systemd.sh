@@ -10,8 +10,16 @@
 #   /etc/systemd/system/chatmesh@NAME.socket.d/listen.conf       ListenStream= the listen address
 #   /etc/systemd/system/chatmesh-mesh@NAME.socket.d/listen.conf  ListenStream= the mesh address
 #   /etc/systemd/system/chatmesh@NAME.service.d/node.conf        the mesh socket (nodes that have
-#                                                                one) and TimeoutStopSec= above
-#                                                                [cluster] drain_timeout
+#                                                                one), TimeoutStopSec= above
+#                                                                [cluster] drain_timeout, and
+#                                                                LoadCredential= for the private
+#                                                                files beside CONFIG
+#
+# The unit reads cluster.conf as a credential, and a relative path in it is relative to its
+# directory; so every file the node needs that lies directly beside CONFIG (`secret_file =
+# secret`, `tls_key = %n-key.pem`, ...) is passed as a credential of the same name, readable by
+# the node's dynamic user alone while the files themselves stay root-only. Each selected
+# node's TLS files are checked first (`check-config --node NAME`).
 #
 # and removes files it wrote earlier for nodes that are no longer selected. Rerun it after
 # every change of cluster.conf. The config is read through `chatmesh check-config` (binary:
@@ -49,12 +57,22 @@ if [[ -z "$bin" ]]; then
 fi
 [[ -n "$bin" && -x "$bin" ]] || die "no chatmesh binary (set CHATMESH_BIN, or run 'swift build' first)"
 
-summary=$("$bin" check-config "$config") || die "$config is not valid (see above); nothing written"
+config_abs=$(realpath "$config")
+summary=$("$bin" check-config --no-tls-files "$config_abs") || die "$config is not valid (see above); nothing written"
+config_dir=$(dirname "$config_abs")
+shown_dir=$config_dir
+if [[ -n "$destdir" ]]; then
+    destdir_abs=$(realpath -m "$destdir")
+    [[ "$config_dir" == "$destdir_abs"/* ]] && shown_dir=${config_dir#"$destdir_abs"}
+fi
+# Paths of the summary that lie directly in CONFIG's directory (`%n` still unexpanded).
+mapfile -t beside_config < <(grep -oE "$config_dir/[^ ,;/]+" <<<"$summary" | sort -u)
 
 # The node lines of the summary: "  NAME  listen HOST:PORT[  mesh HOST:PORT]" after "nodes (N):".
 mapfile -t nodes < <(awk '
     /^nodes \(/ { inside = 1; next }
     inside && /^  [^ ]/ && $2 == "listen" { print $1, $3, ($4 == "mesh" ? $5 : "-"); next }
+    inside && /^    / { next }
     inside { inside = 0 }' <<<"$summary")
 ((${#nodes[@]} > 0)) || die "found no nodes in the check-config summary of $config"
 drain_ms=$(awk '/^drain_timeout: [0-9]+ ms$/ { print $2 }' <<<"$summary")
@@ -126,6 +144,23 @@ write_file() { # path content
 header="$marker from $shown_config;
 # rerun it after editing that file instead of editing this one."
 
+# LoadCredential= lines for node NAME: the files beside CONFIG that the summary names.
+credentials_of() {
+    local name=$1 path file
+    for path in "${beside_config[@]}"; do
+        file=$(basename "${path//%n/$name}")
+        echo "LoadCredential=$file:$shown_dir/$file"
+    done | sort -u
+}
+
+# Each selected node's TLS files, before anything is written.
+for entry in "${nodes[@]}"; do
+    read -r name listen mesh <<<"$entry"
+    [[ $all == yes ]] || node_is_local "$listen" || continue
+    "$bin" check-config --node "$name" "$config_abs" >/dev/null \
+        || die "node $name: its files are not usable (see above); nothing written"
+done
+
 written=()
 selected=()
 for entry in "${nodes[@]}"; do
@@ -165,6 +200,12 @@ TimeoutStopSec=$stop_timeout"
     else
         echo "node $name: client $client_stream (no mesh address)"
         selected+=("$name")
+    fi
+    credentials=$(credentials_of "$name")
+    if [[ -n "$credentials" ]]; then
+        service_conf+="
+# files beside cluster.conf, as credentials (relative paths in it resolve to them)
+$credentials"
     fi
     write_file "$unitdir/chatmesh@$name.service.d/node.conf" "$service_conf"
     written+=("$unitdir/chatmesh@$name.service.d/node.conf")
