@@ -18,8 +18,20 @@ public struct ClusterCertificates {
     public var files: [String]
 
     /// The `[mesh]` lines that use the files, ready to paste into cluster.conf.
-    public var meshLines: [String] {
-        ["[mesh]", "tls = on", "tls_ca = \(directory)/ca.pem", "tls_cert = \(directory)/%n.pem", "tls_key = \(directory)/%n-key.pem"]
+    public var meshLines: [String] { meshLines(prefix: directory + "/") }
+
+    /// The same lines for the cluster.conf at `configPath`: bare file names when the files are
+    /// beside it (relative paths resolve against its directory, which under systemd is the
+    /// credentials directory), absolute paths otherwise.
+    public func meshLines(forConfigAt configPath: String) -> [String] {
+        let configDirectory = configPath.contains("/") ? String(configPath[...configPath.lastIndex(of: "/")!]) : "./"
+        guard let resolved = realpath(configDirectory, nil) else { return meshLines }
+        defer { free(resolved) }
+        return String(cString: resolved) == directory ? meshLines(prefix: "") : meshLines
+    }
+
+    private func meshLines(prefix: String) -> [String] {
+        ["[mesh]", "tls = on", "tls_ca = \(prefix)ca.pem", "tls_cert = \(prefix)%n.pem", "tls_key = \(prefix)%n-key.pem"]
     }
 
     /// SAN entries of `node`'s certificate: its name, then its mesh and listen hosts (IP

@@ -10,7 +10,8 @@ struct GenCerts: ParsableCommand {
         Writes DIR/ca.pem, DIR/ca-key.pem and, for every [node NAME] of the config, DIR/NAME.pem \
         and DIR/NAME-key.pem (ECDSA P-256; keys mode 0600). A node certificate names the node \
         (subjectAltName DNS:NAME, plus its mesh and listen IPs), is signed by the CA and serves as \
-        TLS server and client. Prints the [mesh] lines that use the files. Existing files are \
+        TLS server and client. Prints the [mesh] lines that use the files (bare file names when \
+        DIR is cluster.conf's own directory, as systemd credentials need). Existing files are \
         never overwritten. Copy to each host the CA, its own pair, and nothing else; keep \
         ca-key.pem offline.
         """
@@ -34,7 +35,7 @@ struct GenCerts: ParsableCommand {
                 printError("wrote \(path)")
             }
             printError("Copy ca.pem and each node's NAME.pem + NAME-key.pem to its host (keys stay mode 0600); keep ca-key.pem offline. Paste into cluster.conf:")
-            print(written.meshLines.joined(separator: "\n"))
+            print(written.meshLines(forConfigAt: config).joined(separator: "\n"))
         } catch let error as ValidationError {
             throw error
         } catch {

@@ -55,6 +55,14 @@ import Glibc
         #expect(a3.namesHost("a3") && a3.namesHost("chat3.example.org") && !a3.namesHost("a1"))
     }
 
+    @Test func filesBesideTheConfigAreNamedByBareFileNames() throws {
+        let config = try ClusterConfig.parse(Self.threeNodes, file: "cluster.conf")
+        let dir = try temporaryDirectory()
+        let written = try ClusterCertificates.write(for: config, into: dir)
+        #expect(written.meshLines(forConfigAt: dir + "/cluster.conf") == ["[mesh]", "tls = on", "tls_ca = ca.pem", "tls_cert = %n.pem", "tls_key = %n-key.pem"])
+        #expect(written.meshLines(forConfigAt: "/etc/chatmesh/cluster.conf") == written.meshLines)
+    }
+
     @Test func existingFilesAreNeverOverwritten() throws {
         let config = try ClusterConfig.parse(Self.threeNodes, file: "cluster.conf")
         let dir = try temporaryDirectory()
