@@ -188,3 +188,34 @@ def test_rediss_to_a_plaintext_port_fails_clearly_and_the_node_stays_up(tls_file
     assert_nothing_delivered(cluster, "a1", plain, unique_room("plainport"))
     assert node.alive()
     print(f"rediss:// to a plaintext port ({reason}): {line}")
+
+
+def test_a_tls_redis_restart_is_reconnected_without_a_tls_complaint(tls_files, redis_factory,
+                                                                    cluster_factory):
+    """A restart is a lost connection, not a TLS failure: the nodes redial, handshake again,
+    resubscribe, and chat goes on; no `redis TLS handshake failed` line, no TLS failure counted."""
+    redis = redis_factory(tls=tls_files)
+    cluster = cluster_factory("redis", redis_url=redis.url, redis_extra=tls_files.redis_keys())
+    room = unique_room("tlsrestart")
+    alice, bob = cluster.client("a1", room), cluster.client("a2", room)
+    alice.join("alice")
+    bob.join("bob")
+    alice.wait_for(lambda evs: (M, join_msg("bob")) in evs, what="bob's join")
+    redis.stop()
+    for n in cluster.nodes.values():
+        wait_until(lambda n=n: n.health()[1]["redis"] == "down", what=f"{n.name} sees Redis down")
+    redis.start()
+    t_up = time.monotonic()
+    for n in cluster.nodes.values():
+        n.wait_healthy(timeout=10)
+    wait_until(lambda: redis.numsub(room) == 2, what="both nodes subscribed again")
+    recovered = time.monotonic() - t_up
+    alice.say("after the restart")
+    bob.wait_for(lambda evs: (M, say_msg("alice", "after the restart")) in evs,
+                 what="alice's say after the restart")
+    for n in cluster.nodes.values():
+        assert "redis TLS handshake failed" not in n.log_text(200000)
+        assert n.counter(TLS_FAILURES) == 0
+        assert n.counter("chatmesh_redis_reconnects_total") >= 2
+    print(f"TLS redis restarted: both nodes ready and resubscribed {recovered:.2f}s later, "
+          f"chat goes on")
