@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.clients import RecordingClient, in_order_client  # noqa: E402
 from harness.cluster import Cluster  # noqa: E402
 from harness.node import NodeProcess  # noqa: E402
+from harness.process import chatmesh_binary  # noqa: E402
 
 OPENSSL = os.environ.get("OPENSSL_BIN", "openssl")
 
@@ -72,6 +73,30 @@ class TestPKI:
         self.issued[name] = (cert, key)
         return cert, key
 
+    def prepare(self, conf_path: Path) -> None:
+        """Nothing to do: certificates are made on first use."""
+
+
+class GenCertsPKI:
+    """The operator's way: `chatmesh gen-certs --config CONF --out DIR` makes the CA and every
+    node's pair of CONF at once (`prepare`); `issue(name)` names that node's files."""
+
+    def __init__(self, dir: Path):
+        self.dir = Path(dir)
+        self.ca = self.dir / "ca.pem"
+        self.output = ""
+
+    def prepare(self, conf_path: Path) -> None:
+        r = subprocess.run([str(chatmesh_binary()), "gen-certs", "--config", str(conf_path),
+                            "--out", str(self.dir)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"gen-certs exited {r.returncode}: {r.stderr}"
+        self.output = r.stdout
+
+    def issue(self, name: str) -> tuple[Path, Path]:
+        cert, key = self.dir / f"{name}.pem", self.dir / f"{name}-key.pem"
+        assert cert.exists() and key.exists(), f"gen-certs wrote no pair for {name}: {self.output}"
+        return cert, key
+
 
 def trust_test_ca(monkeypatch, pki: TestPKI) -> None:
     """Every requests call of this test (the harness's /healthz and /metrics) verifies against
@@ -99,12 +124,15 @@ class HTTPSNode(NodeProcess):
 
 class ClientTLSCluster(Cluster):
     """A mesh-mode harness Cluster whose nodes serve HTTPS and WSS on `listen`, each with its
-    own certificate from `pki` (`[node NAME] tls_cert / tls_key`). `args`: extra `serve`
-    arguments for every node (e.g. --log-level debug)."""
+    own certificate from `pki` (a TestPKI or GenCertsPKI: `[node NAME] tls_cert / tls_key`).
+    `args`: extra `serve` arguments for every node (e.g. --log-level debug)."""
 
-    def __init__(self, names, pki: TestPKI, args: list[str] | None = None, **kw):
+    def __init__(self, names, pki, args: list[str] | None = None, **kw):
         self.pki = pki
+        self._node_tls = False
         super().__init__("mesh", nodes=list(names), prefix="chatmesh-client-tls-", **kw)
+        pki.prepare(self.conf_path)   # gen-certs reads the nodes from the conf without TLS
+        self._node_tls = True
         self.nodes = {n: HTTPSNode(self.dir, self.conf_path, n, node.port, node.mesh_port,
                                    args=args)
                       for n, node in self.nodes.items()}
@@ -112,6 +140,8 @@ class ClientTLSCluster(Cluster):
 
     def config_text(self, secret: str | None = None) -> str:
         text = super().config_text(secret)
+        if not self._node_tls:
+            return text
         for name in self.names + self.phantoms:
             cert, key = self.pki.issue(name)
             header = f"[node {name}]\n"

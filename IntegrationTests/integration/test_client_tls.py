@@ -20,8 +20,8 @@ import types
 import pytest
 import requests
 
-from client_tls_testkit import (ClientTLSCluster, TestPKI, TLSRecordingClient,  # noqa: F401
-                                trust_test_ca)
+from client_tls_testkit import (ClientTLSCluster, GenCertsPKI, TestPKI,  # noqa: F401
+                                TLSRecordingClient, trust_test_ca)
 from harness.clients import says, unique_room
 from harness.cluster import FAST_LIMITS, teardown
 from harness.process import WAIT, chatmesh_binary, close_quietly, wait_until
@@ -37,13 +37,14 @@ def pki(tmp_path) -> TestPKI:
 
 @pytest.fixture
 def tls_cluster(request, pki, monkeypatch):
-    """tls_cluster(names=("a1", "a2"), start=True, **Cluster keywords) -> ClientTLSCluster whose
-    nodes serve HTTPS/WSS; stopped by pid at teardown, logs printed on failure."""
-    trust_test_ca(monkeypatch, pki)
+    """tls_cluster(names=("a1", "a2"), start=True, pki=the pki fixture, **Cluster keywords) ->
+    ClientTLSCluster whose nodes serve HTTPS/WSS; stopped by pid at teardown, logs printed on
+    failure."""
     td = teardown(request)
 
-    def make(names=("a1", "a2"), start=True, **kw):
+    def make(names=("a1", "a2"), start=True, pki=pki, **kw):
         cluster = td.add(ClientTLSCluster(names, pki, **kw))
+        trust_test_ca(monkeypatch, pki)
         return cluster.start() if start else cluster
     return make
 
@@ -185,6 +186,30 @@ def test_plain_http_garbage_and_stalls_on_the_tls_port_fail_cleanly(tls_cluster)
     # The TLS layer's errors end at the TLS layer: none was taken for a protocol error above it.
     assert {r: node.counter("chatmesh_errors_total", reason=r) for r in protocol_errors} == protocol_errors
     node.assert_healthy()
+
+
+def test_gen_certs_pairs_serve_https_to_clients(tls_cluster, tmp_path):
+    """The two commands of an operator without a PKI: `chatmesh gen-certs`, then each node's
+    pair as its [node] tls_cert / tls_key. Clients that trust ca.pem reach the node by its
+    listen address, which the node certificate names."""
+    pki = GenCertsPKI(tmp_path / "certs")
+    c = tls_cluster(names=["a1", "a2"], pki=pki)
+    check = subprocess.run([str(chatmesh_binary()), "check-config", str(c.conf_path)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    for node in (c["a1"], c["a2"]):
+        der, _, _ = _tls_handshake(node.port, pki.ca)   # verified against ca.pem, by IP SAN
+        assert der == ssl.PEM_cert_to_DER_cert(pki.issue(node.name)[0].read_text())
+    room = unique_room("gen-certs")
+    clients = {"on-a1": c.tls_client("a1", room), "on-a2": c.tls_client("a2", room, transports=["polling"])}
+    clients["on-a1"].join("on-a1")
+    clients["on-a2"].join("on-a2")
+    clients["on-a1"].wait_for(lambda evs: ("message", {"event": "join", "data": {"username": "on-a2"}})
+                              in evs, what="on-a2's join across the mesh")
+    texts = {name: f"gen-certs pair: {name}" for name in clients}
+    for name, client in clients.items():
+        client.say(texts[name])
+    _wait_everyone_heard(clients, texts)
 
 
 def _line_of(conf_text: str, prefix: str, after: str) -> int:
