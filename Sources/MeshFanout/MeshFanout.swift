@@ -4,6 +4,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// The broker-free fanout: one authenticated TCP link to every other node of cluster.conf.
 ///
@@ -38,6 +39,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private var pendingFlush: [PeerLinkHandler] = []
     /// Links still in their handshake, oldest first.
     private var pendingHandshakes: [PeerLinkHandler] = []
+    /// `[mesh] tls = on`: the contexts every link is wrapped in, loaded once per start.
+    private var tlsContexts: MeshTLSContexts?
     private var stopping = false
     /// Drains waiting for every live peer to acknowledge what it was sent.
     private let drainWaiters: DrainWaiters
@@ -80,6 +83,9 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     /// Binds the mesh listener (or adopts the one systemd passed) and starts dialing the peers
     /// this node dials.
     public func start(_ context: FanoutStartContext) throws {
+        if let tls = settings.tls {
+            tlsContexts = try MeshTLSContexts(settings: tls, node: localName)
+        }
         let bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -96,7 +102,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                         metrics.rejected("too_many_handshakes")
                         pendingHandshakes.first?.close(reason: "too many pending handshakes")
                     }
-                    try channel.pipeline.syncOperations.addHandler(makeLinkHandler(role: .acceptor))
+                    try addLinkHandlers(to: channel, role: .acceptor)
                 }
             }
         if let inheritedSocket = context.inheritedMeshSocket {
@@ -104,7 +110,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         } else {
             serverChannel = try bootstrap.bind(host: listenAddress.host, port: listenAddress.port).wait()
         }
-        logger.info("mesh listening", metadata: ["address": "\(listenAddress)", "peers": "\(peers.keys.sorted())"])
+        logger.info("mesh listening", metadata: ["address": "\(listenAddress)", "peers": "\(peers.keys.sorted())",
+                                                 "tls": "\(tlsContexts == nil ? "off" : "on (TLS 1.3, mutual)")"])
         try eventLoop.submit { [self] in
             for peer in peers.values where peer.weDial { dial(peer) }
             heartbeatTimer = eventLoop.scheduleRepeatedTask(initialDelay: settings.pingInterval, delay: settings.pingInterval) { [weak self] _ in
@@ -170,9 +177,25 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         return (status.filter(\.value).map(\.key).sorted(), status.filter { !$0.value }.map(\.key).sorted())
     }
 
+    /// A link's pipeline: the transport sniffer, NIOSSL when the mesh is TLS, then the link.
+    private func addLinkHandlers(to channel: any Channel, role: MeshHandshake.Role) throws {
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(MeshTransportSniffer(expectsTLS: tlsContexts != nil))
+        if let tlsContexts {
+            switch role {
+            case .acceptor:
+                try pipeline.addHandler(NIOSSLServerHandler(context: tlsContexts.server))
+            case .dialer:
+                // No SNI: node names need not be host names, and the name check is our own.
+                try pipeline.addHandler(NIOSSLClientHandler(context: tlsContexts.client, serverHostname: nil))
+            }
+        }
+        try pipeline.addHandler(makeLinkHandler(role: role))
+    }
+
     private func makeLinkHandler(role: MeshHandshake.Role) -> PeerLinkHandler {
         let handshake = MeshHandshake(localName: localName, localEpoch: epoch, secret: secret, role: role, knownPeers: knownPeers)
-        let link = PeerLinkHandler(mesh: self, handshake: handshake, maxFrame: settings.maxFrame)
+        let link = PeerLinkHandler(mesh: self, handshake: handshake, maxFrame: settings.maxFrame, tls: tlsContexts != nil)
         pendingHandshakes.append(link)
         return link
     }
@@ -190,7 +213,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                 // One handler per connection attempt, made only once a channel exists, so a
                 // dial that fails before that (a name that does not resolve) leaves nothing.
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(makeLinkHandler(role: .dialer(expectedPeer: peerName)))
+                    try addLinkHandlers(to: channel, role: .dialer(expectedPeer: peerName))
                 }
             }
             .connect(host: peer.address.host, port: peer.address.port)

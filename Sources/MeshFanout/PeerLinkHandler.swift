@@ -1,9 +1,14 @@
 import Logging
 import NIOCore
+import NIOSSL
+import NIOTLS
 
 /// One TCP connection to another node. It frames the byte stream, runs the handshake, and once
 /// authenticated hands every frame to `MeshFanout`. Before authentication frames are limited
 /// to a few KiB and must arrive within a deadline, so a stranger can hold little.
+/// On a TLS mesh it sits behind NIOSSL: the deadline covers the TLS handshake too, HELLO waits
+/// for that handshake, and the peer's certificate must name the node of the link (the one we
+/// dialed, or the one an accepted dialer claims in HELLO) before any frame has an effect.
 /// Runs on the mesh event loop, like all mesh state.
 final class PeerLinkHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
@@ -25,9 +30,12 @@ final class PeerLinkHandler: ChannelInboundHandler {
     var needsFlush = false
     /// The peer this link was dialed to, nil for accepted links.
     let dialedPeer: String?
+    /// NIOSSL is in front of this handler.
+    private let tls: Bool
 
-    init(mesh: MeshFanout, handshake: MeshHandshake, maxFrame: Int) {
+    init(mesh: MeshFanout, handshake: MeshHandshake, maxFrame: Int, tls: Bool = false) {
         self.mesh = mesh
+        self.tls = tls
         self.handshake = handshake
         self.decoder = MeshFrameDecoder(maxFrameLength: Self.handshakeFrameLimit)
         self.establishedFrameLimit = maxFrame
@@ -55,8 +63,25 @@ final class PeerLinkHandler: ChannelInboundHandler {
         handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.handshakeTimeout) { [weak self] in
             self?.fail("handshake timed out", metricReason: "handshake_timeout")
         }
-        send(handshake.hello, flush: true)
+        // On TLS, HELLO goes out once the peer's certificate is known (userInboundEventTriggered).
+        if !tls { send(handshake.hello, flush: true) }
         context.fireChannelActive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard tls, !closed, let event = event as? TLSUserEvent, case .handshakeCompleted = event else {
+            return context.fireUserInboundEventTriggered(event)
+        }
+        // A dialer knows at once whom it wanted; an acceptor learns it from HELLO (runHandshake).
+        if let dialedPeer, let problem = MeshPeerIdentity.problem(certificate: peerCertificate, node: dialedPeer) {
+            return refuse(.nameMismatch(problem))
+        }
+        send(handshake.hello, flush: true)
+    }
+
+    /// The verified certificate of the peer (TLS links, after the TLS handshake).
+    private var peerCertificate: NIOSSLCertificate? {
+        try? channel?.pipeline.syncOperations.nioSSL_peerCertificate()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -82,6 +107,10 @@ final class PeerLinkHandler: ChannelInboundHandler {
     }
 
     private func runHandshake(_ frame: MeshFrame) {
+        if tls, dialedPeer == nil, case .hello(let hello) = frame,
+           let problem = MeshPeerIdentity.problem(certificate: peerCertificate, node: hello.node) {
+            return refuse(.nameMismatch(problem))
+        }
         switch handshake.receive(frame, resume: { self.mesh.resumePoint(for: $0) }) {
         case .send(let reply):
             send(reply, flush: true)
@@ -109,6 +138,9 @@ final class PeerLinkHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if peer == nil, let refusal = MeshLinkRefusal(error: error) {
+            return refuse(refusal)
+        }
         mesh.logger.debug("mesh link error", metadata: ["remote": "\(remoteDescription)", "error": "\(error)"])
         context.close(promise: nil)
     }
@@ -151,10 +183,15 @@ final class PeerLinkHandler: ChannelInboundHandler {
         channel.close(promise: nil)
     }
 
+    private func refuse(_ refusal: MeshLinkRefusal) {
+        fail(refusal.reason, metricReason: refusal.metricReason)
+    }
+
     private func fail(_ reason: String, metricReason: String) {
         guard !closed else { return }
         mesh.logger.warning("mesh link refused", metadata: ["remote": "\(remoteDescription)", "reason": "\(reason)",
-                                                            "peer": "\(peer?.name ?? "unauthenticated")"])
+                                                            "reject": "\(metricReason)",
+                                                            "peer": "\(peer?.name ?? dialedPeer ?? "unauthenticated")"])
         mesh.metrics.rejected(metricReason)
         close(reason: reason)
     }
