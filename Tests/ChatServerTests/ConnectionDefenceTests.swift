@@ -133,6 +133,19 @@ struct ConnectionDefenceTests {
         #expect(channel.isActive)
         h.loop.advanceTime(by: .milliseconds(1))
         #expect(!channel.isActive)
+        #expect(h.cutReasons == [.keepaliveTimeout], "an idle keep-alive connection is counted apart from attacks")
+    }
+
+    @Test func aKeepAliveConnectionTricklingItsNextHeadIsAHeaderTimeout() throws {
+        let h = Harness()
+        let channel = try #require(try h.accept())
+        try send(channel, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        try respond(channel)
+        try send(channel, "GET / HTTP/1.1\r\n")
+        h.loop.advanceTime(by: .seconds(5))
+        try send(channel, "X-Slow: 1\r\n")
+        h.loop.advanceTime(by: .seconds(5))
+        #expect(!channel.isActive)
         #expect(h.cutReasons == [.headerTimeout])
     }
 

@@ -17,6 +17,10 @@ final class ClientConnectionTracker: ChannelInboundHandler, RemovableChannelHand
     /// Set by the registry: this connection's place in its queues, nil when not in them.
     var awaitingEntry: ArrivalQueue<ClientConnectionTracker>.Entry?
     var unfinishedEntry: ArrivalQueue<ClientConnectionTracker>.Entry?
+    /// Bytes arrived since the connection started waiting for its current request head: when
+    /// the time is up, a keep-alive connection that sent nothing was merely idle, one that
+    /// sent part of a head was trickling.
+    var heardWhileAwaitingHead = false
 
     init(registry: ClientSocketRegistry) {
         self.registry = registry
@@ -30,6 +34,11 @@ final class ClientConnectionTracker: ChannelInboundHandler, RemovableChannelHand
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         registry.opened(self)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if awaitingEntry != nil { heardWhileAwaitingHead = true }
+        context.fireChannelRead(data)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

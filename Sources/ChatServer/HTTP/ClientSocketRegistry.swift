@@ -19,8 +19,14 @@ import Synchronization
 final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queues and timer are touched only on `eventLoop`
     /// Why a connection was cut (the `reason` label of `chatmesh_connections_cut_total`).
     enum CutReason: String, Sendable, CaseIterable {
+        /// No complete request head within `header_timeout` of the accept, or a keep-alive
+        /// connection that started a head and did not finish it in time.
         case headerTimeout = "header_timeout"
+        /// Cut at the socket cap to make room, or refused there.
         case socketCap = "socket_cap"
+        /// A keep-alive connection that sent nothing for `header_timeout` after its last
+        /// response: ordinary housekeeping, counted apart so the two above stay a signal.
+        case keepaliveTimeout = "keepalive_timeout"
     }
 
     let eventLoop: any EventLoop
@@ -109,6 +115,7 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
     // MARK: The header timer
 
     private func startWaiting(_ tracker: ClientConnectionTracker, since: NIODeadline) {
+        tracker.heardWhileAwaitingHead = false
         tracker.awaitingEntry = awaitingHead.append(tracker, since: since)
         armTimer()
     }
@@ -147,7 +154,9 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
     private func cutExpired() {
         let now = eventLoop.now
         while let first = awaitingHead.first, first.since + headerTimeout <= now {
-            cut(first.element, reason: .headerTimeout)
+            let tracker = first.element
+            let idleKeepAlive = !tracker.isUnfinished && !tracker.heardWhileAwaitingHead
+            cut(tracker, reason: idleKeepAlive ? .keepaliveTimeout : .headerTimeout)
         }
         armTimer()
     }

@@ -47,9 +47,10 @@ final class RequestHeadObserver: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let isEnd: Bool
-        if case .end = unwrapOutboundIn(data) { isEnd = true } else { isEnd = false }
+        // Before passing the end on: NIO's pipelining handler, below, delivers a request that
+        // was queued behind this response from within that write, and its head must find the
+        // connection waiting (and stop the timer), not be followed by a stale "waiting".
+        if case .end = unwrapOutboundIn(data) { tracker.responseEnded() }
         context.write(data, promise: promise)
-        if isEnd { tracker.responseEnded() }
     }
 }

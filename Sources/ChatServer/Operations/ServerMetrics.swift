@@ -13,7 +13,7 @@ final class ServerMetrics: Sendable {
     let bytesReceived: Metrics.Counter
     /// `chatmesh_connections_cut_total{reason}`: client connections the node closed to defend
     /// itself (no request head within `header_timeout`; room made at the socket cap, or a
-    /// connection refused there).
+    /// connection refused there), and idle keep-alive connections closed (`keepalive_timeout`).
     let connectionCuts: [ClientSocketRegistry.CutReason: Metrics.Counter]
     let clientSockets: Metrics.Gauge
     let clientSocketsUnfinished: Metrics.Gauge
