@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
-"""`make bench`: scenario F against chatmesh (mesh mode, 2 nodes), chatmesh (redis mode, 2 nodes +
-redis-server) and the kernel floor (../shared/bench/floor.c), in one run, on free loopback ports.
+"""`make bench`: scenario F against chatmesh (mesh mode, 2 nodes), chatmesh (mesh mode with
+`[mesh] tls = on`, 2 nodes), chatmesh (redis mode, 2 nodes + redis-server) and the kernel floor
+(../shared/bench/floor.c), in one run, on free loopback ports.
 
-    python3 bench/run.py                 # everything (~6-8 min on 2 cores); needs a release build
-    python3 bench/run.py --quick         # shorter windows, fewer rungs (a smoke run, ~2 min)
-    python3 bench/run.py --systems mesh  # only some systems (the floor is still run for ratios
-                                         # unless --no-floor)
+    python3 bench/run.py                 # everything (~8-10 min on 2 cores); needs a release build
+    python3 bench/run.py --quick         # shorter windows, fewer rungs (a smoke run, ~3 min)
+    python3 bench/run.py --systems mesh  # only some systems (floor, mesh, mesh-tls, redis; ratios
+                                         # to the floor only when it is among them)
+    python3 bench/run.py --quick --targets mesh,mesh-tls   # --targets is --systems' other name
+    python3 bench/run.py --profile mesh-tls  # also `perf record -g` one node during the rate-50
+                                             # window; the top of `perf report` is printed and kept
+
+The mesh-tls column runs `chatmesh gen-certs --config <its cluster.conf> --out <dir>` and pastes
+the [mesh] lines it prints into that cluster.conf: the operator's two commands. Its figures are
+printed with their ratio to plain mesh (×mesh) beside the ×floor ratios.
 
 Scenario F: 1,000 clients, 10 rooms, 20 senders, 64-byte text. Figures:
   (a) server CPU per delivery (utime+stime of every server process, redis-server included, from
@@ -16,7 +24,8 @@ Scenario F: 1,000 clients, 10 rooms, 20 senders, 64-byte text. Figures:
   (c) latency p50 / p99 at rate 5;
   (d) RSS per connection with 10,000 idle WebSocket connections on one node (fresh processes);
   (e) inter-node bytes per message: mesh link bytes per PUB (/metrics), Redis bytes per PUBLISH
-      (INFO stats / commandstats).
+      (INFO stats / commandstats); for the mesh columns also the bytes on the wire (TCP payload of
+      the mesh sockets, `ss -ti` bytes_sent), which include TLS's record overhead.
 Every figure is printed beside the floor's, with the ratio to it; everything goes to
 bench/results/latest.json. Every process is started and stopped here, by pid, also on failure.
 """
@@ -135,6 +144,16 @@ def proc_io(pid: int) -> dict:
         return {}
 
 
+def tcp_bytes_sent(ports: list[int]) -> dict:
+    """Bytes sent (TCP payload: TLS records and all) over every established socket with one end on
+    `ports`, both ends of each loopback connection counted, from `ss -ti`; and how many sockets."""
+    match = " or ".join(f"sport = :{p} or dport = :{p}" for p in ports)
+    out = subprocess.run(["ss", "-tinH", "state", "established", f"( {match} )"],
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    sent = [int(x) for x in re.findall(r"\bbytes_sent:(\d+)", out)]
+    return {"bytes": sum(sent), "sockets": sum(1 for l in out.splitlines() if l.strip() and not l[0].isspace())}
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -212,27 +231,56 @@ class Floor(System):
 
 
 class Chatmesh(System):
-    """Two `chatmesh serve` nodes (and a redis-server in redis mode) from one cluster.conf."""
+    """Two `chatmesh serve` nodes (and a redis-server in redis mode) from one cluster.conf; with
+    `tls`, mesh links over TLS with the certificates `chatmesh gen-certs` makes for that file."""
 
-    def __init__(self, args, fanout: str):
+    def __init__(self, args, fanout: str, tls: bool = False):
         super().__init__(args)
         self.fanout = fanout
-        self.name = fanout
-        self.label = f"chatmesh {fanout} (2 nodes{' + redis' if fanout == 'redis' else ''})"
+        self.tls = tls
+        self.name = f"{fanout}-tls" if tls else fanout
+        self.label = (f"chatmesh {fanout}{' + TLS' if tls else ''} "
+                      f"(2 nodes{' + redis' if fanout == 'redis' else ''})")
         self.redis_port = None
         self.redis_proc = None
+        self.mesh_ports: list[int] = []
+        self.mesh_section: dict[str, str] = {}
         self.nodes: list[NodeProcess] = []
 
     def thread_args(self) -> list[str]:
         return ["--threads", str(self.args.node_threads)] if self.args.node_threads else []
 
     def conf(self, nodes: list[NodeProcess]) -> str:
+        sections = {"limits": {"say_rate": 1000000, "say_burst": 1000000,
+                               "max_connections": IDLE_CONNECTIONS * 2}}
+        if self.mesh_section:
+            sections["mesh"] = self.mesh_section
         return config_text(nodes, fanout=self.fanout, secret="bench-secret-0123456789",
                            redis={"url": f"redis://127.0.0.1:{self.redis_port}/0"}
                            if self.fanout == "redis" else None,
-                           sections={"limits": {"say_rate": 1000000, "say_burst": 1000000,
-                                                "max_connections": IDLE_CONNECTIONS * 2}},
-                           writer="bench/run.py")
+                           sections=sections, writer="bench/run.py")
+
+    def gen_certs(self, conf: Path) -> dict[str, str]:
+        """`chatmesh gen-certs` for this cluster.conf, as an operator would run it; returns the
+        [mesh] keys it prints to paste (tls = on, tls_ca, tls_cert, tls_key)."""
+        out_dir = LOG_DIR / f"certs-{self.name}"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        r = subprocess.run([str(self.args.chatmesh), "gen-certs", "--config", str(conf), "--out", str(out_dir)],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"{self.name}: gen-certs failed ({r.returncode}): {r.stderr.strip()}")
+        keys: dict[str, str] = {}
+        section = None
+        for line in r.stdout.splitlines():
+            line = line.strip()
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1].strip()
+            elif section == "mesh" and "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                keys[k.strip()] = v.strip()
+        if keys.get("tls") != "on" or not all(keys.get(k) for k in ("tls_ca", "tls_cert", "tls_key")):
+            raise RuntimeError(f"{self.name}: gen-certs printed no usable [mesh] lines:\n{r.stdout}")
+        return keys
 
     def start(self) -> None:
         ports = free_ports(5)
@@ -244,12 +292,17 @@ class Chatmesh(System):
                                      "--save", "", "--appendonly", "no", "--protected-mode", "no",
                                      "--maxclients", "1000"], "redis-server")
             wait_listening(self.redis_port, self.redis_proc, "redis-server")
-        conf = LOG_DIR / f"cluster-{self.fanout}.conf"
+        conf = LOG_DIR / f"cluster-{self.name}.conf"
         level = [] if os.environ.get("CHATMESH_LOG_LEVEL") else ["--log-level", "warning"]
         self.nodes = [NodeProcess(LOG_DIR, conf, f"a{i}", lp, mp, args=[*level, *self.thread_args()],
-                                  log_name=f"{self.fanout}-a{i}")
+                                  log_name=f"{self.name}-a{i}")
                       for i, (lp, mp) in enumerate(zip(listen, mesh), 1)]
+        self.mesh_ports = mesh
+        self.mesh_section = {}
         conf.write_text(self.conf(self.nodes))
+        if self.tls:  # certificates name the nodes of this very file (its addresses as IP SANs)
+            self.mesh_section = self.gen_certs(conf)
+            conf.write_text(self.conf(self.nodes))
         for node in self.nodes:
             node.binary = self.args.chatmesh
             node.spawn()
@@ -326,6 +379,9 @@ class Chatmesh(System):
             c["mesh_bytes_out"] = m.get("chatmesh_mesh_bytes_total/out", 0)
             c["mesh_frames_out"] = m.get("chatmesh_mesh_frames_total/out", 0)
             c["mesh_pubs_forwarded"] = m.get("chatmesh_mesh_pubs_forwarded_total", 0)
+            c["mesh_link_rejects"] = m.get("chatmesh_mesh_link_rejects_total", 0)
+            if shutil.which("ss"):
+                c["mesh_wire_bytes_out"] = tcp_bytes_sent(self.mesh_ports)["bytes"]
         else:
             info = self.redis_info()
             c["redis_net_in"] = int(info.get("total_net_input_bytes", 0))
@@ -339,7 +395,7 @@ class Chatmesh(System):
 # running the bench client
 
 def bench(args, system: System, *, rate: float, window: int = 8, duration: float | None = None,
-          label: str = "") -> dict:
+          label: str = "", profile: bool = False) -> dict:
     duration = duration or args.duration
     cmd = [str(args.chatmesh), "bench", "--json-only", "--targets", system.targets(),
            "--clients", str(SCENARIO["clients"]), "--rooms", str(SCENARIO["rooms"]),
@@ -352,6 +408,7 @@ def bench(args, system: System, *, rate: float, window: int = 8, duration: float
     # window opens and closes, so that joins, quits and warmup traffic stay out of them.
     marks: dict[str, dict] = {}
     errors: list[str] = []
+    profiler = Profiler(system) if profile else None
     proc = popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=LOG_DIR)
     PROCS.append(proc)
 
@@ -365,6 +422,10 @@ def bench(args, system: System, *, rate: float, window: int = 8, duration: float
                         marks[line] = system.counters()
                     except Exception as e:  # noqa: BLE001 - reported with the run
                         errors.append(f"{line}: {e}")
+                    if profiler and line == "# window open":
+                        profiler.start()
+                    elif profiler:
+                        profiler.stop()
 
     speed_ms = calibrate()
     cpu_before = cpu_times()
@@ -381,6 +442,8 @@ def bench(args, system: System, *, rate: float, window: int = 8, duration: float
         stop(proc)
         if proc in PROCS:
             PROCS.remove(proc)
+        if profiler:
+            profiler.stop()
     lines = [l for l in out.decode().splitlines() if l.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"bench client failed ({label}, exit {proc.returncode}):\n{log_tail('client')}")
@@ -392,17 +455,70 @@ def bench(args, system: System, *, rate: float, window: int = 8, duration: float
         result["server_counters"] = {k: after[k] - before.get(k, 0) for k in after}
     if errors:
         result["counter_errors"] = errors
+    if profiler:
+        result["profile"] = profiler.report()
     system.check_alive()
     ok = sustainable(result)
     unjoined = result["connected"] - result["joined"]
     missing_joins = f"  ({unjoined} connected clients never got their own join echo)" if unjoined else ""
-    log(f"  {system.name:5} {label:18} {result['deliveries_per_s']:>9.0f}/s  "
+    log(f"  {system.name:8} {label:18} {result['deliveries_per_s']:>9.0f}/s  "
         f"p50 {result['latency_p50_ms']:7.2f}  p99 {result['latency_p99_ms']:7.2f} ms  "
         f"lost {result['lost']}  dup {result['duplicated']}  reord {result['reordered']}  "
         f"cpu {result.get('server_cpu_us_per_delivery', float('nan')):.2f} µs/deliv  "
         f"client {result['client_cpu_s']:.1f}s  steal {result['machine_steal_pct']}%  calib {speed_ms} ms"
         f"{'' if ok else '  (not sustainable)'}{missing_joins}")
     return result
+
+
+class Profiler:
+    """`perf record -g` of a system's first node over exactly the measured window (started and
+    stopped on the bench client's window marks); `report()` keeps the top of
+    `perf report --no-children` (self time per symbol)."""
+
+    TOP = 25
+
+    def __init__(self, system: System):
+        self.system = system
+        self.data = LOG_DIR / f"perf-{system.name}.data"
+        self.proc: subprocess.Popen | None = None
+        self.error: str | None = None
+
+    def start(self) -> None:
+        if self.proc is not None:
+            return
+        pid = self.system.procs[0].pid
+        try:
+            self.proc = start(["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p", str(pid),
+                               "-o", str(self.data)], f"perf-{self.system.name}")
+        except OSError as e:
+            self.error = f"perf record: {e}"
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)  # perf writes its data file on SIGINT
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.error = "perf record did not stop"
+        stop(self.proc)
+        if self.proc in PROCS:
+            PROCS.remove(self.proc)
+
+    def report(self) -> dict:
+        if self.error or not self.data.exists():
+            return {"error": self.error or "no perf data (perf record did not start?)"}
+        r = subprocess.run(["perf", "report", "-i", str(self.data), "--no-children", "--stdio", "-g", "none",
+                            "--sort", "dso,symbol", "--percent-limit", "0.5"],
+                           capture_output=True, text=True, timeout=300)
+        text_path = LOG_DIR / f"perf-{self.system.name}.txt"
+        text_path.write_text(r.stdout + r.stderr)
+        # perf pads every column to the widest symbol: squeeze the spaces and the empty columns
+        top = [re.sub(r"(\s+-)+$", "", re.sub(r"\s{2,}", "  ", l.strip()))
+               for l in r.stdout.splitlines() if l.strip() and not l.lstrip().startswith("#")][:self.TOP]
+        samples = re.search(r"# Samples: (\S+)", r.stdout)
+        return {"data": str(self.data), "report": str(text_path), "samples": samples.group(1) if samples else None,
+                "top_self": top}
 
 
 def sustainable(r: dict) -> bool:
@@ -439,7 +555,7 @@ def idle_rss(args, system: System) -> dict:
                 PROCS.remove(proc)
         n = ready.get("joined", 0)
         per = (after - before) * 1024 / n if n else None
-        log(f"  {system.name:5} idle {n} connections: RSS {before} KiB -> {after} KiB = "
+        log(f"  {system.name:8} idle {n} connections: RSS {before} KiB -> {after} KiB = "
             f"{per:.0f} B per connection" if per is not None else f"  {system.name}: no idle connections")
         return {"connections": n, "rss_before_kib": before, "rss_after_kib": after,
                 "rss_per_connection_bytes": per, "client": report}
@@ -456,17 +572,23 @@ def run_system(args, system: System) -> dict:
     try:
         res["pids"] = system.pids
         runs = {}
+        profile = system.name in args.profile
         runs["rate5"] = bench(args, system, rate=5, label="rate 5")
         runs["max_w8"] = bench(args, system, rate=0, window=8, label="max, window 8")
         ladder = []
         for rung in args.ladder:
-            r = bench(args, system, rate=rung, label=f"rate {rung}")
+            r = bench(args, system, rate=rung, label=f"rate {rung}", profile=profile and rung == 50)
             runs[f"rate{rung}"] = r
             ladder.append({"rate": rung, "ok": sustainable(r)})
             if not sustainable(r):
                 break
         if "rate50" not in runs:
-            runs["rate50"] = bench(args, system, rate=50, label="rate 50")
+            runs["rate50"] = bench(args, system, rate=50, label="rate 50", profile=profile)
+        if profile and "profile" in runs["rate50"]:
+            prof = runs["rate50"]["profile"]
+            log(f"  {system.name} perf profile of {system.label.split(' (')[0]} node a1, rate 50 "
+                f"({prof.get('samples')} samples; {prof.get('report') or prof.get('error')}):\n    " +
+                "\n    ".join(prof.get("top_self", [])[:15]))
         res["runs"] = runs
         res["ladder"] = ladder
         best = 0
@@ -521,6 +643,10 @@ def summarize(name: str, res: dict) -> dict:
         s["internode_overhead_bytes"] = per - packet
         s["internode_overhead_bytes_without_room"] = per - packet - avg_room
         s["internode_frames_per_pub"] = c["mesh_frames_out"] / c["mesh_pubs_forwarded"]
+        if c.get("mesh_wire_bytes_out"):
+            s["internode_wire_bytes_per_message"] = c["mesh_wire_bytes_out"] / c["mesh_pubs_forwarded"]
+    if "mesh_link_rejects" in c:
+        s["mesh_link_rejects_rate50"] = c["mesh_link_rejects"]
     if c.get("redis_publish_calls"):
         pubs = c["redis_publish_calls"]
         nodes = 2
@@ -548,7 +674,12 @@ FIGURES = [
     ("(e) inter-node bytes per message per link", "internode_bytes_per_message", "{:.1f}"),
     ("    of which framing (beyond the payload)", "internode_overhead_bytes", "{:.1f}"),
     ("    framing beyond payload and room name", "internode_overhead_bytes_without_room", "{:.1f}"),
+    ("    on the wire (TCP payload, TLS records too)", "internode_wire_bytes_per_message", "{:.1f}"),
 ]
+
+# Columns also shown as a ratio to another column than the floor: mesh-tls to plain mesh (the
+# issue's target: ≤ 1.1× plain mesh CPU per delivery at rate 50).
+RELATIVE_TO = {"mesh-tls": "mesh"}
 
 
 def table(summaries: dict, order: list[str]) -> list[dict]:
@@ -562,6 +693,10 @@ def table(summaries: dict, order: list[str]) -> list[dict]:
             f = floor.get(key)
             if name != "floor" and isinstance(v, (int, float)) and isinstance(f, (int, float)) and f:
                 row[f"{name}_x_floor"] = v / f
+            base = RELATIVE_TO.get(name)
+            b = summaries.get(base, {}).get(key) if base in order else None
+            if isinstance(v, (int, float)) and isinstance(b, (int, float)) and b:
+                row[f"{name}_x_{base}"] = v / b
         rows.append(row)
     return rows
 
@@ -570,14 +705,17 @@ def print_table(rows: list[dict], order: list[str], labels: dict) -> str:
     def cell(v, fmt):
         return "-" if v is None else fmt.format(v)
     fmts = {k: f for _, k, f in FIGURES}
-    header = ["figure"] + [n for n in order for n in ([n] if n == "floor" else [n, "×floor"])]
+    def ratios(n: str) -> list[str]:
+        return ([] if n == "floor" or "floor" not in order else ["floor"]) + \
+            ([RELATIVE_TO[n]] if RELATIVE_TO.get(n) in order else [])
+    header = ["figure"] + [h for n in order for h in [n] + [f"×{b}" for b in ratios(n)]]
     body = []
     for row in rows:
         line = [row["figure"]]
         for n in order:
             line.append(cell(row.get(n), fmts[row["key"]]))
-            if n != "floor":
-                x = row.get(f"{n}_x_floor")
+            for b in ratios(n):
+                x = row.get(f"{n}_x_{b}")
                 line.append("-" if x is None else f"{x:.2f}×")
         body.append(line)
     widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
@@ -635,7 +773,10 @@ def ensure_redis(args) -> str | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--systems", default="floor,mesh,redis", help="comma-separated: floor, mesh, redis")
+    ap.add_argument("--systems", "--targets", dest="systems", default="floor,mesh,mesh-tls,redis",
+                    help="comma-separated: floor, mesh, mesh-tls, redis")
+    ap.add_argument("--profile", default="", help="comma-separated systems (e.g. mesh,mesh-tls) whose node a1 is "
+                    "recorded with `perf record -g` during the rate-50 window")
     ap.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--ladder", default=",".join(map(str, LADDER)))
@@ -651,6 +792,14 @@ def main() -> int:
         args.duration, args.warmup, args.ladder, args.idle = 3.0, 1.0, "25,50,100", 2000
     args.ladder = [int(x) for x in args.ladder.split(",") if x]
     order = [s.strip() for s in args.systems.split(",") if s.strip()]
+    args.profile = [s.strip() for s in args.profile.split(",") if s.strip()]
+    known = {"floor", "mesh", "mesh-tls", "redis"}
+    if set(order + args.profile) - known:
+        log(f"unknown system(s) {sorted(set(order + args.profile) - known)}: choose from {sorted(known)}")
+        return 2
+    if args.profile and not shutil.which("perf"):
+        log("--profile needs perf (Debian: apt-get install linux-perf)")
+        return 2
 
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, on_signal)
@@ -676,7 +825,7 @@ def main() -> int:
             order.remove("redis")
 
     systems = {"floor": lambda: Floor(args), "mesh": lambda: Chatmesh(args, "mesh"),
-               "redis": lambda: Chatmesh(args, "redis")}
+               "mesh-tls": lambda: Chatmesh(args, "mesh", tls=True), "redis": lambda: Chatmesh(args, "redis")}
     started = time.monotonic()
     results, summaries, labels, errors = {}, {}, {}, {}
     env = machine()
@@ -702,6 +851,19 @@ def main() -> int:
         missing = summaries.get(name, {}).get("join_echoes_missing")
         if missing:
             print(f"{name}: {missing} client(s) never received their own join broadcast (see the run log)")
+    tls = summaries.get("mesh-tls", {})
+    if tls:
+        ratio = next((r.get("mesh-tls_x_mesh") for r in rows if r["key"] == "cpu_us_per_delivery_rate50"), None)
+        if ratio is not None:
+            print(f"mesh-tls: CPU per delivery at rate 50 = {ratio:.2f}× plain mesh (target ≤ 1.10×)"
+                  f"{'' if ratio <= 1.10 else '  ABOVE TARGET'}")
+        wire, app = tls.get("internode_wire_bytes_per_message"), tls.get("internode_bytes_per_message")
+        if wire is not None and app:
+            # TLS 1.3 (AES-GCM / ChaCha20) adds 22 bytes per record: 5 header, 1 type, 16 tag.
+            print(f"mesh-tls: {wire:.1f} bytes on the wire per message for {app:.1f} bytes of mesh frames "
+                  f"(+{wire - app:.1f}: TLS records){'' if wire > app else '  NOT ENCRYPTED?'}")
+        if tls.get("mesh_link_rejects_rate50"):
+            print(f"mesh-tls: {tls['mesh_link_rejects_rate50']:.0f} mesh link rejects during the rate-50 window")
     for name, err in errors.items():
         print(f"{name}: FAILED: {err.splitlines()[0] if err else ''}")
     doc = {
