@@ -110,9 +110,10 @@ integration-test: build test-deps
 browser-test: build test-deps
 	$(PYTEST) -q -p no:cacheprovider IntegrationTests/browser
 
-# Scenario F against chatmesh mesh mode, redis mode and the kernel floor (../shared/bench/floor.c),
-# in one run, on free loopback ports (~8 min on 2 cores): figures beside the floor's, and
-# bench/results/latest.json. Not part of `make test`. BENCH_ARGS=--quick for a short smoke run.
+# Scenario F against chatmesh mesh mode, mesh mode with TLS, redis mode and the kernel floor
+# (../shared/bench/floor.c), in one run, on free loopback ports (~10 min on 2 cores): figures beside
+# the floor's (and mesh-tls beside plain mesh), and bench/results/latest.json. Not part of
+# `make test`. BENCH_ARGS=--quick for a short smoke run; BENCH_ARGS="--targets mesh,mesh-tls".
 bench: build-deps
 	$(SWIFT) build -c release
 	python3 bench/run.py $(BENCH_ARGS)
