@@ -37,7 +37,7 @@ extension ClusterConfig {
         func fail(_ message: String) -> ConfigError {
             ConfigError(file: configPath, line: line, message: "secret_file \(secretFile): \(message)")
         }
-        let fd = open(secretFile, O_RDONLY | O_CLOEXEC)
+        let fd = open(secretFile, O_RDONLY | O_CLOEXEC | O_NONBLOCK)  // a FIFO must not hang the load
         guard fd >= 0 else { throw fail("cannot read: \(errorText(errno))") }
         defer { _ = close(fd) }
         var info = stat()

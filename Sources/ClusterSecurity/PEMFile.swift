@@ -17,7 +17,7 @@ public struct PEMFile {
 
     /// Reads `path`; the failure is a message without a location.
     public static func read(_ path: String) -> Result<PEMFile, FileProblem> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)  // a FIFO must not hang the check
         guard fd >= 0 else { return .failure(FileProblem("cannot read: \(errnoText(errno))")) }
         defer { _ = close(fd) }
         var info = stat()

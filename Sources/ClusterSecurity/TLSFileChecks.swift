@@ -34,7 +34,10 @@ public struct TLSFileChecks {
             for name in nodes {
                 let certPath = tls.certFile(for: name), keyPath = tls.keyFile(for: name)
                 let what = tls.certFile.contains("%n") ? " (node \(name))" : ""
-                guard let chain = certificates(certPath, key: "tls_cert", line: tls.certLine, note: what) else { continue }
+                guard let chain = certificates(certPath, key: "tls_cert", line: tls.certLine, note: what) else {
+                    checkKey(keyPath, matching: nil, certPath: certPath, key: "tls_key", line: tls.keyLine)
+                    continue
+                }
                 let leaf = chain[0]
                 var valid = checkValidity(leaf, key: "tls_cert", path: certPath, line: tls.certLine)
                 if valid, let roots {

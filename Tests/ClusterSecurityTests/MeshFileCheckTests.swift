@@ -38,6 +38,19 @@ import Glibc
         #expect(found.first?.hasPrefix("cluster.conf:5: tls_key \(dir)/a1-key.pem: not a PEM private key (found 'CERTIFICATE'") == true)
     }
 
+    @Test func aDirectoryOrFIFOIsNotARegularFileAndTheKeyIsStillChecked() throws {
+        let dir = try temporaryDirectory()
+        try TestPKI().writeMesh(into: dir, names: ["a1", "a2"])
+        unlink("\(dir)/a1.pem")
+        try #require(mkfifo("\(dir)/a1.pem", 0o644) == 0)  // opened without blocking
+        unlink("\(dir)/a1-key.pem")
+        try #require(mkdir("\(dir)/a1-key.pem", 0o700) == 0)
+        #expect(problems(try meshConfig(dir)) == [
+            "cluster.conf:4: tls_cert \(dir)/a1.pem: not a regular file (node a1)",
+            "cluster.conf:5: tls_key \(dir)/a1-key.pem: not a regular file",
+        ])
+    }
+
     @Test func anEmptyFileIsNamedAsEmpty() throws {
         let dir = try temporaryDirectory()
         try TestPKI().writeMesh(into: dir, names: ["a1", "a2"])
