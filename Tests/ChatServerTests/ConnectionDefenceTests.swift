@@ -214,6 +214,28 @@ struct ConnectionDefenceTests {
         #expect(cuts.withLockedValue { $0 } == [.socketCap])
     }
 
+    /// With no unfinished connection left, an idle keep-alive connection (its client simply
+    /// reopens one) makes room before anyone is refused; one holding a request never does.
+    @Test func atTheCapWithNoUnfinishedTheLongestIdleKeepAliveMakesRoom() throws {
+        let h = Harness(cap: 3)
+        let held = try #require(try h.accept())
+        try send(held, "GET /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\nHost: a\r\n\r\n")
+        var idle: [EmbeddedChannel] = []
+        for _ in 0..<2 {
+            let channel = try #require(try h.accept())
+            try send(channel, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            try respond(channel)
+            idle.append(channel)
+            h.loop.advanceTime(by: .seconds(1))
+        }
+        #expect(h.gate.unfinishedSockets == 0)
+        let newcomer = try #require(try h.accept())
+        h.loop.run()
+        #expect(!idle[0].isActive, "the longest idle keep-alive connection was not the one cut")
+        #expect(held.isActive && idle[1].isActive && newcomer.isActive)
+        #expect(h.cutReasons == [.socketCap])
+    }
+
     @Test func whenEverySocketIsAClientANewConnectionIsRefused() throws {
         let h = Harness(cap: 2)
         let channels = try (0..<2).map { _ in try #require(try h.accept()) }

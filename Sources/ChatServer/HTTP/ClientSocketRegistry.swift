@@ -40,6 +40,8 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
     private let unfinishedAtomic = Atomic<Int>(0)
     /// Uptime (ns) when the oldest unfinished connection was accepted; 0 when there is none.
     private let oldestUnfinishedAtomic = Atomic<UInt64>(0)
+    /// Uptime (ns) since when the longest-waiting connection waits for a head; 0 when none does.
+    private let oldestAwaitingAtomic = Atomic<UInt64>(0)
 
     init(eventLoop: any EventLoop, headerTimeout: TimeAmount, countCut: @escaping @Sendable (CutReason) -> Void) {
         self.eventLoop = eventLoop
@@ -57,6 +59,12 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
         let nanos = oldestUnfinishedAtomic.load(ordering: .relaxed)
         return nanos == 0 ? nil : .uptimeNanoseconds(nanos)
     }
+    /// Since when this loop's longest-waiting connection waits for a request head (from any
+    /// thread: with no unfinished connection left, the gate evicts an idle keep-alive one).
+    var oldestAwaitingSince: NIODeadline? {
+        let nanos = oldestAwaitingAtomic.load(ordering: .relaxed)
+        return nanos == 0 ? nil : .uptimeNanoseconds(nanos)
+    }
     /// Connections waiting for a request head, unfinished or between keep-alive requests.
     var awaitingHeadCount: Int { awaitingHead.count }
 
@@ -69,7 +77,7 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
         let now = eventLoop.now
         tracker.unfinishedEntry = unfinished.append(tracker, since: now)
         unfinishedAtomic.add(1, ordering: .relaxed)
-        if unfinished.count == 1 { publishOldestUnfinished() }
+        if unfinished.count == 1 { publish(unfinished.first, to: oldestUnfinishedAtomic) }
         startWaiting(tracker, since: now)
     }
 
@@ -105,6 +113,17 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
         return true
     }
 
+    /// Cuts the connection of this loop that has waited longest for a request head (with no
+    /// unfinished ones left: an idle keep-alive connection, which its client simply reopens);
+    /// false if none waits.
+    @discardableResult
+    func evictLongestAwaiting() -> Bool {
+        eventLoop.preconditionInEventLoop()
+        guard let oldest = awaitingHead.first?.element else { return false }
+        cut(oldest, reason: .socketCap)
+        return true
+    }
+
     private func cut(_ tracker: ClientConnectionTracker, reason: CutReason) {
         stopWaiting(tracker)
         leaveUnfinished(tracker)
@@ -117,13 +136,16 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
     private func startWaiting(_ tracker: ClientConnectionTracker, since: NIODeadline) {
         tracker.heardWhileAwaitingHead = false
         tracker.awaitingEntry = awaitingHead.append(tracker, since: since)
+        if awaitingHead.count == 1 { publish(awaitingHead.first, to: oldestAwaitingAtomic) }
         armTimer()
     }
 
     private func stopWaiting(_ tracker: ClientConnectionTracker) {
         guard let entry = tracker.awaitingEntry else { return }
         tracker.awaitingEntry = nil
+        let wasFirst = awaitingHead.first === entry
         awaitingHead.remove(entry)
+        if wasFirst { publish(awaitingHead.first, to: oldestAwaitingAtomic) }
         // The timer stays armed for the old first entry: when it fires it finds nothing due
         // and re-arms for the new first. Cheaper than a cancel and a reschedule per request.
     }
@@ -134,13 +156,13 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
         let wasFirst = unfinished.first === entry
         unfinished.remove(entry)
         unfinishedAtomic.subtract(1, ordering: .relaxed)
-        if wasFirst { publishOldestUnfinished() }
+        if wasFirst { publish(unfinished.first, to: oldestUnfinishedAtomic) }
     }
 
-    private func publishOldestUnfinished() {
+    private func publish(_ first: ArrivalQueue<ClientConnectionTracker>.Entry?, to atomic: borrowing Atomic<UInt64>) {
         // max(1, …): 0 means "none", and a loop clock could start at 0 (an embedded loop's does).
-        let nanos = unfinished.first.map { max(1, $0.since.uptimeNanoseconds) } ?? 0
-        oldestUnfinishedAtomic.store(nanos, ordering: .relaxed)
+        let nanos = first.map { max(1, $0.since.uptimeNanoseconds) } ?? 0
+        atomic.store(nanos, ordering: .relaxed)
     }
 
     private func armTimer() {

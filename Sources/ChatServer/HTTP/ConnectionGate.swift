@@ -55,20 +55,32 @@ final class ConnectionGate: Sendable {
         return true
     }
 
-    /// Cuts the node's oldest unfinished connection: at once when it is on this loop, else on
-    /// its own loop (the new connection does not wait for that; the cap may be passed by a
-    /// connection or two meanwhile, which the descriptor reserve absorbs).
+    /// Cuts the node's oldest unfinished connection or, with none left, the idle keep-alive
+    /// connection that has waited longest for its next request: at once when it is on this
+    /// loop, else on its own loop (the new connection does not wait for that; the cap may be
+    /// passed by a connection or two meanwhile, which the descriptor reserve absorbs).
     private func makeRoom(from registry: ClientSocketRegistry) -> Bool {
-        let oldest = registries.compactMap { registry in registry.oldestUnfinishedSince.map { (registry, $0) } }
-            .min { $0.1 < $1.1 }?.0
-        guard let oldest else { return false }
-        if oldest === registry {
-            registry.evictOldestUnfinished()
+        func oldest(_ since: (ClientSocketRegistry) -> NIODeadline?) -> ClientSocketRegistry? {
+            registries.compactMap { registry in since(registry).map { (registry, $0) } }.min { $0.1 < $1.1 }?.0
+        }
+        if let target = oldest({ $0.oldestUnfinishedSince }) {
+            evict(on: target, from: registry) { $0.evictOldestUnfinished() }
+        } else if let target = oldest({ $0.oldestAwaitingSince }) {
+            evict(on: target, from: registry) { $0.evictLongestAwaiting() }
         } else {
-            oldest.eventLoop.execute { oldest.evictOldestUnfinished() }
+            return false
         }
         warnCapReached(evicting: true)
         return true
+    }
+
+    private func evict(on target: ClientSocketRegistry, from registry: ClientSocketRegistry,
+                       _ cut: @escaping @Sendable (ClientSocketRegistry) -> Bool) {
+        if target === registry {
+            _ = cut(target)
+        } else {
+            target.eventLoop.execute { _ = cut(target) }
+        }
     }
 
     private func warnCapReached(evicting: Bool) {
