@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from chatmesh_testkit import RecordingClient, chatmesh_binary, free_ports
+from client_tls_testkit import GenCertsPKI
 from harness.cluster import factory
 from harness.node import config_text
 from harness.process import ChildProcess, reap, signal_pid, wait_until
@@ -94,7 +95,7 @@ class Cluster(ChildProcess):
     what = "chatmesh cluster"
     stop_timeout = 20.0
 
-    def __init__(self, names=("a1", "a2"), extra=(), env: dict | None = None):
+    def __init__(self, names=("a1", "a2"), extra=(), env: dict | None = None, https: bool = False):
         self.dir = Path(tempfile.mkdtemp(prefix="chatmesh-cluster-"))
         super().__init__(self.dir, "stderr")
         self.conf = self.dir / "cluster.conf"
@@ -106,6 +107,15 @@ class Cluster(ChildProcess):
             [SimpleNamespace(name=n, host="127.0.0.1", port=self.ports[n], mesh_host="127.0.0.1",
                              mesh_port=self.mesh_ports[n]) for n in names],
             secret="x", writer="IntegrationTests/integration/test_cluster_supervisor.py"))
+        if https:
+            # Every node serves HTTPS with its own pair from `chatmesh gen-certs`.
+            pki = GenCertsPKI(self.dir / "pki")
+            pki.prepare(self.conf)
+            text = self.conf.read_text()
+            for name in names:
+                cert, key = pki.issue(name)
+                text = text.replace(f"[node {name}]\n", f"[node {name}]\ntls_cert = {cert}\ntls_key = {key}\n")
+            self.conf.write_text(text)
         self.stdout_path = self.dir / "stdout.log"
         self.extra = list(extra)
         self.env = env
@@ -139,9 +149,9 @@ class Cluster(ChildProcess):
 
 @pytest.fixture
 def cluster(request):
-    """cluster(*extra, names=("a1", "a2"), env=None) -> a started Cluster."""
-    return factory(request, lambda *extra, names=("a1", "a2"), env=None:
-                   Cluster(names=names, extra=extra, env=env))
+    """cluster(*extra, names=("a1", "a2"), env=None, https=False) -> a started Cluster."""
+    return factory(request, lambda *extra, names=("a1", "a2"), env=None, https=False:
+                   Cluster(names=names, extra=extra, env=env, https=https))
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +169,17 @@ def test_starts_every_local_node_and_prints_their_pages(cluster):
                      "both page lines on stdout")
     for name, port in c.ports.items():
         assert f"node {name}: chat page at http://127.0.0.1:{port}/\n" in out
+
+
+def test_https_nodes_are_seen_serving_and_their_pages_printed_as_https(cluster):
+    c = cluster(https=True)
+    out = wait_until(lambda: (t := c.stdout_text()).count("chat page at") == 2 and t, 20,
+                     "both page lines on stdout")
+    for name, port in c.ports.items():
+        assert f"node {name}: chat page at https://127.0.0.1:{port}/\n" in out
+        r = requests.get(f"https://127.0.0.1:{port}/healthz", verify=str(c.dir / "pki" / "ca.pem"), timeout=5)
+        assert r.status_code == 200 and r.json()["node"] == name
+    assert "node is serving" in c.stderr_text()
 
 
 def test_killed_child_is_restarted_with_a_new_pid(cluster):

@@ -1,13 +1,25 @@
 import ClusterConfig
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A minimal HTTP/1.1 client for one thing: `GET /healthz` on a node, with a hard
 /// deadline for connect, request and answer together.
 public final class HealthzClient: Sendable {
     private let group: any EventLoopGroup
+    /// For nodes that serve HTTPS (`[node NAME] tls_cert`). The supervisor asks its own child
+    /// on this host how it is doing: it needs the answer, not the node's identity, and the
+    /// client certificate may come from any CA (a public one, with DNS names only), so it does
+    /// not verify. `nil` if the TLS library could not make a context (probes then fail).
+    private let tlsContext: NIOSSLContext?
 
-    public init(group: any EventLoopGroup) { self.group = group }
+    public init(group: any EventLoopGroup) {
+        self.group = group
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        configuration.applicationProtocols = ["http/1.1"]
+        self.tlsContext = try? NIOSSLContext(configuration: configuration)
+    }
 
     /// Where to reach a node that listens on `listen`: a wildcard address is reached
     /// through loopback.
@@ -22,12 +34,18 @@ public final class HealthzClient: Sendable {
         "GET /healthz HTTP/1.1\r\nHost: \(listen)\r\nUser-Agent: chatmesh-cluster\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
     }
 
-    /// Calls `completion` exactly once, on an event loop, within about `timeout`.
+    /// Calls `completion` exactly once, on an event loop, within about `timeout`. `tls`: the
+    /// node serves HTTPS on `listen`.
     public func fetch(
-        _ listen: HostPort, timeout: TimeAmount,
+        _ listen: HostPort, tls: Bool = false, timeout: TimeAmount,
         completion: @escaping @Sendable (Result<HealthzReport, HealthzError>) -> Void
     ) {
         let loop = group.next()
+        let tlsContext = self.tlsContext
+        if tls, tlsContext == nil {
+            loop.execute { completion(.failure(HealthzError("no TLS context for an HTTPS node"))) }
+            return
+        }
         let (host, port) = Self.target(for: listen)
         let request = Self.request(for: listen)
         loop.execute {
@@ -41,6 +59,9 @@ public final class HealthzClient: Sendable {
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if tls, let tlsContext {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: nil))
+                        }
                         let collector = ResponseCollector(request: request, probe: probe.value)
                         try channel.pipeline.syncOperations.addHandler(collector)
                     }
@@ -121,6 +142,9 @@ private final class ResponseCollector: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // The answer ends where the node closes the connection; a TLS peer that closes without
+        // close_notify has still said all it had to (channelInactive parses it).
+        if let tlsError = error as? NIOSSLError, case .uncleanShutdown = tlsError { return }
         probe.finish(.failure(HealthzError("\(error)")))
         context.close(promise: nil)
     }

@@ -307,7 +307,7 @@ public final class Supervisor: @unchecked Sendable {
         for index in children.indices {
             guard let pid = children[index].pid, !children[index].pollInFlight else { continue }
             children[index].pollInFlight = true
-            healthz.fetch(children[index].node.listen, timeout: timeout) { [self] result in
+            healthz.fetch(children[index].node.listen, tls: children[index].node.clientTLS != nil, timeout: timeout) { [self] result in
                 queue.async { self.pollAnswered(index, pid: pid, result: result) }
             }
         }
@@ -332,7 +332,7 @@ public final class Supervisor: @unchecked Sendable {
                 ])
                 if !children[index].announced {
                     children[index].announced = true
-                    writeToStandardOutput("node \(name): chat page at http://\(node.listen)/\n")
+                    writeToStandardOutput("node \(name): chat page at \(node.clientTLS == nil ? "http" : "https")://\(node.listen)/\n")
                 }
             }
         case .failure(let error):
