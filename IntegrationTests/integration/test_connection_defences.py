@@ -337,3 +337,54 @@ def test_full_scale_19990_idle_sockets_against_20000_descriptors(node_factory, h
     if out["peak"] >= cap - 50:
         assert out["cut_cap"] > 0 and out["peak"] <= cap + 64, out
     node.assert_healthy()
+
+
+def test_header_timeout_covers_the_tls_handshake_on_an_https_node(request, tmp_path, monkeypatch):
+    """On a node serving HTTPS the timer runs from the accept, through the TLS handshake: a
+    stalled handshake (half a ClientHello) and a silent TCP connection are both cut at
+    header_timeout, while a TLS client connects and chats."""
+    import ssl
+
+    from client_tls_testkit import ClientTLSCluster, TestPKI, trust_test_ca
+    from harness.cluster import teardown
+
+    pki = TestPKI(tmp_path / "pki")
+    cluster = teardown(request).add(ClientTLSCluster(["a1"], pki, limits={"header_timeout": 2000}))
+    trust_test_ca(monkeypatch, pki)
+    cluster.start()
+    node = cluster["a1"]
+
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    try:
+        ctx.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1").do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    stalled = socket.create_connection((node.host, node.port), timeout=WAIT)
+    stalled.sendall(hello[: len(hello) // 2])
+    silent = socket.create_connection((node.host, node.port), timeout=WAIT)
+    t0 = time.monotonic()
+
+    room = unique_room("tls-defended")
+    alice = cluster.tls_client("a1", room, transports=["websocket"])
+    alice.join("alice")
+    alice.say("over tls")
+    alice.wait_for(lambda evs: ("message", say_msg("alice", "over tls")) in evs, what="alice's say")
+
+    took = {}
+    for name, s in (("stalled handshake", stalled), ("silent", silent)):
+        s.settimeout(10)
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+        took[name] = time.monotonic() - t0
+        s.close()
+    record_figure("connection defences, HTTPS node", ", ".join(
+        f"{k} cut after {v:.2f}s" for k, v in took.items()) + " (header_timeout 2 s)")
+    assert all(1.9 <= v <= 5.0 for v in took.values()), took
+    assert node.counter("chatmesh_connections_cut_total", reason="header_timeout") == 2
+    assert alice.sio.connected
+    node.assert_healthy()
