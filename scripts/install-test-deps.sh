@@ -2,7 +2,7 @@
 # Installs what the integration and browser tests need, and nothing that is there already.
 # Idempotent; run as root (by `make test`, by CI) on a fresh Debian machine or again later.
 #   - Debian packages: python3, python3-venv (only if `python3 -m venv` cannot work),
-#     chromium, chromium-driver, curl, redis-server, redis-tools, nginx, systemd.
+#     chromium, chromium-driver, curl, redis-server, redis-tools, nginx, systemd, tcpdump.
 #     `apt-get update` runs only if something is missing.
 #   - .venv at the repository root with IntegrationTests/requirements.txt installed; pip is skipped
 #     when the stamp in .venv matches the requirements' hash.
@@ -55,6 +55,8 @@ need_pkg redis-server
 need_pkg redis-tools
 need_pkg nginx
 need_pkg systemd
+# Packet captures of the mesh ports (test_mesh_tls.py: a say's text is not on the wire with TLS).
+need_pkg tcpdump
 apt_install "${missing[@]}"
 missing=()
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ import pytest
 
 from .clients import RecordingClient, SioClient, close_all
 from .node import NodeProcess, config_text
-from .process import free_ports
+from .process import chatmesh_binary, free_ports
 
 FAST_LIMITS = {"say_rate": 100000, "say_burst": 100000, "outbound_buffer": 16 * 1048576}
 
@@ -28,13 +29,15 @@ class Cluster:
     """A cluster.conf on free loopback ports (a listen and a mesh address per node, all from
     one free_ports() call) and one NodeProcess per node. `nodes`: a count (a1..aN) or names;
     `phantoms`: listed in the config, never started. In redis mode the [redis] section is
-    written when a RedisServer (`redis`) or `redis_url` is given."""
+    written when a RedisServer (`redis`) or `redis_url` is given. `tls=True` makes the mesh
+    TLS: `chatmesh gen-certs` writes a CA and a certificate per node into <dir>/tls and [mesh]
+    gets the lines it prints (`tls_dir` is that directory)."""
 
     def __init__(self, fanout: str = "mesh", nodes=2, phantoms=(), secret: str = "mesh-test-secret",
                  cluster: dict | None = None, redis=None, redis_url: str | None = None,
                  channel_prefix: str = "", redis_extra: dict | None = None,
                  limits: dict | None = None, engineio: dict | None = None,
-                 mesh: dict | None = None, prefix: str | None = None):
+                 mesh: dict | None = None, prefix: str | None = None, tls: bool = False):
         assert fanout in ("mesh", "redis")
         self.fanout = fanout
         self.names = [f"a{i}" for i in range(1, nodes + 1)] if isinstance(nodes, int) \
@@ -58,6 +61,11 @@ class Cluster:
             for i, n in enumerate(all_names)}
         self.clients: list = []   # RecordingClient and SioClient, closed at teardown
         self.conf_path.write_text(self.config_text())
+        self.tls_dir: Path | None = None
+        if tls:
+            self.tls_dir = self.dir / "tls"
+            self.mesh.update(make_mesh_certs(self.conf_path, self.tls_dir))
+            self.conf_path.write_text(self.config_text())
 
     def __getitem__(self, name) -> NodeProcess:
         return self.nodes[name]
@@ -169,6 +177,21 @@ class Cluster:
     def remove_dir(self) -> None:
         """Deletes the temp dir (configs, logs); only when nothing failed."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def make_mesh_certs(conf_path: Path, out_dir: Path) -> dict:
+    """`chatmesh gen-certs --config CONF --out DIR`: a cluster CA and a key + certificate per
+    node of CONF; returns the [mesh] keys it prints (tls, tls_ca, tls_cert, tls_key)."""
+    out = subprocess.run([str(chatmesh_binary()), "gen-certs", "--config", str(conf_path),
+                          "--out", str(out_dir)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"gen-certs failed ({out.returncode}): {out.stderr}"
+    keys = {}
+    for line in out.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in ("tls", "tls_ca", "tls_cert", "tls_key"):
+            keys[key.strip()] = value.strip()
+    assert set(keys) == {"tls", "tls_ca", "tls_cert", "tls_key"}, out.stdout
+    return keys
 
 
 # --------------------------------------------------------------------------------------------

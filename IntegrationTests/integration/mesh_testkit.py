@@ -22,8 +22,11 @@ import hmac
 import json
 import os
 import socket
+import ssl
 import struct
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -234,3 +237,167 @@ class ImpostorPeer(RawPeer):
                          r_epoch, r_seq)
             info["server_proof_valid"] = hmac.compare_digest(want, srv_proof)
         return info
+
+
+# --------------------------------------------------------------------------------------------
+# Mesh TLS: certificates made with the openssl CLI, and a peer that speaks TLS
+
+
+class CertMaker:
+    """CAs and node certificates in `dir`, made with the openssl CLI (ECDSA P-256, like
+    gen-certs): `ca(name)` a CA, `cert(name, ca, san)` a certificate signed by it for DNS name
+    `san`, `expired=True` one whose validity ended yesterday. Paths are returned as strings."""
+
+    def __init__(self, dir: Path):
+        self.dir = Path(dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _openssl(self, *args: str) -> None:
+        out = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, f"openssl {' '.join(args)}: {out.stderr}"
+
+    def _key(self, name: str) -> str:
+        key = str(self.dir / f"{name}-key.pem")
+        self._openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+        os.chmod(key, 0o600)
+        return key
+
+    def ca(self, name: str) -> tuple[str, str]:
+        key = self._key(name)
+        cert = str(self.dir / f"{name}.pem")
+        self._openssl("req", "-x509", "-new", "-key", key, "-subj", f"/CN={name}", "-days", "3650",
+                      "-addext", "basicConstraints=critical,CA:TRUE",
+                      "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", cert)
+        return cert, key
+
+    def cert(self, name: str, ca: tuple[str, str], san: str,
+             expired: bool = False) -> tuple[str, str]:
+        key = self._key(name)
+        csr, ext, cert = (str(self.dir / f"{name}.{x}") for x in ("csr", "ext", "pem"))
+        self._openssl("req", "-new", "-key", key, "-subj", f"/CN={san}", "-out", csr)
+        Path(ext).write_text(f"subjectAltName=DNS:{san},IP:127.0.0.1\n"
+                             "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n")
+        # -days -1: valid from now until yesterday, i.e. expired.
+        self._openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+                      "-days", "-1" if expired else "365", "-extfile", ext, "-out", cert)
+        return cert, key
+
+
+def tls_client_context(ca: str | None, cert: tuple[str, str] | None) -> ssl.SSLContext:
+    """A TLS 1.3 client context as a mesh dialer has one: trusts `ca` (or nothing), presents
+    `cert` (or no certificate), no hostname check."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    if ca:
+        ctx.load_verify_locations(ca)
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert[0], cert[1])
+    return ctx
+
+
+class TLSPeer(RawPeer):
+    """A mesh connection over TLS (`ctx` from tls_client_context). The TLS handshake runs in
+    the constructor; in TLS 1.3 the client finishes before the node has judged its certificate,
+    so a refusal of the certificate shows up as an alert or EOF on the first read.
+    `handshake_error` holds a failure of the handshake itself."""
+
+    def __init__(self, node: NodeProcess, ctx: ssl.SSLContext, timeout: float = 6.0):
+        super().__init__(node, timeout)
+        self.raw = self.sock
+        self.handshake_error: Exception | None = None
+        self.sock = ctx.wrap_socket(self.raw, do_handshake_on_connect=False)
+        try:
+            self.sock.do_handshake()
+        except (ssl.SSLError, OSError) as e:
+            self.handshake_error = e
+
+    def read_until_eof(self, timeout: float = 6.0) -> tuple[float, list[tuple[str, bytes]]]:
+        """As RawPeer's, and a TLS alert (the node refusing our certificate) counts as EOF."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, (f"mesh TLS connection still open after {timeout}s; "
+                              f"frames: {parse_frames(self.buf)}")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (ssl.SSLError, OSError):
+                break
+            if not chunk:
+                break
+            self.buf += chunk
+        return time.monotonic() - t0, parse_frames(self.buf)
+
+    def send_ignoring_reset(self, data: bytes):
+        try:
+            self.sock.sendall(data)
+        except (ssl.SSLError, OSError):
+            pass
+
+
+class TLSImpostorPeer(ImpostorPeer):
+    """ImpostorPeer over TLS: plays node `claim` with `secret`, presenting what `ctx` holds."""
+
+    def __init__(self, node: NodeProcess, claim: str, secret: str, ctx: ssl.SSLContext):
+        super().__init__(node, claim, secret)
+        self.sock = ctx.wrap_socket(self.sock)
+
+    read_until_eof = TLSPeer.read_until_eof
+    send_ignoring_reset = TLSPeer.send_ignoring_reset
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals on the mesh port
+
+QUIET_S = 0.5  # how long a watcher must stay silent after an attack
+
+
+def rejects(node) -> dict:
+    """chatmesh_mesh_link_rejects_total by reason."""
+    m = node.metrics()
+    return {dict(k[1]).get("reason"): v for k, v in m.samples.items()
+            if k[0] == "chatmesh_mesh_link_rejects_total"}
+
+
+def assert_refused(mesh, room, attack, expect_reason, peer=None, target="a3"):
+    """Runs attack(peer) on a fresh connection to `target`'s mesh port (`peer`: a RawPeer, a
+    callable making one after the counters are read, or None for a plain RawPeer), then
+    checks: closed within 6 s, nothing delivered to the room's watchers, the node healthy with
+    its peers up, the reject counted under `expect_reason` and logged with it
+    (`reject=<reason>`), and a normal say still crossing nodes. Returns the GOODBYE texts read."""
+    r, w3, w1 = room
+    node = mesh[target]
+    before = rejects(node)
+    logged_before = node.log_text(10 ** 7).count(f"reject={expect_reason}")
+    seen = {c: len(c.snapshot()) for c in (w3, w1)}
+    peer = peer() if callable(peer) else peer or RawPeer(node)
+    try:
+        attack(peer)
+        took, frames = peer.read_until_eof(timeout=6.0)
+    finally:
+        peer.close()
+    time.sleep(QUIET_S)
+    after = rejects(node)
+    logged = node.log_text(10 ** 7).count(f"reject={expect_reason}") - logged_before
+    goodbye = [parse_goodbye(b) for t, b in frames if t == "GOODBYE"]
+    print(f"closed after {took * 1000:.0f} ms; node sent {[t for t, _ in frames]}; "
+          f"goodbye {goodbye}; rejects {before} -> {after}; "
+          f"reject={expect_reason} logged {logged}x")
+    assert [c.snapshot()[seen[c]:] for c in (w3, w1)] == [[], []], "something was delivered"
+    h = node.healthz()
+    others = sorted(n for n in mesh.names if n != target)
+    assert h["status"] == "ok" and h["mesh"]["peers_up"] == others, h
+    assert after.get(expect_reason, 0) > before.get(expect_reason, 0), (before, after)
+    assert logged >= 1, node.log_text(3000)
+    # Still serving the room across nodes after the attack.
+    marker = f"still fine {time.monotonic()}"
+    w1.say(marker)
+    wait_until(lambda: all(marker in [t for _, t in says(c)] for c in (w3, w1)),
+               what="a normal say after the attack, at w3 and back at w1")
+    return goodbye

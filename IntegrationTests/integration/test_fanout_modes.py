@@ -1,7 +1,9 @@
-"""The same 2-node cluster tests in both fanout modes. The two cluster.conf files are identical
-except for the `fanout =` line: both list a listen and a mesh address per node and the same
-[redis] section; in mesh mode no redis-server runs at all (its port stays closed), so any
-traffic that crossed nodes went over the mesh.
+"""The same cluster tests in both fanout modes, and in mesh mode with TLS on. The cluster.conf
+files are identical except for the `fanout =` line: all list a listen and a mesh address per
+node and the same [redis] section; in mesh mode no redis-server runs at all (its port stays
+closed), so any traffic that crossed nodes went over the mesh. mesh-tls runs 3 nodes with
+`[mesh] tls = on` (certificates from `chatmesh gen-certs`): the tests use a1 and a2, and a3
+keeps its two TLS links up beside them.
 
 Per mode: cross-node join / say / quit (WebSocket and long-polling clients), room isolation,
 and 3 senders x 1,000 says delivered complete and in per-sender order to a receiver on each
@@ -21,24 +23,31 @@ MODE_BUDGET_S = 30.0
 
 
 class Mode:
-    def __init__(self, name, cluster, redis, t0):
-        self.name, self.cluster, self.redis, self.t0 = name, cluster, redis, t0
+    """`name`: the fanout (mesh or redis); `label`: the test id (mesh-tls too)."""
+
+    def __init__(self, name, label, cluster, redis, t0):
+        self.name, self.label, self.cluster, self.redis, self.t0 = name, label, cluster, redis, t0
 
 
-@pytest.fixture(scope="module", params=["mesh", "redis"])
+@pytest.fixture(scope="module", params=["mesh", "redis", "mesh-tls"])
 def mode(request):
     t0 = time.monotonic()
     make_redis, make_cluster = module_resources(request)
+    tls = request.param == "mesh-tls"
+    fanout = "mesh" if tls else request.param
     if request.param == "redis":
         redis = make_redis()
         url = redis.url
     else:
         redis = None
         url = RedisServer().url  # a free port where nothing listens: mesh mode never uses it
-    cluster = make_cluster(request.param, redis_url=url)
-    print(f"\n[{request.param}] 2 nodes up in {time.monotonic() - t0:.2f}s "
+    names = ("a1", "a2", "a3") if tls else ("a1", "a2")
+    cluster = make_cluster(fanout, redis_url=url, names=names, tls=tls)
+    if tls:
+        assert "tls = on" in cluster.conf_path.read_text()
+    print(f"\n[{request.param}] {len(names)} nodes up in {time.monotonic() - t0:.2f}s "
           f"({'redis-server :' + str(redis.port) if redis else 'no redis-server'})")
-    return Mode(request.param, cluster, redis, t0)
+    return Mode(fanout, request.param, cluster, redis, t0)
 
 
 def settle(earlier, later_name: str):
@@ -58,7 +67,7 @@ def test_configs_differ_only_in_the_fanout_line(mode):
         mode.cluster.fanout = mode.name
     diff = [(a, b) for a, b in zip(text.splitlines(), other_text.splitlines()) if a != b]
     assert diff == [(f"fanout = {mode.name}", f"fanout = {other}")]
-    assert "[redis]" in text and text.count("mesh = 127.0.0.1:") == 2
+    assert "[redis]" in text and text.count("mesh = 127.0.0.1:") == len(mode.cluster.names)
     assert mode.cluster.conf_path.read_text() == text
     for n in mode.cluster.nodes.values():
         h = n.healthz()
@@ -96,7 +105,7 @@ def test_cross_node_join_say_quit(mode):
     assert bob.snapshot() == [(M, join_msg("bob")), (M, join_msg("carol"))] + tail
     assert carol.snapshot() == [(M, join_msg("carol")), (M, say_msg("alice", "from a1")),
                                 (M, say_msg("bob", "from a2 (polling)"))]
-    print(f"[{mode.name}] join / say / quit crossed a1 <-> a2 (websocket and polling clients), "
+    print(f"[{mode.label}] join / say / quit crossed a1 <-> a2 (websocket and polling clients), "
           f"each exactly once")
 
 
@@ -128,7 +137,7 @@ def test_rooms_are_isolated(mode):
     for cl in (y1, y2):
         assert sorted(says(cl)) == sorted(r2_says), says(cl)
         assert {a["data"]["username"] for e, a in cl.snapshot()} <= {"y1", "y2"}
-    print(f"[{mode.name}] r1 and r2 (members on both nodes) each saw only their own 2 says")
+    print(f"[{mode.label}] r1 and r2 (members on both nodes) each saw only their own 2 says")
 
 
 def test_three_senders_thousand_says_each_complete_and_in_order(mode):
@@ -157,7 +166,7 @@ def test_three_senders_thousand_says_each_complete_and_in_order(mode):
                    timeout=20, interval=0.05, what=f"{total} says at both receivers")
     finally:
         counts = [len(says(r, set(names))) for r in receivers]
-        print(f"[{mode.name}] receivers r1@a1, r2@a2 got {counts} of {total}")
+        print(f"[{mode.label}] receivers r1@a1, r2@a2 got {counts} of {total}")
         if counts != [total, total]:
             # Say why: a lost Redis connection (redelivery, loss), a mesh link drop, ...
             for name, node in c.nodes.items():
@@ -175,14 +184,14 @@ def test_three_senders_thousand_says_each_complete_and_in_order(mode):
     if mode.name == "redis":
         # Redis gives every node one order per room: both receivers saw the same sequence.
         assert says(receivers[0]) == says(receivers[1])
-    print(f"[{mode.name}] {total} says (3 websocket senders, 2 on a1, 1 on a2) sent in "
+    print(f"[{mode.label}] {total} says (3 websocket senders, 2 on a1, 1 on a2) sent in "
           f"{t_sent:.2f}s; both receivers complete and in per-sender order after {t_all:.2f}s "
           f"({total * 2 / t_all:.0f} deliveries/s)")
 
 
 def test_mode_within_budget(mode):
     elapsed = time.monotonic() - mode.t0
-    print(f"[{mode.name}] the whole mode took {elapsed:.2f}s")
+    print(f"[{mode.label}] the whole mode took {elapsed:.2f}s")
     for n in mode.cluster.nodes.values():
         assert n.alive()
         n.healthz()

@@ -19,13 +19,13 @@ import time
 
 import pytest
 
-from mesh_testkit import (HANDSHAKE_TIMEOUT_S, PREAUTH_FRAME_LIMIT, SNAPSHOT, ImpostorPeer,
-                          RawPeer, frame, hello_frame, mesh_factory, module_mesh,  # noqa: F401
-                          parse_goodbye, pub_frame, say_packet, says, unique_room, wait_until)
+from mesh_testkit import (HANDSHAKE_TIMEOUT_S, PREAUTH_FRAME_LIMIT, QUIET_S, SNAPSHOT,
+                          ImpostorPeer, RawPeer, TLSPeer, assert_refused, frame, hello_frame,
+                          mesh_factory, module_mesh, pub_frame, rejects,  # noqa: F401
+                          say_packet, says, tls_client_context, unique_room, wait_until)
 
 SECRET = "the-real-mesh-secret"
 TARGET = "a3"
-QUIET_S = 0.5  # how long a watcher must stay silent after an attack
 
 
 @pytest.fixture(scope="module")
@@ -45,43 +45,6 @@ def room(mesh):
     return r, w3, w1
 
 
-def rejects(node):
-    m = node.metrics()
-    return {dict(k[1]).get("reason"): v for k, v in m.samples.items()
-            if k[0] == "chatmesh_mesh_link_rejects_total"}
-
-
-def assert_refused(mesh, room, attack, expect_reason, peer=None):
-    """Runs attack(peer) on a fresh connection to the target's mesh port, then checks:
-    closed within 6 s, nothing delivered, node healthy with its peers up, reject counted."""
-    r, w3, w1 = room
-    node = mesh[TARGET]
-    before = rejects(node)
-    seen = {c: len(c.snapshot()) for c in (w3, w1)}
-    peer = peer or RawPeer(node)
-    try:
-        attack(peer)
-        took, frames = peer.read_until_eof(timeout=6.0)
-    finally:
-        peer.close()
-    time.sleep(QUIET_S)
-    after = rejects(node)
-    goodbye = [parse_goodbye(b) for t, b in frames if t == "GOODBYE"]
-    print(f"closed after {took * 1000:.0f} ms; node sent {[t for t, _ in frames]}; "
-          f"goodbye {goodbye}; rejects {before} -> {after}")
-    assert [c.snapshot()[seen[c]:] for c in (w3, w1)] == [[], []], "something was delivered"
-    h = node.healthz()
-    assert h["status"] == "ok" and h["mesh"]["peers_up"] == ["a1", "a2"], h
-    assert sum(after.values()) > sum(before.values()), (before, after)
-    assert after.get(expect_reason, 0) > before.get(expect_reason, 0), (before, after)
-    # Still serving the room across nodes after the attack.
-    marker = f"still fine {time.monotonic()}"
-    w1.say(marker)
-    wait_until(lambda: ("w1", marker) in says(w3) and ("w1", marker) in says(w1),
-               what="a normal say from a1 after the attack, at w3 and back at w1")
-    return goodbye
-
-
 def _pub(room_name, text, seq=1):
     return pub_frame(seq, room_name, say_packet("mallory", text))
 
@@ -89,6 +52,18 @@ def _pub(room_name, text, seq=1):
 def test_garbage_bytes_close_the_link(mesh, room):
     assert_refused(mesh, room, lambda p: p.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" +
                                                 os.urandom(64)), "bad_frame")
+
+
+def test_tls_peer_on_a_plaintext_mesh_is_refused_as_tls_not_enabled(mesh, room):
+    """A node configured with `tls = on` dialing this plaintext mesh: its ClientHello is
+    recognised and refused with a reason that names the configuration mismatch."""
+    made = []
+
+    def connect():
+        made.append(TLSPeer(mesh[TARGET], tls_client_context(None, None)))
+        return made[0]
+    assert_refused(mesh, room, lambda p: None, "tls_not_enabled", peer=connect)
+    assert made[0].handshake_error is not None, "a plaintext node must not complete a TLS handshake"
 
 
 def test_unknown_frame_type_closes_the_link(mesh, room):
