@@ -244,3 +244,39 @@ def test_serve_refuses_to_start_with_the_same_message(tls_cluster):
     r = run("serve", "--config", str(tls_cluster), "--node", "a1", timeout=30)
     assert r.returncode != 0
     assert f"{tls_cluster}:{TLS_LINE['tls_key']}: tls_key {key}: is readable by group or others" in r.stderr, r.stderr
+
+
+# --- systemd: the private files reach the node as credentials -----------------------------
+
+def test_install_systemd_passes_files_beside_the_config_as_credentials(tmp_path):
+    """secret_file and the TLS files named by bare file name beside cluster.conf become
+    LoadCredential= lines of each node's drop-in (the unit reads cluster.conf from its
+    credentials directory, where those names resolve), and the units still verify."""
+    from systemd_testkit import UNIT_DIR, install_dropins, systemd_analyze, tool, verify_tree
+    tool("systemd-analyze")
+    staged = tmp_path / "staged"
+    etc = staged / "etc/chatmesh"
+    etc.mkdir(parents=True)
+    secret = etc / "secret"
+    secret.write_text(run("gen-secret").stdout)
+    secret.chmod(0o600)
+    conf = etc / "cluster.conf"
+    conf.write_text("[cluster]\nsecret_file = secret\n[node a1]\nlisten = 127.0.0.1:6101\n"
+                    "mesh = 127.0.0.1:7101\n[node a2]\nlisten = 127.0.0.1:6102\nmesh = 127.0.0.1:7102\n")
+    conf.write_text(conf.read_text() + gen_certs(conf, etc))
+    r = install_dropins(conf, staged, "--all")
+    assert r.returncode == 0, r.stdout + r.stderr
+    node_conf = (staged / "etc/systemd/system/chatmesh@a2.service.d/node.conf").read_text()
+    credentials = [ln for ln in node_conf.splitlines() if ln.startswith("LoadCredential=")]
+    assert credentials == ["LoadCredential=a2-key.pem:/etc/chatmesh/a2-key.pem",
+                           "LoadCredential=a2.pem:/etc/chatmesh/a2.pem",
+                           "LoadCredential=ca.pem:/etc/chatmesh/ca.pem",
+                           "LoadCredential=secret:/etc/chatmesh/secret"], node_conf
+    d = verify_tree(UNIT_DIR, staged / "etc/systemd/system", tmp_path / "units")
+    v = systemd_analyze("verify", "--man=no", str(d / "chatmesh@a2.service"), cwd=tmp_path)
+    assert v.returncode == 0 and v.stderr.strip() == "", v.stdout + v.stderr
+    # A node whose key is group-readable is refused before anything is written.
+    (etc / "a1-key.pem").chmod(0o644)
+    again = install_dropins(conf, tmp_path / "staged-again", "--all")
+    assert again.returncode == 1 and "tls_key" in again.stderr and "nothing written" in again.stderr, again.stderr
+    assert not (tmp_path / "staged-again/etc/systemd").exists()
