@@ -257,12 +257,17 @@ def snapshot_binary(source: Path, into: Path, timeout: float = 60.0) -> Path:
         time.sleep(1.0)
 
 
+NETNS_SECRET = "netns-suite-secret-5f1c0a9e3b7d4c2a8e6f0b1d3c5a7e9f"
+
+
 class NetnsCluster(MeshCluster):
     """A MeshCluster whose node k (names[k-1]) runs in namespace k of `topo`: same helpers
     (clients, peers(), metrics(), write_variant, stop by pid), real addresses."""
 
     def __init__(self, topo: NetnsTopology, names, binary: Path | None = None, **kw):
         assert len(names) <= topo.count
+        # The mesh addresses are not loopback, so the secret must be a strong one.
+        kw.setdefault("secret", NETNS_SECRET)
         super().__init__(names, **kw)
         self.topo = topo
         self.index = {}

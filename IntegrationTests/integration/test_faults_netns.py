@@ -18,6 +18,10 @@ second topology) starts with case 2 and runs while 2 and 5 check counts and refu
 whose no-loss margin is about a second with the default [mesh] settings, runs before it, and
 case 3, which compares latencies, runs last, alone.
 
+Cases 1, 2, 3 and 5 run with `[mesh] tls = on` (certificates from `chatmesh gen-certs`): every
+mesh link is TLS 1.3 with node certificates, so partition, heal and the resend of what a peer
+missed are proven over TLS; case 4's storm is on the client port and keeps a plaintext mesh.
+
 Each case records what it measured with record_figure (printed in the summary of `make test`).
 Needs root and `ip netns`; otherwise every case is skipped and the summary says why.
 """
@@ -104,13 +108,16 @@ def topo():
 
 @pytest.fixture
 def netns_mesh(request, topo, chatmesh_snapshot):
-    """netns_mesh(limits=..., mesh=..., engineio=..., secret=...) -> a started NetnsCluster of
-    NAMES; clients closed, nodes stopped by pid and partitions healed at teardown."""
+    """netns_mesh(limits=..., mesh=..., engineio=..., secret=..., tls=True) -> a started
+    NetnsCluster of NAMES, its mesh TLS unless tls=False; clients closed, nodes stopped by pid
+    and partitions healed at teardown."""
     td = teardown(request)
     td.extra_cleanups.append(topo.heal_all)
 
-    def make(**kw) -> NetnsCluster:
-        return td.add(NetnsCluster(topo, NAMES, binary=chatmesh_snapshot, **kw)).start()
+    def make(tls: bool = True, **kw) -> NetnsCluster:
+        mesh = td.add(NetnsCluster(topo, NAMES, binary=chatmesh_snapshot, tls=tls, **kw)).start()
+        assert ("tls = on" in mesh.conf_path.read_text()) == tls
+        return mesh
 
     return make
 
@@ -203,7 +210,7 @@ def test_3s_partition_loses_nothing_and_keeps_per_sender_order(netns_mesh):
     m = {x: counters(mesh[x], "chatmesh_mesh_pubs_dropped_total",
                      "chatmesh_mesh_pubs_unconfirmed_total", "chatmesh_mesh_pubs_gap_total",
                      "chatmesh_mesh_pubs_duplicate_total") for x in NAMES}
-    record_figure("case 1 (3 s partition)",
+    record_figure("case 1 (3 s partition, TLS mesh)",
                   f"n2 cut {SHORT_PARTITION_S:.0f}s while 3 senders said {counts} "
                   f"(to 6 members: {sum(counts.values()) * 6} deliveries); link declared down "
                   f"by {{{', '.join(f'{k}: {v:.1f}s' for k, v in detected.items())}}}; "
@@ -296,7 +303,7 @@ def test_30s_partition_drops_past_the_bound_are_counted_and_says_flow_within_5s(
     gap = {x: m[x]["chatmesh_mesh_pubs_gap_total"] for x in NAMES}
     lost = {"n1->n2": checks[("r2", "s1")]["missing"], "n3->n2": checks[("r2", "s3")]["missing"],
             "n2->n1": checks[("r1", "s2")]["missing"], "n2->n3": checks[("r3", "s2")]["missing"]}
-    record_figure("case 2 (30 s partition)",
+    record_figure("case 2 (30 s partition, TLS mesh)",
                   f"n2 cut {LONG_PARTITION_S:.0f}s, senders said {counts} (20/s each); "
                   f"messages lost {lost} (sent before heal {at_heal}); first drop counted "
                   f"{first_drop if first_drop is None else round(first_drop, 1)}s into the "
@@ -349,7 +356,8 @@ def test_node_restarted_with_another_secret_is_refused_and_relays_nothing(netns_
                    for x in ("n2", "n3")}
     rogue = mesh["n1"]  # it dials both others, so both verify its proof
     rogue.stop()
-    rogue_conf = mesh.write_variant("rogue.conf", secret="not-the-cluster-secret")
+    rogue_conf = mesh.write_variant("rogue.conf",
+                                    secret="not-the-cluster-secret-but-long-enough-to-be-used")
     t0 = time.monotonic()
     rogue.start(conf_path=rogue_conf)
     wait_until(lambda: all(rejects(mesh[x]).get("auth", 0) > before[x] for x in ("n2", "n3")),
@@ -385,7 +393,7 @@ def test_node_restarted_with_another_secret_is_refused_and_relays_nothing(netns_
     y1.say("with the right secret")
     wait_until(lambda: all(("y1", "with the right secret") in says(c) for c in (w2, w3)),
                what="n1's say after the right secret")
-    record_figure("case 5 (changed secret)",
+    record_figure("case 5 (changed secret, TLS mesh)",
                   f"n1 restarted with another secret: refused by n2 and n3 within "
                   f"{t_refused:.2f}s of its start (auth rejects {before} -> {after}, "
                   f"'authentication failed' logged {logged}); n1 peers_up "
