@@ -9,7 +9,8 @@ healthy with its peers up: a plaintext peer (tls_required), no client certificat
 certificate from another CA, an expired one, garbage (tls_handshake_failed), a valid
 certificate naming another node than the one claimed in HELLO (tls_peer_name_mismatch) and a
 stalled TLS handshake (handshake_timeout). (A TLS peer on a plaintext mesh is refused in
-test_mesh_security.py, whose mesh is plaintext.)
+test_mesh_security.py, whose mesh is plaintext.) Stalled TLS handshakes count against the
+pending-handshake cap, so 70 of them do not keep a restarted peer out.
 
 The cluster.conf lists a phantom node `a0` that never runs: gen-certs makes its certificate,
 and the impostor plays it. A control test with a0's real certificate and the right secret
@@ -155,6 +156,35 @@ def test_control_real_certificate_and_secret_do_deliver_a_pub(mesh, room, pki):
     finally:
         imp.close()
     wait_until(lambda: "a0" in mesh[TARGET].peers()[1], what="a0 down again")
+
+
+def test_stalled_tls_handshakes_holding_every_slot_do_not_keep_a_restarted_peer_out(request):
+    """70 connections each stalled inside the TLS handshake (more than the 64 pending
+    handshakes a node keeps): the oldest make room, so a restarted a1 links to a2 at once,
+    well before the 3 s deadline would free any of them."""
+    mesh = teardown(request).add(MeshCluster(["a1", "a2"], secret=SECRET, tls=True)).start()
+    before = rejects(mesh["a2"])
+    held = []
+    t_held = time.monotonic()
+    try:
+        for _ in range(70):
+            p = RawPeer(mesh["a2"])
+            p.send(bytes([0x16, 0x03, 0x01, 0x02, 0x00]) + os.urandom(40))
+            held.append(p)
+        mesh["a1"].kill9()
+        t0 = mesh["a1"].spawn()
+        mesh["a1"].wait_healthy()
+        # Before the first held handshake could time out and free its slot.
+        left = t_held + HANDSHAKE_TIMEOUT_S - 0.2 - time.monotonic()
+        wait_until(lambda: "a1" in mesh["a2"].peers()[0], timeout=max(left, 0.1),
+                   what="the restarted a1 up on a2 while the stalled handshakes are held")
+        took = time.monotonic() - t0
+    finally:
+        for p in held:
+            p.close()
+    after = rejects(mesh["a2"])
+    print(f"a1 relinked {took:.2f}s after its restart; a2 rejects {before} -> {after}")
+    assert after.get("too_many_handshakes", 0) - before.get("too_many_handshakes", 0) >= 6
 
 
 # --------------------------------------------------------------------------------------------
