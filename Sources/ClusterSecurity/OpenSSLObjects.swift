@@ -13,10 +13,25 @@ public final class Certificate {
         withMemoryBIO { PEM_write_bio_X509($0, pointer) }
     }
 
-    /// Whether `subjectAltName` has a DNS entry equal to `name` (the subject CN is not looked at).
+    /// Whether `subjectAltName` has a DNS entry equal to `name`: exact and case-sensitive, no
+    /// wildcards, the subject CN not looked at — the rule the mesh applies to a peer.
     public func namesHost(_ name: String) -> Bool {
-        let flags = UInt32(X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_WILDCARDS)
-        return X509_check_host(pointer, name, name.utf8.count, flags, nil) == 1
+        dnsNames.contains(name)
+    }
+
+    /// The DNS entries of `subjectAltName`, in order.
+    public var dnsNames: [String] {
+        guard let raw = X509_get_ext_d2i(pointer, NID_subject_alt_name, nil, nil) else { return [] }
+        let names = OpaquePointer(raw)
+        defer { GENERAL_NAMES_free(names) }
+        var found: [String] = []
+        for index in 0..<OPENSSL_sk_num(names) {
+            guard let entry = OPENSSL_sk_value(names, index)?.assumingMemoryBound(to: GENERAL_NAME.self),
+                  entry.pointee.type == GEN_DNS, let text = entry.pointee.d.dNSName,
+                  let bytes = ASN1_STRING_get0_data(text) else { continue }
+            found.append(String(decoding: UnsafeBufferPointer(start: bytes, count: Int(ASN1_STRING_length(text))), as: UTF8.self))
+        }
+        return found
     }
 
     /// Where the certificate stands against the clock: nil when valid now.
