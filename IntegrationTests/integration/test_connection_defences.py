@@ -202,7 +202,7 @@ def run_attack(node, idle: int, slowloris: int, processes_per_mode: int, header_
     assert before.get("chatmesh_connections_cut_total", reason="socket_cap") == 0, before.text
 
     def healthz():
-        r = requests.get(node.http + "/healthz", timeout=3)
+        r = requests.get(node.http + "/healthz", timeout=WAIT)
         return r.status_code
 
     def sockets():
@@ -270,7 +270,8 @@ def run_attack(node, idle: int, slowloris: int, processes_per_mode: int, header_
         f"header_timeout {cut_timeout:.0f}, socket_cap {cut_cap:.0f}; client sockets peak "
         f"{peak_sockets:.0f} (cap {cap}); {len(chat_times)} newcomers chatted meanwhile "
         f"(slowest {chat_times[-1] if chat_times else 0:.2f}s), {len(chat_failures)} failed; "
-        f"/healthz {len(health_results)} polls, {len(bad_health)} failed"))
+        f"/healthz {len(health_results)} polls, {len(bad_health)} failed"
+        + (f" (first: {bad_health[0]!r})" if bad_health else "")))
 
     assert all(r["still_open"] == 0 for r in results), \
         f"attacker sockets still open after {hold}s: {[r['still_open'] for r in results]}"
