@@ -89,6 +89,7 @@ struct ConnectionDefenceTests {
         h.loop.advanceTime(by: .milliseconds(1))
         #expect(!channel.isActive)
         #expect(h.cutReasons == [.headerTimeout])
+        #expect(try written(channel).isEmpty, "a connection that said nothing (it may speak TLS) is told nothing")
         #expect(h.registry.openCount == 0 && h.registry.unfinishedCount == 0 && h.registry.awaitingHeadCount == 0)
     }
 
@@ -104,6 +105,7 @@ struct ConnectionDefenceTests {
         h.loop.advanceTime(by: .seconds(1))
         #expect(!channel.isActive, "a slowloris kept its connection past header_timeout")
         #expect(h.cutReasons == [.headerTimeout])
+        #expect(try written(channel).hasPrefix("HTTP/1.1 408 Request Timeout\r\n"))
     }
 
     @Test func aCompletedRequestHeadStopsTheTimerWhileTheRequestIsHeld() throws {

@@ -21,6 +21,13 @@ final class ClientConnectionTracker: ChannelInboundHandler, RemovableChannelHand
     /// the time is up, a keep-alive connection that sent nothing was merely idle, one that
     /// sent part of a head was trickling.
     var heardWhileAwaitingHead = false
+    /// From the connection's first byte: an HTTP method's capital letter (plain HTTP), not a
+    /// TLS record (0x16). Only a plain-HTTP connection can be answered 408 from down here.
+    private var speaksPlainHTTP = false
+    private var firstByteSeen = false
+
+    /// What a plain-HTTP connection that trickled part of a head is told before it is closed.
+    static let requestTimeout = Array("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".utf8)
 
     init(registry: ClientSocketRegistry) {
         self.registry = registry
@@ -38,6 +45,13 @@ final class ClientConnectionTracker: ChannelInboundHandler, RemovableChannelHand
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if awaitingEntry != nil { heardWhileAwaitingHead = true }
+        if !firstByteSeen {
+            let buffer = unwrapInboundIn(data)
+            if let byte = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) {
+                firstByteSeen = true
+                speaksPlainHTTP = (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+            }
+        }
         context.fireChannelRead(data)
     }
 
@@ -68,8 +82,15 @@ final class ClientConnectionTracker: ChannelInboundHandler, RemovableChannelHand
         registry.headCompleted(self)
     }
 
-    /// Closes the connection (the registry has already taken it out of its queues).
-    func cut() {
-        context?.close(promise: nil)
+    /// Closes the connection (the registry has already taken it out of its queues). A
+    /// plain-HTTP connection that sent part of a request head is answered 408 first, as Node
+    /// does; the answer goes if the socket takes it at once (a slowloris that does not read
+    /// does not hold the close up).
+    func cut(reason: ClientSocketRegistry.CutReason) {
+        guard let context else { return }
+        if reason == .headerTimeout, speaksPlainHTTP, heardWhileAwaitingHead {
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: Self.requestTimeout)), promise: nil)
+        }
+        context.close(promise: nil)
     }
 }

@@ -128,7 +128,7 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
         stopWaiting(tracker)
         leaveUnfinished(tracker)
         countCut(reason)
-        tracker.cut()
+        tracker.cut(reason: reason)
     }
 
     // MARK: The header timer
