@@ -119,13 +119,12 @@ extension ConnectionGate {
         }
     }
 
-    /// For the client listener's server channel: when `accept` fails for want of descriptors
-    /// (EMFILE, ENFILE: possible only if something outside the cap took the reserve), NIO
-    /// would retry at once, and the listening socket, still readable, would spin a core. This
-    /// pauses accepting for a moment instead.
+    /// For the client listener's server channel: an `accept` that fails for want of
+    /// descriptors pauses accepting for a moment instead of spinning a core (see
+    /// `AcceptPauseHandler`).
     static func addAcceptBackoff(to serverChannel: any Channel) -> EventLoopFuture<Void> {
         serverChannel.eventLoop.makeCompletedFuture {
-            try serverChannel.pipeline.syncOperations.addHandler(AcceptBackoffHandler { _ in .milliseconds(250) })
+            try serverChannel.pipeline.syncOperations.addHandler(AcceptPauseHandler())
         }
     }
 }
