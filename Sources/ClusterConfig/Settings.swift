@@ -52,7 +52,7 @@ public struct LimitSettings: Sendable, Equatable {
     /// more of them; zero writes every event-loop tick.
     public var maxWriteDelay: TimeAmount
     /// `header_timeout`: from a connection's accept (or the end of its previous request) until
-    /// its request head is complete; then 408 and close. Trickled bytes do not reset it.
+    /// its request head is complete; then close (408 first if part of a plain-HTTP head came). Trickled bytes do not reset it.
     public var headerTimeout: TimeAmount
     /// `max_sockets`: accepted client sockets per node; 0 = automatic (the descriptor limit
     /// minus `fdReserve`).

@@ -5,7 +5,7 @@ import Glibc
 import Darwin
 #endif
 
-/// On the client listener's server channel: when `accept` fails for want of descriptors
+/// On a listener's server channel (the client port, the mesh port): when `accept` fails for want of descriptors
 /// (EMFILE, ENFILE) or memory, stops accepting for a moment.
 ///
 /// NIO alone would spin: a failed accept leaves the channel's read pending, so it stays
@@ -17,24 +17,24 @@ import Darwin
 /// accept queue, and descriptors come back as the header timer and the socket cap close
 /// connections. (The cap, below the descriptor limit, makes this rare: something outside the
 /// client sockets has to have eaten the reserve.)
-final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = any Channel
+public final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = any Channel
 
     private let pause: TimeAmount
     private var resume: Scheduled<Void>?
     /// Pauses so far (for tests and logs).
     private(set) var pauses = 0
 
-    init(pause: TimeAmount = .milliseconds(250)) {
+    public init(pause: TimeAmount = .milliseconds(250)) {
         self.pause = pause
     }
 
-    static func isDescriptorShortage(_ error: any Error) -> Bool {
+    public static func isDescriptorShortage(_ error: any Error) -> Bool {
         guard let io = error as? IOError else { return false }
         return [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(io.errnoCode)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard Self.isDescriptorShortage(error) else {
             context.fireErrorCaught(error)
             return
@@ -48,7 +48,7 @@ final class AcceptPauseHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         resume?.cancel()
         resume = nil
         context.fireChannelInactive()

@@ -3,7 +3,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
-@testable import ChatServer
+@testable import ChatCore
 
 /// Running out of descriptors pauses accepting once per pause, not once per failed accept;
 /// other errors go on down the pipeline.
