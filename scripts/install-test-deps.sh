@@ -57,6 +57,8 @@ need_pkg nginx
 need_pkg systemd
 # Packet captures of the mesh ports (test_mesh_tls.py: a say's text is not on the wire with TLS).
 need_pkg tcpdump
+# The TLS tests make their test CAs and bad certificates with the openssl CLI.
+need_pkg openssl
 apt_install "${missing[@]}"
 missing=()
 
