@@ -6,7 +6,7 @@ BIN := .build/debug/chatmesh
 PYTEST := .venv/bin/pytest
 
 .PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench fuzz fuzz-check \
-	sanitize sanitize-address sanitize-thread asan-integration asan-integration-core asan-faults asan-browser \
+	sanitize sanitize-address sanitize-thread asan-integration asan-integration-core asan-integration-security asan-faults asan-browser \
 	tsan-build-and-unit tsan-integration tsan-integration-a tsan-integration-b
 
 all: build
@@ -38,7 +38,7 @@ test: build-deps
 	@$(MAKE) --no-print-directory fuzz-check
 	$(SANITIZED) address $(SWIFT) test --skip-build
 	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN)
-	@$(MAKE) --no-print-directory -j3 --output-sync=target asan-integration-core asan-browser tsan-build-and-unit TSAN_NICE="chrt --idle 0"
+	@$(MAKE) --no-print-directory -j4 --output-sync=target asan-integration-core asan-integration-security asan-browser tsan-build-and-unit TSAN_NICE="chrt --idle 0"
 	@$(MAKE) --no-print-directory -j3 --output-sync=target asan-faults tsan-integration-a tsan-integration-b
 
 build-tests:
@@ -76,10 +76,18 @@ asan-integration:
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration
 
 # `make test` splits the integration suite: the network-namespace fault suite (~100 s, mostly
-# waiting out its partitions) runs beside the ThreadSanitizer suites at the end.
+# waiting out its partitions) runs beside the ThreadSanitizer suites at the end, and the rest
+# in two halves side by side (they wait on sockets, timers and child processes far more than
+# they compute): the TLS, security, connection-defence and systemd suites, and the others.
 FAULT_SUITE := IntegrationTests/integration/test_faults_netns.py
+SECURITY_SUITES := $(wildcard IntegrationTests/integration/test_*tls*.py IntegrationTests/integration/test_check_config_security.py \
+	IntegrationTests/integration/test_connection_defences.py IntegrationTests/integration/test_systemd_*.py)
 asan-integration-core:
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration --ignore=$(FAULT_SUITE)
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration \
+		--ignore=$(FAULT_SUITE) $(addprefix --ignore=,$(SECURITY_SUITES))
+
+asan-integration-security:
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(SECURITY_SUITES)
 
 asan-faults:
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(FAULT_SUITE)
