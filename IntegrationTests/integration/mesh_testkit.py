@@ -365,6 +365,18 @@ def rejects(node) -> dict:
             if k[0] == "chatmesh_mesh_link_rejects_total"}
 
 
+def guarded_room(mesh, prefix: str, target="a3"):
+    """A room with a member on `target` (and one on a1), to catch any delivery an attack on
+    `target` causes: (room, target's member, a1's member)."""
+    r = unique_room(prefix)
+    w3 = mesh.client(target, r)
+    w1 = mesh.client("a1", r)
+    w3.join("w3")
+    w1.join("w1")
+    time.sleep(0.3)
+    return r, w3, w1
+
+
 def assert_refused(mesh, room, attack, expect_reason, peer=None, target="a3"):
     """Runs attack(peer) on a fresh connection to `target`'s mesh port (`peer`: a RawPeer, a
     callable making one after the counters are read, or None for a plain RawPeer), then

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from mesh_testkit import (HANDSHAKE_TIMEOUT_S, PREAUTH_FRAME_LIMIT, QUIET_S, SNAPSHOT,
-                          ImpostorPeer, RawPeer, TLSPeer, assert_refused, frame, hello_frame,
+                          ImpostorPeer, RawPeer, TLSPeer, assert_refused, frame, guarded_room, hello_frame,
                           mesh_factory, module_mesh, pub_frame, rejects,  # noqa: F401
                           say_packet, says, tls_client_context, unique_room, wait_until)
 
@@ -35,14 +35,7 @@ def mesh(request):
 
 @pytest.fixture(scope="module")
 def room(mesh):
-    """A room with a member on the target node (and one on a1), to catch any delivery."""
-    r = unique_room("guarded")
-    w3 = mesh.client(TARGET, r)
-    w1 = mesh.client("a1", r)
-    w3.join("w3")
-    w1.join("w1")
-    time.sleep(0.3)
-    return r, w3, w1
+    return guarded_room(mesh, "guarded", TARGET)
 
 
 def _pub(room_name, text, seq=1):

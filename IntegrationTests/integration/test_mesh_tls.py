@@ -24,7 +24,7 @@ import time
 import pytest
 
 from mesh_testkit import (HANDSHAKE_TIMEOUT_S, MeshCluster, RawPeer, CertMaker, TLSImpostorPeer,
-                          TLSPeer, assert_refused, hello_frame, module_mesh,  # noqa: F401
+                          TLSPeer, assert_refused, guarded_room, hello_frame, module_mesh,  # noqa: F401
                           pub_frame, rejects, say_packet, says,
                           tls_client_context, unique_room, wait_until)
 from harness.cluster import teardown
@@ -40,14 +40,7 @@ def mesh(request):
 
 @pytest.fixture(scope="module")
 def room(mesh):
-    """A room with a member on the target node (and one on a1), to catch any delivery."""
-    r = unique_room("guarded-tls")
-    w3 = mesh.client(TARGET, r)
-    w1 = mesh.client("a1", r)
-    w3.join("w3")
-    w1.join("w1")
-    time.sleep(0.3)
-    return r, w3, w1
+    return guarded_room(mesh, "guarded-tls", TARGET)
 
 
 @pytest.fixture(scope="module")
