@@ -14,7 +14,7 @@ pytest.importorskip("selenium")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from harness.cluster import teardown  # noqa: E402
-from harness.page import join, messages, say, wait_message  # noqa: E402
+from harness.page import join, say_both_ways, wait_message  # noqa: E402
 from mesh_testkit import MeshCluster  # noqa: E402
 
 
@@ -35,17 +35,7 @@ def test_two_tabs_on_different_nodes_chat_through_the_mesh(new_browser, mesh2):
     join(bob, b2, room, "bob")
     wait_message(alice, "notice", "bob", "bob joined")   # a join crossing b2 -> b1
 
-    say(alice, "hello from node b1")
-    wait_message(bob, "other", "alice", "hello from node b1")
-    wait_message(alice, "own", "alice", "hello from node b1")
-    say(bob, "hi from node b2")
-    wait_message(alice, "other", "bob", "hi from node b2")
-    wait_message(bob, "own", "bob", "hi from node b2")
-
-    texts = {n: [m["text"] for m in messages(d) if m["kind"] in ("own", "other")]
-             for n, d in (("alice", alice), ("bob", bob))}
-    assert texts == {"alice": ["hello from node b1", "hi from node b2"],
-                     "bob": ["hello from node b1", "hi from node b2"]}
+    say_both_ways(alice, bob, "hello from node b1", "hi from node b2")
     # Each tab really talks to its own node: one connection on each.
     conns = {n.name: n.healthz()["connections"] for n in (b1, b2)}
     recv = {n.name: n.counter("chatmesh_mesh_pubs_received_total") for n in (b1, b2)}

@@ -19,7 +19,7 @@ pytest.importorskip("selenium")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from client_tls_testkit import ClientTLSCluster, TestPKI, trust_test_ca  # noqa: E402
 from harness.cluster import teardown  # noqa: E402
-from harness.page import join, messages, say, wait_message  # noqa: E402
+from harness.page import join, say_both_ways, wait_message  # noqa: E402
 
 
 @pytest.fixture
@@ -53,17 +53,7 @@ def test_two_tabs_chat_over_https_with_wss_and_polling(new_browser, tls_mesh2):
     assert page_protocol(alice) == "https:" and page_protocol(bob) == "https:"
     wait_message(alice, "notice", "bob", "bob joined")   # a join crossing t2 -> t1
 
-    say(alice, "hello over wss")
-    wait_message(bob, "other", "alice", "hello over wss")
-    wait_message(alice, "own", "alice", "hello over wss")
-    say(bob, "hi over https polling")
-    wait_message(alice, "other", "bob", "hi over https polling")
-    wait_message(bob, "own", "bob", "hi over https polling")
-
-    texts = {n: [m["text"] for m in messages(d) if m["kind"] in ("own", "other")]
-             for n, d in (("alice", alice), ("bob", bob))}
-    assert texts == {"alice": ["hello over wss", "hi over https polling"],
-                     "bob": ["hello over wss", "hi over https polling"]}
+    say_both_ways(alice, bob, "hello over wss", "hi over https polling")
     # Nothing the page asked for was blocked (mixed content, CSP): no severe console entry.
     severe = [e["message"] for d in (alice, bob) for e in d.get_log("browser")
               if e.get("level") == "SEVERE" and "favicon" not in e["message"]]

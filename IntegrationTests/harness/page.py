@@ -95,3 +95,15 @@ def say(driver, text):
         driver.execute_script("arguments[0].value = arguments[1]", box, text)
     driver.find_element(By.ID, "send").click()
     wait_for(driver, lambda d: d.find_element(By.ID, "text").get_attribute("value") == "", "input cleared")
+
+
+def say_both_ways(alice, bob, first: str, second: str) -> None:
+    """Alice says `first`, bob `second`, each seen by the other and echoed to its sender; then
+    both pages show exactly those two says, in that order."""
+    for speaker, name, listener, text in ((alice, "alice", bob, first), (bob, "bob", alice, second)):
+        say(speaker, text)
+        wait_message(listener, "other", name, text)
+        wait_message(speaker, "own", name, text)
+    texts = {n: [m["text"] for m in messages(d) if m["kind"] in ("own", "other")]
+             for n, d in (("alice", alice), ("bob", bob))}
+    assert texts == {"alice": [first, second], "bob": [first, second]}
