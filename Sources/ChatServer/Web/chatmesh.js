@@ -352,12 +352,22 @@
     return { type: type, nsp: nsp, id: id, data: data };
   }
 
-  // handlers: onConnect(transportName), onConnectError(message, data), onEvent(name, args),
-  // onDisconnect(reason, byServer), onFallback(reason)
-  function SocketClient(query, mode, handlers) {
+  // handlers: onConnect(transportName, session), onConnectError(message, data),
+  // onEvent(name, args, offset), onDisconnect(reason, byServer), onFallback(reason)
+  //
+  // Connection-state recovery (socket.io 4.6+): `resume` ({sid, pid, offset}, or null) is the
+  // session this connection asks the server to restore; its pid and offset go in the CONNECT
+  // packet. onConnect's `session` is {sid, pid (null when the server does not offer recovery),
+  // recovered, early}: recovered when the reply repeats resume's sid and pid; early counts the
+  // `message` events that came before the reply (the missed ones the server replays first),
+  // which are buffered and handed to onEvent right after onConnect, as socket.io-client does.
+  function SocketClient(query, mode, handlers, resume) {
     this.query = query;
     this.mode = mode;
     this.handlers = handlers;
+    this.resume = resume && typeof resume.pid === 'string' ? resume : null;
+    this.pid = null;            // from the CONNECT reply; offsets are read only once we hold one
+    this.early = [];            // events received before the CONNECT reply
     this.engine = null;
     this.connected = false;
     this.finished = false;
@@ -381,7 +391,13 @@
   SocketClient.prototype.onEngineOpen = function (transportName) {
     var self = this;
     this.transportName = transportName;
-    this.engine.send('0');
+    var auth = '';
+    if (this.resume) {
+      var claim = { pid: this.resume.pid };
+      if (typeof this.resume.offset === 'string') { claim.offset = this.resume.offset; }
+      auth = JSON.stringify(claim);
+    }
+    this.engine.send('0' + auth);
     this.connectTimer = setTimeout(function () {
       self.finish('no Socket.IO connect reply', false);
     }, SIO_CONNECT_TIMEOUT_MS);
@@ -392,12 +408,27 @@
     var packet = decodeSocketPacket(data);
     if (!packet || packet.nsp !== '/') { return; }
     switch (packet.type) {
-      case 0: // CONNECT
+      case 0: { // CONNECT
         if (this.connected) { return; }
         clearTimeout(this.connectTimer);
         this.connected = true;
-        this.handlers.onConnect(this.transportName);
+        var reply = packet.data && typeof packet.data === 'object' ? packet.data : {};
+        var sid = typeof reply.sid === 'string' ? reply.sid : null;
+        this.pid = typeof reply.pid === 'string' && reply.pid ? reply.pid : null;
+        var early = this.early;
+        this.early = [];
+        var session = {
+          sid: sid,
+          pid: this.pid,
+          recovered: !!(this.resume && this.pid && this.pid === this.resume.pid && sid === this.resume.sid),
+          early: early.filter(function (p) { return p.data[0] === 'message'; }).length
+        };
+        this.handlers.onConnect(this.transportName, session);
+        for (var k = 0; k < early.length && this.connected && !this.finished; k++) {
+          this.dispatchEvent(early[k]);
+        }
         break;
+      }
       case 4: { // CONNECT_ERROR
         clearTimeout(this.connectTimer);
         var info = packet.data || {};
@@ -409,10 +440,8 @@
         break;
       }
       case 2: { // EVENT
-        var args = packet.data;
-        if (!Array.isArray(args) || typeof args[0] !== 'string') { return; }
-        if (packet.id !== null) { this.engine.send('3' + packet.id + '[]'); }
-        this.handlers.onEvent(args[0], args.slice(1));
+        if (!Array.isArray(packet.data) || typeof packet.data[0] !== 'string') { return; }
+        if (this.connected) { this.dispatchEvent(packet); } else { this.early.push(packet); }
         break;
       }
       case 3: { // ACK
@@ -428,6 +457,19 @@
       default: // binary packets are not part of the chat protocol
         break;
     }
+  };
+
+  // Once we hold a pid, the last argument of a `message` event, when it is a string, is the
+  // event's offset: it is reported apart and is not part of the event's content.
+  SocketClient.prototype.dispatchEvent = function (packet) {
+    var name = packet.data[0];
+    var args = packet.data.slice(1);
+    var offset = null;
+    if (this.pid && name === 'message' && args.length > 1 && typeof args[args.length - 1] === 'string') {
+      offset = args.pop();
+    }
+    if (packet.id !== null) { this.engine.send('3' + packet.id + '[]'); }
+    this.handlers.onEvent(name, args, offset);
   };
 
   // emit(name, payload[, ack(args, error)])
@@ -491,6 +533,7 @@
     this.reconnectTimer = null;
     this.everConnected = false;
     this.pendingOwn = [];       // texts we said and have not seen echoed yet
+    this.session = null;        // {sid, pid, offset, joined} while the server offers recovery
     this.websocketBroken = false;
     this.lastError = null;      // { reason, at } of the last error notice
     if (params.get('room')) { this.el.room.value = params.get('room'); }
@@ -521,6 +564,7 @@
     window.addEventListener('pageshow', function (ev) {
       if (ev.persisted && self.wanted) {
         clearTimeout(self.reconnectTimer);
+        self.session = null;    // pagehide said goodbye: that session is over
         self.joined = false;
         self.setSendEnabled(false);
         self.connect();
@@ -551,6 +595,7 @@
     this.attempt = 0;
     this.everConnected = false;
     this.pendingOwn = [];
+    this.session = null;
     this.el.messages.textContent = '';
     this.el.roomLabel.textContent = '# ' + room;
     this.el.roomLabel.hidden = false;
@@ -573,30 +618,47 @@
     var mode = this.mode === 'auto' && this.websocketBroken ? 'polling' : this.mode;
     var fellBack = false;
     var client = new SocketClient({ roomid: this.room }, mode, {
-      onConnect: function (transport) {
+      onConnect: function (transport, session) {
         // WebSocket failed but polling works (a proxy without upgrades, say): skip the
         // WebSocket attempt on later reconnects.
         if (fellBack && transport === 'polling') { self.websocketBroken = true; }
-        self.onConnect(client, transport);
+        self.onConnect(client, transport, session);
       },
       onConnectError: function (message) { self.onConnectError(client, message); },
-      onEvent: function (name, args) { self.onEvent(client, name, args); },
+      onEvent: function (name, args, offset) { self.onEvent(client, name, args, offset); },
       onDisconnect: function (reason, byServer) { self.onDisconnect(client, reason, byServer); },
       onFallback: function (reason) {
         fellBack = true;
         if (client === self.client) { self.el.status.title = 'WebSocket failed (' + reason + '), trying long-polling'; }
       }
-    });
+    }, this.session);
     this.client = client;
     client.open();
   };
 
-  ChatApp.prototype.onConnect = function (client, transport) {
+  ChatApp.prototype.onConnect = function (client, transport, session) {
     var self = this;
     if (client !== this.client) { return; }
     this.setStatus('connected', 'connected (' + transport + ')');
     var reconnected = this.everConnected;
+    var resumed = client.resume !== null;
     this.everConnected = true;
+    if (session.recovered && this.session.joined) {
+      // The server restored our session: still in the room under our name, no join needed.
+      // The missed messages it replayed before its reply follow right after this notice.
+      this.joined = true;
+      this.attempt = 0;
+      this.setSendEnabled(true);
+      var n = session.early;
+      this.notice(n === 0 ? 'reconnected, nothing missed'
+        : 'reconnected, ' + n + ' missed message' + (n === 1 ? '' : 's') + ' shown', null, 'recovered');
+      return;
+    }
+    // A new session (or a restored one that had not joined yet): join as on the first connect.
+    if (!session.recovered) {
+      this.session = session.pid ? { sid: session.sid, pid: session.pid, offset: null, joined: false } : null;
+      this.pendingOwn = [];
+    }
     client.emit('join', { username: this.name }, function (args, error) {
       if (client !== self.client) { return; }
       var reply = args && args[0];
@@ -612,12 +674,23 @@
       self.joined = true;
       self.attempt = 0;
       self.setSendEnabled(true);
-      if (reconnected) { self.notice('Reconnected.', null, 'info'); }
+      if (self.session) { self.session.joined = true; }
+      if (resumed && !session.recovered) {
+        self.notice('rejoined, messages may be missing', null, 'rejoined');
+      } else if (reconnected) {
+        self.notice('Reconnected.', null, 'info');
+      }
     });
   };
 
   ChatApp.prototype.onConnectError = function (client, message) {
     if (client !== this.client) { return; }
+    if (client.resume) {
+      // Refused while asking for the old session back: forget it and come back as a new one.
+      this.session = null;
+      this.scheduleReconnect('connection refused: ' + message);
+      return;
+    }
     this.stop('Connection refused: ' + message, true);
   };
 
@@ -625,7 +698,8 @@
     if (client !== this.client) { return; }
     var wasJoined = this.joined;
     this.joined = false;
-    this.pendingOwn = [];
+    // A session the server holds for us may come back with our unechoed says in its replay.
+    if (!this.session) { this.pendingOwn = []; }
     this.setSendEnabled(false);
     if (!this.wanted) { return; }
     if (byServer) {
@@ -657,6 +731,7 @@
   ChatApp.prototype.stop = function (message, backToForm) {
     this.wanted = false;
     this.joined = false;
+    this.session = null;
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     if (this.client) { this.client.disconnect(); }
@@ -727,8 +802,10 @@
     return true;
   };
 
-  ChatApp.prototype.onEvent = function (client, name, args) {
+  // args never include the offset: the client hands it apart, and it only names how far we got.
+  ChatApp.prototype.onEvent = function (client, name, args, offset) {
     if (client !== this.client) { return; }
+    if (offset !== null && offset !== undefined && this.session) { this.session.offset = offset; }
     var payload = args[0];
     if (name === 'message') {
       if (!payload || typeof payload !== 'object') { return; }
@@ -796,7 +873,7 @@
     this.append(li, kind === 'own');
   };
 
-  // kind: join | quit | info | error
+  // kind: join | quit | info | error | recovered | rejoined
   ChatApp.prototype.notice = function (text, username, kind) {
     var li = document.createElement('li');
     li.className = 'notice ' + kind;
