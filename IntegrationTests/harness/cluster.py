@@ -31,13 +31,16 @@ class Cluster:
     `phantoms`: listed in the config, never started. In redis mode the [redis] section is
     written when a RedisServer (`redis`) or `redis_url` is given. `tls=True` makes the mesh
     TLS: `chatmesh gen-certs` writes a CA and a certificate per node into <dir>/tls and [mesh]
-    gets the lines it prints (`tls_dir` is that directory)."""
+    gets the lines it prints (`tls_dir` is that directory). `recovery` is the [recovery]
+    section (connection-state recovery: {"enabled": "on", "max_disconnection": 3000}), left
+    out when empty."""
 
     def __init__(self, fanout: str = "mesh", nodes=2, phantoms=(), secret: str = "mesh-test-secret",
                  cluster: dict | None = None, redis=None, redis_url: str | None = None,
                  channel_prefix: str = "", redis_extra: dict | None = None,
                  limits: dict | None = None, engineio: dict | None = None,
-                 mesh: dict | None = None, prefix: str | None = None, tls: bool = False):
+                 mesh: dict | None = None, prefix: str | None = None, tls: bool = False,
+                 recovery: dict | None = None):
         assert fanout in ("mesh", "redis")
         self.fanout = fanout
         self.names = [f"a{i}" for i in range(1, nodes + 1)] if isinstance(nodes, int) \
@@ -52,6 +55,7 @@ class Cluster:
         self.limits = dict(limits or {})
         self.engineio = dict(engineio or {})
         self.mesh = dict(mesh or {})
+        self.recovery = dict(recovery or {})
         self.dir = Path(tempfile.mkdtemp(prefix=prefix or f"chatmesh-{fanout}-"))
         self.conf_path = self.dir / "cluster.conf"
         all_names = self.names + self.phantoms
@@ -84,7 +88,7 @@ class Cluster:
                            secret=self.secret if secret is None else secret,
                            cluster=self.cluster_extra, redis=redis,
                            sections={"engineio": self.engineio, "limits": self.limits,
-                                     "mesh": self.mesh})
+                                     "mesh": self.mesh, "recovery": self.recovery})
 
     def write_variant(self, filename: str, **kw) -> Path:
         """The same cluster.conf with other [cluster] values (e.g. secret=...)."""
