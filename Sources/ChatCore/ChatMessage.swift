@@ -41,6 +41,9 @@ public struct ChatBroadcast: Sendable {
     public let room: String
     /// `42["message",{…}]`: Engine.IO type `4` + the Socket.IO EVENT packet `2[…]`.
     public let engineFrame: ByteBuffer
+    /// Who published it and its place in that publisher's order in the room, when recovery is
+    /// on (set by the fanout that orders it); nil otherwise.
+    public var origin: MessageOrigin? = nil
 
     private static let head = Array(#"42["message","#.utf8)
 
@@ -64,6 +67,29 @@ public struct ChatBroadcast: Sendable {
         buffer.writeImmutableBuffer(socketPacket)
         self.room = room
         self.engineFrame = buffer
+    }
+
+    /// The same broadcast with its recovery offset as one more, last argument:
+    /// `42["message",{…},"<offset>"]`. Offsets are `[0-9a-z.-]`, so need no escaping. A frame
+    /// that is not an event array (never built here) is returned unchanged.
+    public func withOffset(_ offset: String) -> ChatBroadcast {
+        let end = engineFrame.readerIndex + engineFrame.readableBytes - 1
+        guard engineFrame.readableBytes > 1, engineFrame.getInteger(at: end, as: UInt8.self) == UInt8(ascii: "]") else {
+            return self
+        }
+        var buffer = ByteBufferAllocator().buffer(capacity: engineFrame.readableBytes + offset.utf8.count + 3)
+        buffer.writeImmutableBuffer(engineFrame.getSlice(at: engineFrame.readerIndex, length: engineFrame.readableBytes - 1)!)
+        buffer.writeStaticString(",\"")
+        buffer.writeString(offset)
+        buffer.writeStaticString("\"]")
+        var stamped = ChatBroadcast(room: room, engineFrame: buffer)
+        stamped.origin = origin
+        return stamped
+    }
+
+    private init(room: String, engineFrame: ByteBuffer) {
+        self.room = room
+        self.engineFrame = engineFrame
     }
 
     /// The Socket.IO packet without the Engine.IO type byte, as sent between nodes.

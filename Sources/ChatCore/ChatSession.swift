@@ -1,3 +1,4 @@
+import NIOCore
 import SocketIO
 
 /// The original chat protocol for one client connection: `join {username}` enters the room
@@ -14,7 +15,11 @@ public final class ChatSession {
     private var sayBucket: TokenBucket
     private let now: () -> UInt64
 
-    public init(roomID: String, limits: ChatLimits, hub: RoomHub, shard: RoomShard, member: RoomMember, now: @escaping () -> UInt64) {
+    /// `restoredUsername`: a recovered session that had joined as that name is a member of
+    /// its room again at once, without a join message (the room saw nothing); it joins as of
+    /// `restoredAt`, the recovery's history snapshot, so nothing stamped after it is missed.
+    public init(roomID: String, limits: ChatLimits, hub: RoomHub, shard: RoomShard, member: RoomMember, now: @escaping () -> UInt64,
+                restoredUsername: String? = nil, restoredAt: NIODeadline? = nil) {
         self.roomID = roomID
         self.limits = limits
         self.hub = hub
@@ -22,6 +27,10 @@ public final class ChatSession {
         self.member = member
         self.now = now
         self.sayBucket = TokenBucket(rate: limits.sayRate, burst: limits.sayBurst, now: now())
+        if let restoredUsername {
+            username = restoredUsername
+            hub.join(member, room: roomID, shard: shard, joinedAt: restoredAt)
+        }
     }
 
     public var isJoined: Bool { username != nil }
@@ -74,6 +83,17 @@ public final class ChatSession {
         if let error = limits.validateText(text) { return .failure(error) }
         hub.publish(.say(room: roomID, username: username, text: text!))
         return .success(())
+    }
+
+    /// The connection was lost but the session is held for recovery: leaves the room without
+    /// a quit (the quit comes at expiry, or never if the session is recovered). Returns the
+    /// username it had, nil if it had not joined.
+    @discardableResult
+    public func detach() -> String? {
+        guard let username else { return nil }
+        self.username = nil
+        hub.leave(member, room: roomID, shard: shard)
+        return username
     }
 
     /// The client left (namespace disconnect or transport close).

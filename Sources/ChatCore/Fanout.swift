@@ -37,5 +37,13 @@ public protocol Fanout: AnyObject, Sendable {
 
 /// Where a fanout hands messages for local members.
 public protocol FanoutDelivery: AnyObject, Sendable {
+    /// With `recovery`, called on `recovery.eventLoop`: the broadcast is stamped there.
     func deliverLocally(_ broadcast: ChatBroadcast)
+    /// Connection-state recovery's store, when it is on: the fanout orders the node's own
+    /// publishes on its loop (`originate`) and delivers everything on it.
+    var recovery: RecoveryStore? { get }
+}
+
+extension FanoutDelivery {
+    public var recovery: RecoveryStore? { nil }
 }

@@ -8,6 +8,8 @@ public final class RoomHub: FanoutDelivery {
     public let shards: [RoomShard]
     public let fanout: any Fanout
     public let metrics: ChatMetrics
+    /// Connection-state recovery, when it is on: every broadcast is stamped through it.
+    public let recovery: RecoveryStore?
     private let shardByLoop: [ObjectIdentifier: RoomShard]
     // Touched only on join and leave, never per message.
     private let memberCounts = NIOLockedValueBox<[String: Int]>([:])
@@ -16,12 +18,24 @@ public final class RoomHub: FanoutDelivery {
                 maxWriteDelay: TimeAmount = .milliseconds(10),
                 transportFramer: @escaping @Sendable (ByteBuffer, inout ByteBuffer) -> Void = { packet, out in
                     out.writeImmutableBuffer(packet)
-                }) {
+                },
+                recovery: RecoveryStore? = nil) {
         let shards = eventLoops.map { RoomShard(eventLoop: $0, metrics: metrics, maxWriteDelay: maxWriteDelay, transportFramer: transportFramer) }
         self.shards = shards
         self.fanout = fanout
         self.metrics = metrics
         self.shardByLoop = Dictionary(uniqueKeysWithValues: shards.map { (ObjectIdentifier($0.eventLoop), $0) })
+        self.recovery = recovery
+        if let recovery {
+            // An expired session's quit goes out like any other message. Weak: the store
+            // outlives no hub, but must not keep one alive.
+            let publish: @Sendable (ChatMessage) -> Void = { [weak fanout] message in fanout?.publish(message) }
+            if recovery.eventLoop.inEventLoop {
+                recovery.publishQuit = publish
+            } else {
+                recovery.eventLoop.execute { recovery.publishQuit = publish }
+            }
+        }
         fanout.start(delivery: self)
     }
 
@@ -39,8 +53,10 @@ public final class RoomHub: FanoutDelivery {
 
     /// Called on the shard's loop. The fanout hears of a room's first member before any message
     /// from it is published, so no echo or interest is missed.
-    public func join(_ member: RoomMember, room: String, shard: RoomShard) {
-        guard shard.add(member, to: room) else { return }
+    /// `joinedAt`: a restored session joins as of its recovery snapshot, so broadcasts stamped
+    /// after the snapshot but still hopping to this loop reach it.
+    public func join(_ member: RoomMember, room: String, shard: RoomShard, joinedAt: NIODeadline? = nil) {
+        guard shard.add(member, to: room, joinedAt: joinedAt) else { return }
         memberCounts.withLockedValue { counts in
             let count = (counts[room] ?? 0) + 1
             counts[room] = count
@@ -69,8 +85,15 @@ public final class RoomHub: FanoutDelivery {
     /// Tasks from one loop to another run in order, so each publisher's order is kept. The time
     /// it reached the node travels along, so that a member who joins on another loop before the
     /// hop arrives does not get what reached the node before it joined.
+    ///
+    /// With recovery on this runs on the store's loop and hands on the stamped broadcast (its
+    /// offset attached, kept for replay).
     public func deliverLocally(_ broadcast: ChatBroadcast) {
         let arrived = NIODeadline.now()
+        let broadcast = recovery.map { recovery in
+            recovery.eventLoop.preconditionInEventLoop()
+            return recovery.stamp(broadcast, arrivedAt: arrived)
+        } ?? broadcast
         for shard in shards {
             if shard.eventLoop.inEventLoop {
                 shard.deliver(broadcast, arrivedAt: arrived)

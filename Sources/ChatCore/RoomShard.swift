@@ -43,18 +43,21 @@ public final class RoomShard: @unchecked Sendable { // state touched only on eve
         self.maxWriteDelayNanos = UInt64(max(0, maxWriteDelay.nanoseconds))
     }
 
-    /// Adds a member; returns false if it already was one.
+    /// Adds a member; returns false if it already was one. `joinedAt` (default now) is the time
+    /// from which broadcasts reaching the node are its: a recovered session joins as of its
+    /// history snapshot.
     @discardableResult
-    public func add(_ member: RoomMember, to room: String) -> Bool {
+    public func add(_ member: RoomMember, to room: String, joinedAt: NIODeadline? = nil) -> Bool {
         eventLoop.preconditionInEventLoop()
+        let joinTime = (joinedAt ?? NIODeadline.now()).uptimeNanoseconds
         if let existing = rooms[room] {
             guard !existing.contains(member) else { return false }
             writeBatch(of: existing)
-            existing.insert(member, joinedAt: NIODeadline.now().uptimeNanoseconds)
+            existing.insert(member, joinedAt: joinTime)
             return true
         }
         let created = LocalRoom()
-        created.insert(member, joinedAt: NIODeadline.now().uptimeNanoseconds)
+        created.insert(member, joinedAt: joinTime)
         rooms[room] = created
         return true
     }

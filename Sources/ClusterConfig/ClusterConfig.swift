@@ -24,6 +24,8 @@ public struct ClusterConfig: Sendable, Equatable {
     public var engine: EngineSettings
     public var limits: LimitSettings
     public var mesh: MeshSettings
+    /// `[recovery]`: connection-state recovery (off unless `enabled = on`).
+    public var recovery: RecoverySettings
     /// In file order.
     public var nodes: [NodeEntry]
 
@@ -36,6 +38,7 @@ public struct ClusterConfig: Sendable, Equatable {
         engine: EngineSettings = EngineSettings(),
         limits: LimitSettings = LimitSettings(),
         mesh: MeshSettings = MeshSettings(),
+        recovery: RecoverySettings = RecoverySettings(),
         nodes: [NodeEntry] = []
     ) {
         self.fanout = fanout
@@ -46,6 +49,7 @@ public struct ClusterConfig: Sendable, Equatable {
         self.engine = engine
         self.limits = limits
         self.mesh = mesh
+        self.recovery = recovery
         self.nodes = nodes
     }
 
@@ -123,6 +127,12 @@ public struct ClusterConfig: Sendable, Equatable {
         } else {
             lines.append("  tls = off")
         }
+        lines.append("recovery:")
+        lines.append("  enabled = \(recovery.enabled ? "on" : "off")")
+        lines.append("  max_disconnection = \(recovery.maxDisconnection.wholeMilliseconds) ms")
+        lines.append("  room_messages = \(recovery.roomMessages)")
+        lines.append("  history_bytes = \(recovery.historyBytes) bytes")
+        lines.append("  catch_up = \(recovery.catchUp.wholeMilliseconds) ms")
         return lines.joined(separator: "\n")
     }
 }

@@ -9,7 +9,7 @@ struct ConfigParser {
     init(file: String) { self.file = file }
 
     private enum Section: Equatable {
-        case cluster, redis, engineio, limits, mesh
+        case cluster, redis, engineio, limits, mesh, recovery
         case node(Int)  // index into `drafts`
     }
 
@@ -135,7 +135,7 @@ struct ConfigParser {
             nodeIndexByName[nodeName] = drafts.count
             drafts.append(NodeDraft(name: nodeName, line: number))
             section = .node(drafts.count - 1)
-        case "cluster", "redis", "engineio", "limits", "mesh":
+        case "cluster", "redis", "engineio", "limits", "mesh", "recovery":
             if words.count > 1 {
                 throw fail(number, "section [\(name)] takes no name; got \(quoted(text))")
             }
@@ -148,6 +148,7 @@ struct ConfigParser {
             case "redis": section = .redis
             case "engineio": section = .engineio
             case "mesh": section = .mesh
+            case "recovery": section = .recovery
             default: section = .limits
             }
         default:
@@ -286,6 +287,19 @@ struct ConfigParser {
                 maxFrameLine = number
             default: config.mesh.reconnectMax = try milliseconds(value, key: key, in: where_, number: number)
             }
+        case .recovery:
+            switch key {
+            case "enabled":
+                switch value {
+                case "on": config.recovery.enabled = true
+                case "off": config.recovery.enabled = false
+                default: throw fail(number, "'enabled' in [recovery] must be on or off, got \(quoted(value))")
+                }
+            case "max_disconnection": config.recovery.maxDisconnection = try milliseconds(value, key: key, in: where_, number: number)
+            case "room_messages": config.recovery.roomMessages = try positiveInteger(value, key: key, in: where_, number: number)
+            case "history_bytes": config.recovery.historyBytes = try positiveInteger(value, key: key, in: where_, number: number)
+            default: config.recovery.catchUp = try milliseconds(value, key: key, in: where_, number: number)
+            }
         case .node(let index):
             if key == "tls_cert" {
                 drafts[index].tlsCert = value
@@ -354,11 +368,11 @@ struct ConfigParser {
 
     private func unitName(_ key: String) -> String {
         switch key {
-        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout", "buffer_ms", "reconnect_max", "drain_timeout", "max_write_delay", "header_timeout": return "milliseconds"
+        case "ping_interval", "ping_timeout", "upgrade_timeout", "connect_timeout", "buffer_ms", "reconnect_max", "drain_timeout", "max_write_delay", "header_timeout", "max_disconnection", "catch_up": return "milliseconds"
         case "fd_reserve": return "descriptors"
         case "max_sockets": return "sockets"
-        case "max_payload", "outbound_buffer", "max_frame": return "bytes"
-        case "buffer_messages": return "messages"
+        case "max_payload", "outbound_buffer", "max_frame", "history_bytes": return "bytes"
+        case "buffer_messages", "room_messages": return "messages"
         case "username_max", "text_max", "roomid_max": return "characters"
         case "say_rate": return "says per second"
         case "say_burst": return "says"
@@ -371,7 +385,7 @@ struct ConfigParser {
         case "fanout": return "mesh or redis"
         case "secret": return "the shared mesh key (any non-empty string)"
         case "secret_file": return "the path of a file holding the shared mesh key"
-        case "tls": return "on or off"
+        case "tls", "enabled": return "on or off"
         case "tls_ca", "tls_cert", "tls_key": return "the path of a PEM file"
         case "url": return "redis://[user:]password@host[:port][/db]"
         case "allowed_origins": return "'*' or a list of origins such as http://localhost:6001"
@@ -586,6 +600,7 @@ struct ConfigParser {
         case .engineio: return "engineio"
         case .limits: return "limits"
         case .mesh: return "mesh"
+        case .recovery: return "recovery"
         case .node: return "node"
         }
     }

@@ -24,6 +24,7 @@ public struct ConfigSection: Sendable, Equatable {
         ConfigSection(name: "engineio", keys: ["ping_interval", "ping_timeout", "max_payload", "upgrade_timeout", "connect_timeout", "allowed_origins"]),
         ConfigSection(name: "limits", keys: ["username_max", "text_max", "roomid_max", "say_rate", "say_burst", "outbound_buffer", "max_connections", "max_write_delay", "header_timeout", "max_sockets", "fd_reserve"]),
         ConfigSection(name: "mesh", keys: ["ping_interval", "buffer_messages", "buffer_ms", "max_frame", "reconnect_max", "tls", "tls_ca", "tls_cert", "tls_key"]),
+        ConfigSection(name: "recovery", keys: ["enabled", "max_disconnection", "room_messages", "history_bytes", "catch_up"]),
         ConfigSection(name: "node", keys: ["listen", "mesh", "tls_cert", "tls_key"]),
     ]
 

@@ -204,6 +204,11 @@ import Testing
         case ("mesh", "tls_ca"): return DocumentedDefault(config.mesh.tls?.caFile)
         case ("mesh", "tls_cert"): return DocumentedDefault(config.mesh.tls?.certFile)
         case ("mesh", "tls_key"): return DocumentedDefault(config.mesh.tls?.keyFile)
+        case ("recovery", "enabled"): return .value(config.recovery.enabled ? "on" : "off")
+        case ("recovery", "max_disconnection"): return number(config.recovery.maxDisconnection)
+        case ("recovery", "room_messages"): return number(config.recovery.roomMessages)
+        case ("recovery", "history_bytes"): return number(config.recovery.historyBytes)
+        case ("recovery", "catch_up"): return number(config.recovery.catchUp)
         case ("node", "listen"):
             let refused = configError("[node a1]\nmesh = 127.0.0.1:7001\n")?.message.contains("has no listen address") == true
             return refused ? .required : nil

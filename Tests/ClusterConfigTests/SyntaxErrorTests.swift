@@ -5,7 +5,7 @@ import Testing
     let error = configError(oneNode + "[server]\n", file: "bad.conf")
     #expect(error?.file == "bad.conf")
     #expect(error?.line == 3)
-    #expect(error?.description == "bad.conf:3: unknown section [server]; valid sections: [cluster], [redis], [engineio], [limits], [mesh], [node NAME]")
+    #expect(error?.description == "bad.conf:3: unknown section [server]; valid sections: [cluster], [redis], [engineio], [limits], [mesh], [recovery], [node NAME]")
 }
 
 @Test func unknownSectionSuggestsTheCorrectSpelling() {
@@ -104,7 +104,7 @@ import Testing
 @Test func malformedHeadersAreRejected() {
     #expect(configError("[cluster\n" + oneNode)?.description == "cluster.conf:1: missing ']' in section header '[cluster'")
     #expect(configError("[cluster] fanout = mesh\n" + oneNode)?.description == "cluster.conf:1: unexpected text after ']' in section header '[cluster] fanout = mesh'")
-    #expect(configError("[]\n" + oneNode)?.description == "cluster.conf:1: empty section header '[]'; valid sections: [cluster], [redis], [engineio], [limits], [mesh], [node NAME]")
+    #expect(configError("[]\n" + oneNode)?.description == "cluster.conf:1: empty section header '[]'; valid sections: [cluster], [redis], [engineio], [limits], [mesh], [recovery], [node NAME]")
     #expect(configError("[[cluster]]\n" + oneNode)?.description == "cluster.conf:1: malformed section header '[[cluster]]'")
 }
 

@@ -1,0 +1,63 @@
+/// Every session record this node knows, local and replicated, and the rule that decides
+/// between two copies of one. Confined to the store's loop.
+///
+/// The rule, the same on every node so that all converge on one copy: an ended record is never
+/// brought back by a copy that is not ended (tombstones stay for `max_disconnection`); more
+/// claims win (a recovery outranks every change the previous owner made); between equal claims
+/// by different owners the lower node name wins (two nodes recovered it at once); otherwise
+/// more changes win, and for an equal version the owner's own word wins.
+final class SessionDirectory {
+    private(set) var records: [String: SessionRecord] = [:]
+    /// Tombstones that ended by expiry here, so a late recovery is told `expired`.
+    private(set) var expiredPids: Set<String> = []
+    /// `cost(of:)` summed over `records`.
+    private(set) var recordBytes = 0
+
+    subscript(pid: String) -> SessionRecord? { records[pid] }
+
+    var count: Int { records.count }
+
+    var heldCount: Int {
+        records.values.reduce(0) { count, record in
+            if case .held = record.state { return count + 1 }
+            return count
+        }
+    }
+
+    func put(_ record: SessionRecord) {
+        if let old = records.updateValue(record, forKey: record.pid) { recordBytes -= Self.cost(of: old) }
+        recordBytes += Self.cost(of: record)
+    }
+
+    func markExpired(_ pid: String) {
+        expiredPids.insert(pid)
+    }
+
+    func remove(_ pid: String) {
+        if let old = records.removeValue(forKey: pid) { recordBytes -= Self.cost(of: old) }
+        expiredPids.remove(pid)
+    }
+
+    /// Takes `incoming` if it outranks the copy held; returns whether it did.
+    func merge(_ incoming: SessionRecord, fromOwner: Bool) -> Bool {
+        if let existing = records[incoming.pid], !Self.prefers(incoming, over: existing, fromOwner: fromOwner) {
+            return false
+        }
+        put(incoming)
+        return true
+    }
+
+    static func prefers(_ incoming: SessionRecord, over existing: SessionRecord, fromOwner: Bool) -> Bool {
+        if existing.isEnded && !incoming.isEnded { return false }
+        if incoming.claims != existing.claims { return incoming.claims > existing.claims }
+        if incoming.owner != existing.owner { return incoming.owner < existing.owner }
+        if incoming.version != existing.version { return incoming.version > existing.version }
+        return fromOwner && incoming != existing
+    }
+
+    /// A rough size of one record in memory, for the bytes-held gauge.
+    static func cost(of record: SessionRecord) -> Int {
+        160 + record.pid.utf8.count + record.sid.utf8.count + record.room.utf8.count
+            + (record.username?.utf8.count ?? 0) + record.owner.utf8.count + record.start.sequences.count * 24
+    }
+}
