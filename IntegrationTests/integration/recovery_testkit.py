@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 
@@ -184,12 +185,7 @@ class RecoveryClient:
 
     def abort(self) -> None:
         """Ends the TCP connection without `41` or a WebSocket close: a transport blip."""
-        self._halt.set()
-        try:
-            self.ws.shutdown()
-        except Exception:  # noqa: BLE001
-            pass
-        self._reader.join(timeout=2)
+        self._end(close_frame=False)
 
     def disconnect(self) -> None:
         """An explicit disconnect: `41`, then the WebSocket closed."""
@@ -197,9 +193,24 @@ class RecoveryClient:
         self.close()
 
     def close(self) -> None:
+        """A WebSocket close frame, then the TCP connection ended (no `41`)."""
+        self._end(close_frame=True)
+
+    def _end(self, close_frame: bool) -> None:
         self._halt.set()
+        if close_frame:
+            try:
+                self.ws.send_close()
+            except Exception:  # noqa: BLE001
+                pass
+        # shutdown() sends the FIN now and wakes the reader's recv; a bare close() from this
+        # thread would wait for that recv to time out first.
         try:
-            self.ws.close(timeout=1)
+            self.ws.sock.shutdown(socket.SHUT_RDWR)
+        except Exception:  # noqa: BLE001 - closed already
+            pass
+        try:
+            self.ws.shutdown()
         except Exception:  # noqa: BLE001
             pass
         self._reader.join(timeout=2)
