@@ -33,7 +33,7 @@ def recovery_section(max_disconnection_ms: int = 30000, **more) -> dict:
 
 # The /metrics series (ChatCore RecoveryMetrics).
 FAILED = "chatmesh_recovery_failed_total"
-ATTEMPTED = "chatmesh_recovery_attempted_total"
+ATTEMPTED = "chatmesh_recovery_attempts_total"
 SUCCEEDED = "chatmesh_recovery_succeeded_total"
 TAKEN_OVER = "chatmesh_recovery_taken_over_total"
 

@@ -13,8 +13,9 @@ import pytest
 from chatmesh_testkit import Metrics, sio_event, say_msg  # noqa: F401
 from harness.clients import in_order_client
 from mesh_testkit import module_mesh
-from recovery_testkit import (ATTEMPTED, FAST_LIMITS, SUCCEEDED, WAIT, RecoveryClient, failures,
-                              join_msg, quit_msg, recovery_section, unique_room)
+from recovery_testkit import (ATTEMPTED, FAST_LIMITS, SUCCEEDED, TAKEN_OVER, WAIT,
+                              RecoveryClient, failures, join_msg, quit_msg, recovery_section,
+                              unique_room)
 
 MAX_DISCONNECTION_MS = 3000
 PID_ALPHABET = string.ascii_letters + string.digits + "-_"
@@ -262,7 +263,7 @@ def test_replayed_connect_of_a_live_session_takes_it_over(mesh, rc, where):
     o.say("hello")
     x.wait_for(lambda: ("o", "hello") in x.says(), what="o's say")
     target = a1 if where == "same_node" else mesh["a2"]
-    taken = failures(target).get("taken_over", 0)
+    taken = target.counter(TAKEN_OVER)
 
     y = track(rc, x.resume(target))
     assert y.recovered_from(x), (y.connect_reply, x.connect_reply)
@@ -278,7 +279,7 @@ def test_replayed_connect_of_a_live_session_takes_it_over(mesh, rc, where):
     observe_quiet(0.5)
     assert o.count(quit_msg("x")) == 1, "two members of one session quit"
     assert o.count(join_msg("x")) == 1, o.payloads()
-    assert failures(target).get("taken_over", 0) == taken + 1, failures(target)
+    assert target.counter(TAKEN_OVER) == taken + 1
 
 
 # --------------------------------------------------------------------------------------------
