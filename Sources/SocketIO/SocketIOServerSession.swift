@@ -66,6 +66,15 @@ public struct SocketIOServerSession: Sendable {
         return SocketPacketCodec.encode(SocketPacket(type: .connect, namespace: namespace, data: .object([("sid", .string(sid))])))
     }
 
+    /// Marks the namespace connected and returns the `40{"sid":…,"pid":…}` answer of a server
+    /// with connection-state recovery: `pid` is the private id the client reconnects with.
+    public mutating func acceptConnect(namespace: String, sid: String, pid: String) -> String {
+        setConnected(namespace, true)
+        return SocketPacketCodec.encode(SocketPacket(
+            type: .connect, namespace: namespace, data: .object([("sid", .string(sid)), ("pid", .string(pid))])
+        ))
+    }
+
     public func isConnected(to namespace: String) -> Bool {
         namespace == "/" ? rootConnected : otherConnected.contains(namespace)
     }
