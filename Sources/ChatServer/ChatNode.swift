@@ -18,6 +18,8 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
     private let logger: Logger
     /// How rooms reach the other nodes (see `FanoutFactory`).
     private let fanout: any Fanout
+    /// Connection-state recovery (`[recovery] enabled = on`), on `loops[0]`.
+    private let recovery: RecoveryStore?
 
     public init(config: ClusterConfig, node: NodeEntry, threads: Int? = nil, logger: Logger) {
         self.nodeName = node.name
@@ -25,19 +27,37 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         self.clientTLS = node.clientTLS
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
-        let metrics = ServerMetrics()
+        let metrics = ServerMetrics(recovery: config.recovery.enabled)
         let loops = Array(group.makeIterator())
-        let fanout = FanoutFactory.make(config: config, node: node, eventLoop: loops[0], logger: logger)
+        // One number per process start: the mesh announces it, and recovery's offsets name
+        // this process's messages by it, so a restarted node is a new origin.
+        let epoch = UInt64.random(in: 1...UInt64.max)
+        let fanout = FanoutFactory.make(config: config, node: node, eventLoop: loops[0], epoch: epoch, logger: logger)
         self.fanout = fanout
+        // On the fanout's loop, where every fanout delivers (see docs/RECOVERY.md).
+        let recovery = metrics.recovery.map { recoveryMetrics in
+            let settings = config.recovery
+            return RecoveryStore(
+                policy: RecoveryPolicy(
+                    maxDisconnection: settings.maxDisconnection, roomMessages: settings.roomMessages,
+                    historyBytes: settings.historyBytes, catchUp: settings.catchUp,
+                    originSilence: settings.maxDisconnection + settings.maxDisconnection + config.mesh.bufferTime
+                ),
+                eventLoop: loops[0], localNode: node.name, epoch: epoch, metrics: recoveryMetrics
+            )
+        }
+        self.recovery = recovery
         let hub = RoomHub(
             eventLoops: loops, fanout: fanout, metrics: metrics.chat,
-            maxWriteDelay: config.limits.maxWriteDelay
-        ) { packet, out in
-            WebSocketWire.append(opcode: WebSocketWire.textOpcode, payload: packet, to: &out)
-        }
+            maxWriteDelay: config.limits.maxWriteDelay,
+            transportFramer: { packet, out in
+                WebSocketWire.append(opcode: WebSocketWire.textOpcode, payload: packet, to: &out)
+            },
+            recovery: recovery
+        )
         self.context = ServerContext(
             nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger,
-            eventLoops: loops,
+            eventLoops: loops, recovery: recovery,
             health: {
                 let health = fanout.health
                 return HealthDetails(ready: health.isReady, fields: health.details)
@@ -142,6 +162,9 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         _ = try? EventLoopFuture.andAllComplete(remaining, on: group.next()).wait()
         try? fanout.drain(deadline: deadline).wait()
         try? fanout.stop().wait()
+        if let recovery {
+            try? recovery.eventLoop.submit { recovery.shutdown() }.wait()
+        }
         // Give the close frames a moment to leave the sockets before the loops stop.
         _ = try? group.next().scheduleTask(in: .milliseconds(100)) {}.futureResult.wait()
         try? group.syncShutdownGracefully()

@@ -11,7 +11,9 @@ enum FanoutFactory {
     /// fanout = redis with a Redis URL: Redis pub/sub. fanout = mesh, with a mesh address for
     /// this node and another node that has one: the broker-free mesh. Otherwise the node has
     /// no one to talk to, and its rooms stay local.
-    static func make(config: ClusterConfig, node: NodeEntry, eventLoop: any EventLoop, logger: Logger) -> any Fanout {
+    /// `epoch` is the process's: the mesh handshake announces it, and recovery derives this
+    /// node's message origin from it, so both must be the same number.
+    static func make(config: ClusterConfig, node: NodeEntry, eventLoop: any EventLoop, epoch: UInt64, logger: Logger) -> any Fanout {
         if config.fanout == .redis, let url = config.redisURL {
             return RedisFanout(
                 url: url, tls: config.redisTLS, channelPrefix: config.channelPrefix,

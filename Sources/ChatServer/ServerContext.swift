@@ -14,6 +14,9 @@ final class ServerContext: Sendable {
     let chatLimits: ChatLimits
     let sessions: SessionRegistry
     let hub: RoomHub
+    /// Connection-state recovery's sessions and history (`[recovery] enabled = on`), confined
+    /// to its own loop (the fanout's); nil when recovery is off.
+    let recovery: RecoveryStore?
     let metrics: ServerMetrics
     let logger: Logger
     let startedAt: NIODeadline
@@ -27,7 +30,7 @@ final class ServerContext: Sendable {
     let health: @Sendable () -> HealthDetails
 
     init(nodeName: String, engine: EngineSettings, limits: LimitSettings, hub: RoomHub, metrics: ServerMetrics, logger: Logger,
-         eventLoops: [any EventLoop],
+         eventLoops: [any EventLoop], recovery: RecoveryStore? = nil,
          health: @escaping @Sendable () -> HealthDetails = { HealthDetails(ready: true, fields: []) }) {
         self.health = health
         self.nodeName = nodeName
@@ -39,6 +42,7 @@ final class ServerContext: Sendable {
         )
         self.sessions = SessionRegistry()
         self.hub = hub
+        self.recovery = recovery
         self.metrics = metrics
         self.logger = logger
         self.startedAt = .now()

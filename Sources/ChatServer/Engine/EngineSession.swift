@@ -15,7 +15,7 @@ import SocketIO
 /// Outbound data goes to whichever transport is primary: a queue drained by long-polling GETs,
 /// or the WebSocket channel. Both are bounded by `outbound_buffer`: a client that stops reading
 /// is cut off, and the room goes on.
-final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendable {  // unchecked: state only on `eventLoop` (preconditions at entry); other loops hop here
+final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession, @unchecked Sendable {  // unchecked: state only on `eventLoop` (preconditions at entry); other loops hop here
     let sid: String
     let eventLoop: any EventLoop
     private let server: ServerContext
@@ -67,6 +67,17 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
 
     /// Set when the outbound bound was passed; the close follows on the next tick.
     private var cutOff = false
+
+    // Connection-state recovery (`[recovery] enabled = on`; all unused when off).
+    /// The session's private id, once its CONNECT was answered with one: what the store holds,
+    /// ends or takes over when this connection goes.
+    private var pid: String?
+    /// A CONNECT is with the store (a new record, or a recovery that may wait for the mesh to
+    /// catch up): the client is not answered yet, and a second CONNECT is ignored.
+    private var connectPending = false
+    /// Another connection recovered this session's pid: this one closes with neither a quit
+    /// nor a hold, since the session lives on over there.
+    private var takenOver = false
     /// The node drains: GETs get what is queued, then a 503.
     private var draining = false
 
@@ -304,7 +315,8 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
             break
         case .reply(let text):
             sendMessage(text)
-        case .connect(let namespace, _):
+        case .connect(let namespace, let auth):
+            guard !connectPending else { return }
             if let error = server.chatLimits.validateRoomID(roomID) {
                 server.metrics.countError(error.reason.rawValue)
                 sendMessage(SocketIOServerSession.connectError(
@@ -316,6 +328,9 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
             // Dropped, not only cancelled: a kept `Scheduled` holds its promise and closure.
             connectTimer?.cancel()
             connectTimer = nil
+            if let store = server.recovery {
+                return connectRecoverable(namespace: namespace, request: RecoveryConnectRequest(auth: auth), store: store)
+            }
             chat = ChatSession(
                 roomID: roomID!, limits: server.chatLimits, hub: server.hub, shard: shard, member: self,
                 now: { NIODeadline.now().uptimeNanoseconds }
@@ -323,12 +338,154 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
             sendMessage(socketIO.acceptConnect(namespace: namespace, sid: SessionID.make()))
         case .event(let name, let arguments, let ackID):
             guard let chat else { return }
+            if let store = server.recovery, name == "join" {
+                recordJoinAhead(of: arguments, chat: chat, store: store)
+            }
             for reply in chat.handleEvent(name: name, arguments: arguments, ackID: ackID) {
                 sendMessage(SocketPacketCodec.encode(reply))
             }
         case .disconnect:
+            // The client's own disconnect ends its session: no recovery, the quit goes now.
+            endRecoverableSession()
             chat?.leave()
             chat = nil
+        }
+    }
+
+    // MARK: Connection-state recovery
+
+    /// Answers a CONNECT with recovery on: the store restores the session `request` names, or
+    /// makes a new one. The store lives on its own loop (the fanout's); its answer comes back
+    /// here, and until then the client is not answered (Socket.IO drops its events meanwhile).
+    private func connectRecoverable(namespace: String, request: RecoveryConnectRequest, store: RecoveryStore) {
+        connectPending = true
+        let room = roomID!
+        switch request {
+        case .fresh:
+            onStoreLoop(store) { [self] in
+                let record = store.open(room: room, session: self)
+                onSessionLoop { [self] in answerNewSession(record, namespace: namespace, store: store) }
+            }
+        case .badAuth, .badOffset:
+            let reason: RecoveryFailure = request == .badAuth ? .badAuth : .badOffset
+            onStoreLoop(store) { [self] in
+                store.metrics.countAttempt()
+                store.metrics.countFailure(reason)
+                let record = store.open(room: room, session: self)
+                onSessionLoop { [self] in answerNewSession(record, namespace: namespace, store: store) }
+            }
+        case .recover(let pid, let offset):
+            onStoreLoop(store) { [self] in
+                store.recover(pid: pid, offset: offset, room: room, session: self) { [self] outcome in
+                    switch outcome {
+                    case .recovered(let record, let missed, let snapshotAt):
+                        // Inline when this session lives on the store's loop, else the next task
+                        // here: either way it joins the room before any broadcast stamped after
+                        // the snapshot reaches this loop, so each is sent once (replay or live).
+                        onSessionLoop { [self] in
+                            applyRecovery(record, missed: missed, snapshotAt: snapshotAt, namespace: namespace, store: store)
+                        }
+                    case .failed(let reason):
+                        logger.debug("session not recovered", metadata: ["reason": "\(reason.rawValue)"])
+                        let record = store.open(room: room, session: self)
+                        onSessionLoop { [self] in answerNewSession(record, namespace: namespace, store: store) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A new session: `40{"sid","pid"}`; the client joins as without recovery.
+    private func answerNewSession(_ record: SessionRecord, namespace: String, store: RecoveryStore) {
+        connectPending = false
+        guard !state.isClosed else {
+            // Closed while the store made it: nobody ever learnt this pid.
+            return release(record.pid, store: store, ended: true)
+        }
+        pid = record.pid
+        chat = ChatSession(
+            roomID: roomID!, limits: server.chatLimits, hub: server.hub, shard: shard, member: self,
+            now: { NIODeadline.now().uptimeNanoseconds }
+        )
+        sendMessage(socketIO.acceptConnect(namespace: namespace, sid: record.sid, pid: record.pid))
+    }
+
+    /// The session came back: its room and username without a join (the room sees nothing),
+    /// every broadcast it missed in order, then its old sid and pid, which tell the client so.
+    private func applyRecovery(_ record: SessionRecord, missed: [ByteBuffer], snapshotAt: NIODeadline, namespace: String,
+                               store: RecoveryStore) {
+        connectPending = false
+        guard !state.isClosed else {
+            // Closed while the store looked: the store counts it live here now; hold it again
+            // rather than resurrect it.
+            return release(record.pid, store: store, ended: false)
+        }
+        pid = record.pid
+        // With a username it is a member of its room again at once, as of the snapshot, and
+        // the room hears nothing.
+        chat = ChatSession(
+            roomID: roomID!, limits: server.chatLimits, hub: server.hub, shard: shard, member: self,
+            now: { NIODeadline.now().uptimeNanoseconds }, restoredUsername: record.username, restoredAt: snapshotAt
+        )
+        sendReplay(missed)
+        sendMessage(socketIO.acceptConnect(namespace: namespace, sid: record.sid, pid: record.pid))
+        logger.debug("session recovered", metadata: ["missed": "\(missed.count)"])
+    }
+
+    /// A `join` that `chat` will accept (the same checks as `ChatSession.join`: not joined yet,
+    /// a valid username): the store records the username first. Both this and the join's
+    /// publish hop to the store's loop, in this order, so the record reaches the peers before
+    /// the join does, and a node that recovers the session knows it had joined.
+    private func recordJoinAhead(of arguments: [JSONValue], chat: ChatSession, store: RecoveryStore) {
+        guard let pid, !chat.isJoined, let username = arguments.first?["username"]?.stringValue,
+              server.chatLimits.validateUsername(username) == nil else { return }
+        onStoreLoop(store) { store.joined(pid: pid, username: username) }
+    }
+
+    /// The client ended its session itself (`41`, or a broken packet): the record becomes a
+    /// tombstone; the caller publishes the quit.
+    private func endRecoverableSession() {
+        guard let store = server.recovery, let pid else { return }
+        self.pid = nil
+        release(pid, store: store, ended: true)
+    }
+
+    /// Tells the store this connection is gone: the session ended, or is held. Only while the
+    /// session is still this process's: a claim by another node may have reached the store
+    /// before this connection hears of it, and a stale hold or end must not override it.
+    private func release(_ pid: String, store: RecoveryStore, ended: Bool) {
+        onStoreLoop(store) {
+            guard let record = store.record(pid: pid), record.owner == store.localNode, record.ownerEpoch == store.epoch else {
+                return
+            }
+            if ended {
+                store.ended(pid: pid)
+            } else {
+                store.detached(pid: pid)
+            }
+        }
+    }
+
+    /// Called on the store's loop: another connection recovered this session's pid. This one
+    /// closes (a normal close for the client) without a quit and without holding the session.
+    func sessionTakenOver() {
+        eventLoop.execute { [self] in
+            guard !state.isClosed, pid != nil else { return }
+            logger.info("session taken over by another connection")
+            takenOver = true
+            close(.transportClose)
+        }
+    }
+
+    private func onStoreLoop(_ store: RecoveryStore, _ work: @escaping @Sendable () -> Void) {
+        store.eventLoop.execute(work)
+    }
+
+    private func onSessionLoop(_ work: @escaping @Sendable () -> Void) {
+        if eventLoop.inEventLoop {
+            work()
+        } else {
+            eventLoop.execute(work)
         }
     }
 
@@ -336,6 +493,25 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
 
     private func sendMessage(_ socketPacket: String) {
         send(.message(socketPacket))
+    }
+
+    /// Sends replayed broadcasts, each already Engine.IO text (`42[…,"<offset>"]`), in order,
+    /// with one flush. More than `outbound_buffer` of them cuts the client off (it is held again).
+    private func sendReplay(_ packets: [ByteBuffer]) {
+        guard !state.isClosed, !packets.isEmpty else { return }
+        if state.sendsOverPolling {
+            for packet in packets where !cutOff { enqueueForPolling(packet) }
+            flushPollQueue()
+        } else if let channel = webSocket {
+            var bytes = 0
+            for packet in packets {
+                let frame = WebSocketWire.textFrame(packet)
+                bytes += frame.readableBytes
+                if let writer { writer.write(frame) } else { channel.write(frame, promise: nil) }
+            }
+            server.metrics.chat.bytesSent.increment(by: Int64(bytes))
+            if let writer { writer.flush() } else { channel.flush() }
+        }
     }
 
     /// Sends one packet now (acks, errors, heartbeats): queued for polling, or written and flushed.
@@ -476,11 +652,33 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, @unchecked Sendabl
         }
     }
 
+    /// What a close means for a session that can be recovered. A broken packet ends it (as a
+    /// `41` would: the client is broken, not cut off); a takeover leaves it to the new
+    /// connection; anything else (the transport went, the client went silent or fell behind,
+    /// the node drains) holds it: it leaves the room without a quit and can be recovered
+    /// within `max_disconnection`, after which its quit is published.
+    private func settleRecoverableSession(pid: String, reason: EngineSessionState.CloseReason, store: RecoveryStore) {
+        self.pid = nil
+        if takenOver {
+            chat?.detach()
+        } else if reason == .parseError {
+            release(pid, store: store, ended: true)
+            chat?.leave()
+        } else {
+            chat?.detach()
+            release(pid, store: store, ended: false)
+        }
+    }
+
     private func teardown(_ reason: EngineSessionState.CloseReason) {
         logger.debug("session closed", metadata: ["reason": "\(reason.rawValue)"])
         for timer in [upgradeTimer, connectTimer] { timer?.cancel() }
         heartbeatGeneration &+= 1
-        chat?.leave()
+        if let store = server.recovery, let pid {
+            settleRecoverableSession(pid: pid, reason: reason, store: store)
+        } else {
+            chat?.leave()
+        }
         chat = nil
         server.sessions.remove(sid)
         if let responder = pendingPoll {

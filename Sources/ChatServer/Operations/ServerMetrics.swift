@@ -17,6 +17,9 @@ final class ServerMetrics: Sendable {
     let connectionCuts: [ClientSocketRegistry.CutReason: Metrics.Counter]
     let clientSockets: Metrics.Gauge
     let clientSocketsUnfinished: Metrics.Gauge
+    /// `chatmesh_recovery_*`, only with `[recovery] enabled = on` (made here, after the
+    /// backend is bootstrapped, so they are exported).
+    let recovery: RecoveryMetrics?
     /// Reads the open and unfinished client sockets at scrape time (set by the node once its
     /// `ConnectionGate` exists).
     private let socketCounts = NIOLockedValueBox<(@Sendable () -> (open: Int, unfinished: Int))?>(nil)
@@ -28,7 +31,7 @@ final class ServerMetrics: Sendable {
         return registry
     }()
 
-    init() {
+    init(recovery recoveryEnabled: Bool = false) {
         registry = Self.sharedRegistry
         chat = ChatMetrics()
         connections = Metrics.Gauge(label: "chatmesh_connections")
@@ -40,6 +43,7 @@ final class ServerMetrics: Sendable {
         })
         clientSockets = Metrics.Gauge(label: "chatmesh_client_sockets")
         clientSocketsUnfinished = Metrics.Gauge(label: "chatmesh_client_sockets_unfinished")
+        recovery = recoveryEnabled ? RecoveryMetrics() : nil
     }
 
     func countCut(_ reason: ClientSocketRegistry.CutReason) {
