@@ -289,8 +289,11 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Writes one masked client frame (header, key, masked payload) as one buffer.
-    private func send(opcode: UInt8, _ data: ByteBuffer) {
-        guard let context else { return }
+    private func send(opcode: UInt8, _ data: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+        guard let context else {
+            promise?.succeed()
+            return
+        }
         let n = data.readableBytes
         var out = context.channel.allocator.buffer(capacity: n + 14)
         out.writeInteger(0x80 | opcode)
@@ -311,7 +314,24 @@ final class BenchConnection: ChannelInboundHandler, RemovableChannelHandler {
                 return n
             }
         }
-        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(out), promise: promise)
+    }
+
+    /// Ends the session as a client's `disconnect()` does: Socket.IO DISCONNECT (`41`), a
+    /// WebSocket close frame, then the TCP close once both are written. A server with
+    /// connection-state recovery on ends such a session at once; a dropped connection would be
+    /// held for `max_disconnection` and its quit published then, into a later run's window.
+    /// Returns the channel's close future (nil when already closed).
+    func disconnect() -> EventLoopFuture<Void>? {
+        guard let context else { return nil }
+        let channel = context.channel
+        if state == .connected || state == .joined { sendText(StaticString("41")) }
+        var status = channel.allocator.buffer(capacity: 2)
+        status.writeInteger(UInt16(1000))  // normal closure
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        send(opcode: 0x8, status, promise: written)
+        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        return channel.closeFuture
     }
 
     // MARK: sending says

@@ -140,7 +140,27 @@ public final class BenchRunner {
         report.disconnectsInWindow = shared.disconnects.load() - disconnectsAtStart
         if let a = serverCPUStart, let b = serverCPUEnd { report.serverCPU = b - a }
         report.interrupted = interrupted
+        disconnectAll()
         return report
+    }
+
+    /// After a sending run: every client disconnects explicitly (`41`), as a user leaving does,
+    /// and the runner waits (at most `timeout` seconds) until every connection is closed. Idle
+    /// mode does not: its connections are dropped when the process exits (with recovery on, the
+    /// server holds those sessions: what bench/run.py's recovery memory figure measures).
+    private func disconnectAll(timeout: Double = 5) {
+        var closes: [EventLoopFuture<Void>] = []
+        for loop in loops {
+            let stats = self.stats(for: loop)
+            closes.append(loop.flatSubmit {
+                EventLoopFuture.andAllComplete(stats.value.connections.compactMap { $0.disconnect() }, on: loop)
+            })
+        }
+        let done = DispatchSemaphore(value: 0)
+        EventLoopFuture.andAllComplete(closes, on: loops[0]).whenComplete { _ in done.signal() }
+        if done.wait(timeout: .now() + timeout) == .timedOut {
+            log("# disconnect: not every connection closed within \(timeout) s")
+        }
     }
 
     /// Starts `count` connections at `--connect-rate`, at most `maxPendingConnects` unfinished at
