@@ -156,12 +156,20 @@ def hex_vectors(*files):
 
 
 frames = [v for v in hex_vectors("MeshFanoutTests/MeshFrameCodecTests.swift", "MeshFanoutTests/MeshFrameDecoderTests.swift",
-                                 "MeshFanoutTests/PeerLinkHandlerTests.swift")]
+                                 "MeshFanoutTests/PeerLinkHandlerTests.swift", "MeshFanoutTests/MeshPubStampedCodecTests.swift",
+                                 "MeshFanoutTests/MeshSessionFrameCodecTests.swift")]
 nonce = bytes(range(32))
 hello = b"\x01\x01" + struct.pack(">H", 2) + b"a1" + struct.pack(">Q", 7) + nonce
 auth = b"\x02" + bytes(range(100, 132)) + struct.pack(">QQ", 7, 9)
 pub = b"\x06" + struct.pack(">Q", 7) + struct.pack(">H", 2) + b"r1" + b'42["message",{"event":"broadcast_say"}]'
-bodies = [hello, auth, pub, b"\x03" + struct.pack(">I", 2) + b"\x00\x02r1\x00\x03abc", b"\x0a\x00\x03bye"]
+pub_stamped = b"\x0b" + struct.pack(">QQ", 7, 3) + struct.pack(">H", 2) + b"r1" + b'42["message",{"event":"broadcast_say"}]'
+def mesh_string(text):
+    return struct.pack(">H", len(text.encode())) + text.encode()
+session = (b"\x0c" + mesh_string("AbCdEfGhIjKlMnOpQrSt") + mesh_string("sid-0123456789abcdef") + mesh_string("r1")
+           + b"\x01" + mesh_string("ann") + mesh_string("a1") + struct.pack(">QQ", 7, (1 << 32) | 2)
+           + b"\x01" + struct.pack(">q", 1_700_000_000_000) + mesh_string("1.5-zz.a"))
+bodies = [hello, auth, pub, b"\x03" + struct.pack(">I", 2) + b"\x00\x02r1\x00\x03abc", b"\x0a\x00\x03bye",
+          pub_stamped, session]
 framed = [struct.pack(">I", len(b)) + b for b in bodies]
 frames += framed + [b"".join(framed)]
 # First byte: limit index (byte % 6, 4 = 4096) and the split point (byte / 8).

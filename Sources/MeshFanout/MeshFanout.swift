@@ -14,9 +14,14 @@ import NIOSSL
 /// acknowledges it, so a link that drops loses nothing within the buffer bound: after
 /// reconnect the peer says what it has and the rest is sent again, in order.
 ///
+/// With connection-state recovery on (the hub has a `RecoveryStore`, docs/RECOVERY.md) every
+/// PUB goes to every peer as PUB_STAMPED, numbered by its origin, and session records are
+/// replicated to every peer (`SessionReplication`, in MeshFanout+Recovery.swift).
+///
 /// All mesh state lives on one event loop (`eventLoop`), which also runs every mesh
 /// connection, so none of it takes a lock.
-// @unchecked: every var, and drainWaiters, is touched only on `eventLoop` (serverChannel: set in start, read in stop).
+// @unchecked: every var, and drainWaiters, is touched only on `eventLoop` (serverChannel: set in start, read in stop;
+// delivery and recovery: set in start(delivery:), before anything is published).
 public final class MeshFanout: Fanout, @unchecked Sendable {
     public let localName: String
     public let eventLoop: any EventLoop
@@ -26,12 +31,15 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private let secret: String
     private let listenAddress: HostPort
     private let knownPeers: Set<String>
-    /// Changes every start, so peers can tell a restarted node from a reconnecting one.
-    private let epoch: UInt64
+    /// Changes every start, so peers can tell a restarted node from a reconnecting one. With
+    /// recovery on it is also this process's message origin (`MessageOrigin.originID`).
+    public let epoch: UInt64
 
-    private var peers: [String: PeerState] = [:]
+    var peers: [String: PeerState] = [:]
     private var localRooms: Set<String> = []
-    private var delivery: (any FanoutDelivery)?
+    var delivery: (any FanoutDelivery)?
+    /// The hub's recovery store, when recovery is on (read once, in start(delivery:)).
+    var recovery: RecoveryStore?
     private var serverChannel: (any Channel)?
     private var heartbeatTimer: RepeatedTask?
     /// A late heartbeat (the loop was busy) does not judge silence: see `HeartbeatPunctuality`.
@@ -46,6 +54,9 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private let drainWaiters: DrainWaiters
     /// Which peers are up, readable from any thread (health checks) without a loop hop.
     private let linkStatus = NIOLockedValueBox<[String: Bool]>([:])
+    /// The origin id of each peer with a live link, by name: what `SessionReplication` tells
+    /// the recovery store, on the store's loop, which need not be this one.
+    let liveLinks = NIOLockedValueBox<[String: UInt32]>([:])
 
     static let maxUnauthenticatedLinks = 64
     /// A receiver acknowledges every `ackEvery` PUBs or `ackDelay` after the first unacknowledged
@@ -54,7 +65,9 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     static let ackEvery = 64
     static let ackDelay = TimeAmount.milliseconds(100)
 
-    public init(config: ClusterConfig, localNode: NodeEntry, eventLoop: any EventLoop, logger: Logger) {
+    /// `epoch`: this process's epoch (the node makes one and gives it to the recovery store
+    /// too); nil or 0 picks a random one.
+    public init(config: ClusterConfig, localNode: NodeEntry, eventLoop: any EventLoop, logger: Logger, epoch: UInt64? = nil) {
         self.localName = localNode.name
         self.eventLoop = eventLoop
         self.logger = logger
@@ -63,8 +76,12 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         self.drainWaiters = DrainWaiters(eventLoop: eventLoop)
         self.secret = config.secret ?? ""
         self.listenAddress = localNode.mesh ?? HostPort(host: "127.0.0.1", port: 0)
-        var generator = SystemRandomNumberGenerator()
-        self.epoch = UInt64.random(in: 1...UInt64.max, using: &generator)
+        if let epoch, epoch != 0 {
+            self.epoch = epoch
+        } else {
+            var generator = SystemRandomNumberGenerator()
+            self.epoch = UInt64.random(in: 1...UInt64.max, using: &generator)
+        }
         var names = Set<String>()
         for node in config.nodes where node.name != localNode.name {
             guard let mesh = node.mesh else { continue }
@@ -252,8 +269,13 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         guard let peer = peers[established.peer] else { return nil }
         if let old = peer.link, old !== link {
             old.close(reason: "replaced by a newer link")
+            // The old link's close will find itself replaced and say nothing: if the peer
+            // restarted meanwhile, the process it belonged to is gone now.
+            if established.peerEpoch != peer.linkEpoch { recoveryPeerLost(peer, epoch: peer.linkEpoch) }
         }
         peer.link = link
+        peer.linkEpoch = established.peerEpoch
+        peer.originID = MessageOrigin.originID(epoch: established.peerEpoch)
         peer.lastHeard = .now()
         peer.backoff.reset()
         peer.redialTimer?.cancel()
@@ -267,13 +289,14 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             _ = peer.outbox.restart()
         }
         link.send(.snapshot(Array(localRooms)), flush: false)
+        updatePeerGauges()
+        sendAllSessionRecords(to: peer, link: link)
         for entry in peer.outbox.entries {
             link.write(entry.frame, flush: false)
         }
         peer.outbox.markAllWritten()
         logger.info("mesh link up", metadata: ["peer": "\(peer.name)", "resent": "\(peer.outbox.count)",
                                                "remote": "\(link.remoteDescription)"])
-        updatePeerGauges()
         return peer
     }
 
@@ -294,6 +317,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         peer.ackTimer = nil
         logger.info("mesh link down", metadata: ["peer": "\(peer.name)", "buffered": "\(peer.outbox.count)"])
         updatePeerGauges()
+        // Down (or said goodbye): the sessions live on that process are held from now.
+        recoveryPeerLost(peer, epoch: peer.linkEpoch)
         scheduleRedial(peer)
         settleDrainsIfAcknowledged()
     }
@@ -309,17 +334,27 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                 metrics.duplicates.increment()
             case .deliver(let gap):
                 if gap > 0 { metrics.gaps.increment(by: Int64(gap)) }
-                delivery?.deliverLocally(ChatBroadcast(room: room, socketPacket: payload))
-            }
-            peer.unacknowledged += 1
-            if peer.unacknowledged >= Self.ackEvery {
-                sendAck(to: peer)
-            } else if peer.ackTimer == nil {
-                peer.ackTimer = eventLoop.assumeIsolated().scheduleTask(in: Self.ackDelay) { [self] in
-                    peer.ackTimer = nil
-                    sendAck(to: peer)
+                if let recovery {
+                    deliverUnstamped(ChatBroadcast(room: room, socketPacket: payload), from: peer, recovery)
+                } else {
+                    delivery?.deliverLocally(ChatBroadcast(room: room, socketPacket: payload))
                 }
             }
+            countForAck(from: peer)
+        case .pubStamped(let sequence, let originSequence, let room, let payload):
+            peer.metrics.pubsReceived.increment()
+            switch peer.inbound.accept(sequence) {
+            case .duplicate:
+                metrics.duplicates.increment()
+            case .deliver(let gap):
+                if gap > 0 { metrics.gaps.increment(by: Int64(gap)) }
+                var broadcast = ChatBroadcast(room: room, socketPacket: payload)
+                broadcast.origin = MessageOrigin(origin: peer.originID, sequence: originSequence)
+                deliverStamped(broadcast, linkGap: gap)
+            }
+            countForAck(from: peer)
+        case .session(let record):
+            receivedSession(record, from: peer)
         case .ack(let sequence):
             peer.outbox.acknowledge(upTo: sequence)
             settleDrainsIfAcknowledged()
@@ -340,6 +375,20 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             logger.warning("mesh protocol violation", metadata: ["peer": "\(peer.name)", "frame": "\(frame.type)"])
             metrics.rejected("protocol")
             link.close(reason: "\(frame.type) frame after authentication")
+        }
+    }
+
+    /// A PUB arrived (delivered or not): acknowledge it with the next ACK, sent after
+    /// `ackEvery` of them or `ackDelay` after the first.
+    private func countForAck(from peer: PeerState) {
+        peer.unacknowledged += 1
+        if peer.unacknowledged >= Self.ackEvery {
+            sendAck(to: peer)
+        } else if peer.ackTimer == nil {
+            peer.ackTimer = eventLoop.assumeIsolated().scheduleTask(in: Self.ackDelay) { [self] in
+                peer.ackTimer = nil
+                sendAck(to: peer)
+            }
         }
     }
 
@@ -395,16 +444,20 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         metrics.buffered.record(buffered)
     }
 
-    private func updatePeerGauges() {
+    func updatePeerGauges() {
         let status = Dictionary(uniqueKeysWithValues: peers.values.map { ($0.name, $0.isUp) })
         linkStatus.withLockedValue { $0 = status }
-        metrics.peersUp.record(status.values.filter { $0 }.count)
+        let live = Dictionary(uniqueKeysWithValues: peers.values.filter(\.isUp).map { ($0.name, $0.originID) })
+        liveLinks.withLockedValue { $0 = live }
+        metrics.peersUp.record(live.count)
     }
 
     // MARK: Fanout
 
     public func start(delivery: any FanoutDelivery) {
         self.delivery = delivery
+        self.recovery = delivery.recovery
+        if let recovery = self.recovery { startReplication(to: recovery) }
     }
 
     public func subscribe(room: String) {
@@ -426,9 +479,15 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     }
 
     /// Local members get the message at once; peers with members in the room get it through
-    /// the mesh loop, which keeps each publisher's order.
+    /// the mesh loop, which keeps each publisher's order. With recovery on, the message is
+    /// first numbered on the store's loop and delivered there (`publishRecorded`).
     public func publish(_ message: ChatMessage) {
         let broadcast = ChatBroadcast(message)
+        if let recovery {
+            // Queued like onMeshLoop (never inline), so each publisher's order holds.
+            recovery.eventLoop.execute { [self] in publishRecorded(broadcast, recovery) }
+            return
+        }
         delivery?.deliverLocally(broadcast)
         onMeshLoop { [self] in forward(broadcast) }
     }

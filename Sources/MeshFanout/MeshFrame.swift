@@ -1,3 +1,4 @@
+import ChatCore
 import NIOCore
 
 /// One frame of the node-to-node protocol. On the wire: `u32 length | u8 type | body`,
@@ -22,9 +23,16 @@ public enum MeshFrame: Equatable, Sendable {
     case pong(UInt64)
     /// Why the sender closes the link, sent just before closing.
     case goodbye(String)
+    /// A PUB with recovery on (docs/RECOVERY.md): numbered on the link like a PUB (`sequence`),
+    /// and by its origin, the sender's process, per room (`originSequence`: 1, 2, 3 …), so
+    /// every node names the message the same way in the offsets it gives clients.
+    case pubStamped(sequence: UInt64, originSequence: UInt64, room: String, payload: ByteBuffer)
+    /// A recoverable session's record (recovery on): sent to every peer when it changes and,
+    /// all of them, when a link comes up. See `MeshFrameCodec` for its fields.
+    case session(SessionRecord)
 
     public enum FrameType: UInt8, Sendable, CaseIterable {
-        case hello = 1, auth, snapshot, sub, unsub, pub, ack, ping, pong, goodbye
+        case hello = 1, auth, snapshot, sub, unsub, pub, ack, ping, pong, goodbye, pubStamped, session
     }
 
     public var type: FrameType {
@@ -39,6 +47,8 @@ public enum MeshFrame: Equatable, Sendable {
         case .ping: return .ping
         case .pong: return .pong
         case .goodbye: return .goodbye
+        case .pubStamped: return .pubStamped
+        case .session: return .session
         }
     }
 }

@@ -32,6 +32,13 @@ public enum MeshFrameCodec {
             buffer.writeInteger(sequence)
             writeString(room, into: &buffer)
             buffer.writeImmutableBuffer(payload)
+        case .pubStamped(let sequence, let originSequence, let room, let payload):
+            buffer.writeInteger(sequence)
+            buffer.writeInteger(originSequence)
+            writeString(room, into: &buffer)
+            buffer.writeImmutableBuffer(payload)
+        case .session(let record):
+            writeSession(record, into: &buffer)
         case .ack(let value), .ping(let value), .pong(let value):
             buffer.writeInteger(value)
         case .goodbye(let reason):
@@ -95,17 +102,25 @@ public enum MeshFrameCodec {
             let room = try readString(&body, type)
             let payload = body.readSlice(length: body.readableBytes)!
             return .pub(sequence: sequence, room: room, payload: payload)
+        case .pubStamped:
+            guard let sequence: UInt64 = body.readInteger(),
+                  let originSequence: UInt64 = body.readInteger() else { throw .truncated(type) }
+            let room = try readString(&body, type)
+            let payload = body.readSlice(length: body.readableBytes)!
+            return .pubStamped(sequence: sequence, originSequence: originSequence, room: room, payload: payload)
         case .ack, .ping, .pong:
             guard let value: UInt64 = body.readInteger() else { throw .truncated(type) }
             frame = type == .ack ? .ack(value) : (type == .ping ? .ping(value) : .pong(value))
         case .goodbye:
             frame = .goodbye(try readString(&body, type))
+        case .session:
+            frame = .session(try readSession(&body))
         }
         guard body.readableBytes == 0 else { throw .trailingBytes(type) }
         return frame
     }
 
-    private static func readString(_ body: inout ByteBuffer, _ type: MeshFrame.FrameType) throws(MeshFrameError) -> String {
+    static func readString(_ body: inout ByteBuffer, _ type: MeshFrame.FrameType) throws(MeshFrameError) -> String {
         guard let length: UInt16 = body.readInteger(), let bytes = body.readBytes(length: Int(length)) else {
             throw .truncated(type)
         }

@@ -13,6 +13,13 @@ final class PeerState {
     let metrics: PeerMetrics
 
     var link: PeerLinkHandler?
+    /// The epoch of the peer's process on the current (or, while down, the last) link.
+    var linkEpoch: UInt64 = 0
+    /// `MessageOrigin.originID(epoch: linkEpoch)`: the origin of the PUB_STAMPEDs it sends.
+    var originID: UInt32 = 0
+    /// Recovery is on here and not there, or the other way round (a cluster changing its
+    /// config): said once per peer, at info.
+    var toldMixedRecovery = false
     /// Rooms the peer has local members in (its SNAPSHOT, then SUB / UNSUB). Kept while the
     /// link is down, so PUBs for those rooms are buffered for it.
     var interest: Set<String> = []

@@ -104,20 +104,21 @@ import Testing
         #expect(decodeError([]) == .emptyFrame)
     }
 
-    @Test(arguments: [UInt8(0), 11, 12, 0x7F, 0xFF])
+    @Test(arguments: [UInt8(0), 13, 14, 0x7F, 0xFF])
     func unknownTypeIsRefused(_ type: UInt8) {
         var input = buffer(hex("00000001") + [type])
         #expect(throws: MeshFrameError.unknownType(type)) { try decoder.next(from: &input) }
         #expect(decodeError([type, 0, 0, 0, 0, 0, 0, 0, 0]) == .unknownType(type))
     }
 
-    /// Cutting any field short, for every type, is `truncated(type)`. A PUB's payload is the
-    /// rest of the frame, so only its sequence and room can be cut.
+    /// Cutting any field short, for every type, is `truncated(type)`. A PUB's (and a
+    /// PUB_STAMPED's) payload is the rest of the frame, so only its sequences and room can be cut.
     @Test(arguments: sampleFrames)
     func everyFieldCutShortIsTruncated(_ frame: MeshFrame) {
         let full = body(frame)
         var minimum = full.count
         if case .pub(_, let room, _) = frame { minimum = 1 + 8 + 2 + room.utf8.count }
+        if case .pubStamped(_, _, let room, _) = frame { minimum = 1 + 8 + 8 + 2 + room.utf8.count }
         for cut in 1..<minimum {
             #expect(decodeError(Array(full.prefix(cut))) == .truncated(frame.type), "\(frame) cut to \(cut) bytes")
         }
@@ -135,7 +136,7 @@ import Testing
         #expect(decodeError(hex("01 01 0002 6131 0000000000000001") + [UInt8](repeating: 9, count: 31)) == .truncated(.hello))
     }
 
-    @Test(arguments: sampleFrames.filter { $0.type != .pub })
+    @Test(arguments: sampleFrames.filter { $0.type != .pub && $0.type != .pubStamped })
     func trailingBytesAreRefused(_ frame: MeshFrame) {
         #expect(decodeError(body(frame) + [0]) == .trailingBytes(frame.type))
     }
@@ -161,6 +162,9 @@ import Testing
         #expect(decodeError(hex("03 00000001") + string) == .invalidUTF8(.snapshot))
         #expect(decodeError(hex("03 00000002 0002 7231") + string) == .invalidUTF8(.snapshot))
         #expect(decodeError(hex("06 0000000000000001") + string + [1, 2]) == .invalidUTF8(.pub))
+        #expect(decodeError(hex("0B 0000000000000001 0000000000000001") + string + [1, 2]) == .invalidUTF8(.pubStamped))
+        #expect(decodeError([12] + string) == .invalidUTF8(.session))
+        #expect(decodeError(hex("0C 0001 70 0001 73") + string) == .invalidUTF8(.session))
         #expect(decodeError(hex("01 01") + string + hex("0000000000000001") + nonceA) == .invalidUTF8(.hello))
     }
 

@@ -1,3 +1,4 @@
+import ChatCore
 import NIOCore
 @testable import MeshFanout
 
@@ -85,4 +86,13 @@ let sampleFrames: [MeshFrame] = [
     .pong(12345),
     .goodbye(""),
     .goodbye("node a2 is shutting down"),
+    .pubStamped(sequence: 1, originSequence: 1, room: "r1", payload: buffer("2[\"message\",{\"text\":\"hi\"}]")),
+    .pubStamped(sequence: .max, originSequence: .max, room: "", payload: buffer([])),
+    .pubStamped(sequence: 9, originSequence: 3, room: "部屋", payload: buffer([0, 0, 0, 0, 0xFF, 0x0B])),
+    .session(SessionRecord(pid: "AbCdEfGhIjKlMnOpQrSt", sid: "sid-0123456789abcdef", room: "r1", owner: "a1", ownerEpoch: 7)),
+    .session(SessionRecord(pid: "p", sid: "s", room: "部屋", username: "sälen", owner: "a2", ownerEpoch: .max,
+                           version: 3 << 32 | 1, state: .held(sinceMillis: 1_700_000_000_000),
+                           start: RecoveryOffset([1: 5, 0xFFFF_FFFF: .max]))),
+    .session(SessionRecord(pid: "p", sid: "s", room: "", username: "", owner: "", ownerEpoch: 0,
+                           version: .max, state: .ended(atMillis: .min), start: RecoveryOffset([36: 36]))),
 ]
