@@ -50,7 +50,12 @@ extension MeshFanout: SessionReplication {
         var numbered = broadcast
         numbered.origin = recovery.originate(room: broadcast.room)
         delivery?.deliverLocally(numbered)
-        onLoop { [self, numbered] in forwardToEveryPeer(numbered) }
+        // Per message: checked here, not in onLoop, so the usual case makes no closure.
+        if eventLoop.inEventLoop {
+            forwardToEveryPeer(numbered)
+        } else {
+            eventLoop.execute { [self, numbered] in forwardToEveryPeer(numbered) }
+        }
     }
 
     /// Every peer, up or buffered for, gets the message: interest is not consulted.
@@ -80,10 +85,17 @@ extension MeshFanout: SessionReplication {
             delivery?.deliverLocally(broadcast)
             return
         }
-        onStoreLoop(recovery) { [self] in
-            if linkGap > 0, let origin = broadcast.origin?.origin { recovery.noteGap(origin: origin, room: nil) }
-            delivery?.deliverLocally(broadcast)
+        // Per message: checked here, not in onStoreLoop, so the usual case makes no closure.
+        if recovery.eventLoop.inEventLoop {
+            deliverStampedOnStoreLoop(broadcast, linkGap: linkGap, recovery)
+        } else {
+            recovery.eventLoop.execute { [self] in deliverStampedOnStoreLoop(broadcast, linkGap: linkGap, recovery) }
         }
+    }
+
+    private func deliverStampedOnStoreLoop(_ broadcast: ChatBroadcast, linkGap: UInt64, _ recovery: RecoveryStore) {
+        if linkGap > 0, let origin = broadcast.origin?.origin { recovery.noteGap(origin: origin, room: nil) }
+        delivery?.deliverLocally(broadcast)
     }
 
     /// A plain PUB while recovery is on here: the peer has it off (a config change rolling
