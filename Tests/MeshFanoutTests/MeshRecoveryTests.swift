@@ -129,6 +129,37 @@ import Testing
         #expect(mesh.link("a1", "a2").acceptorChannel.isActive)
     }
 
+    /// A gap in a link's numbering (the sender's buffer dropped PUB_STAMPEDs of unknown rooms)
+    /// means this node cannot vouch for that origin's history anywhere until its next message.
+    @Test func aLinkGapMakesTheStoreRefuseOffsetsItCanNoLongerVouchFor() throws {
+        let a1 = RecoveryTestNode("a1", epoch: 11), a2 = RecoveryTestNode("a2", epoch: 22)
+        let mesh = try RecoveryTestMesh.connected([a1, a2])
+        let session = RecordingSession()
+        let record = a2.store!.open(room: "r", session: session)
+        a2.store!.joined(pid: record.pid, username: "x")
+        a1.mesh.publish(message("r", "one"))
+        try mesh.settle()
+        let offset = RecoveryOffset([a1.origin: 1]).string
+
+        func recover() -> String {
+            var outcome = "none"
+            a2.store!.recover(pid: record.pid, offset: offset, room: "r", session: session) { result in
+                switch result {
+                case .recovered(_, let missed, _): outcome = "recovered, \(missed.count) missed"
+                case .failed(let reason): outcome = reason.rawValue
+                }
+            }
+            return outcome
+        }
+        #expect(recover() == "recovered, 0 missed")
+
+        // Link sequence 3 after 1: PUB_STAMPED 2 never came.
+        let skipped = MeshFrame.pubStamped(sequence: 3, originSequence: 1, room: "q", payload: buffer(#"2["message",{}]"#))
+        try mesh.link("a1", "a2").acceptorChannel.writeInbound(MeshFrameCodec.encode(skipped))
+        try mesh.settle()
+        #expect(recover() == "offset_too_old")
+    }
+
     @Test func withRecoveryOffOnlyAnInterestedPeerGetsAPlainPub() throws {
         let mesh = try RecoveryTestMesh.connected([RecoveryTestNode("a1", epoch: 1, recovery: false),
                                                    RecoveryTestNode("a2", epoch: 2, recovery: false),
