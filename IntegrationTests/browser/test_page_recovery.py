@@ -38,7 +38,8 @@ RECOVERY_ON = {"enabled": "on"}
 RECOVERY_LIMIT_S = 15.0
 MISSED = 5
 
-# Every string the page hands to WebSocket.send from now on, in window.__sentFrames.
+# Every Engine.IO packet the page sends from now on (WebSocket messages, long-polling POST
+# bodies split at the record separator), in window.__sentFrames.
 RECORD_SENT_FRAMES_JS = """
 window.__sentFrames = [];
 if (!WebSocket.prototype.__recording) {
@@ -48,7 +49,19 @@ if (!WebSocket.prototype.__recording) {
     return send.call(this, data);
   };
   WebSocket.prototype.__recording = true;
+  var fetch = window.fetch;
+  window.fetch = function (url, init) {
+    if (init && init.method === 'POST' && typeof init.body === 'string') {
+      Array.prototype.push.apply(window.__sentFrames, init.body.split('\\x1e'));
+    }
+    return fetch.apply(this, arguments);
+  };
 }
+"""
+# The page's transport fails under it, as when the network drops (the page sends no 41).
+BREAK_TRANSPORT_JS = """
+var transport = window.chatmesh.client.engine.transport;
+if (transport.name === 'websocket') { transport.ws.close(); } else { transport.fail('blip'); }
 """
 
 
@@ -76,6 +89,14 @@ def connect_frames(frames: list[str]) -> list[dict | None]:
 
 def join_frames(frames: list[str]) -> list[str]:
     return [f for f in frames if f.startswith("42") and '["join"' in f]
+
+
+def recovery_counts(node) -> dict:
+    """The node's chatmesh_recovery_* counters: {name without prefix[/reason]: value}."""
+    m = node.metrics()
+    return {name[len("chatmesh_recovery_"):] + "".join(f"/{v}" for _, v in sorted(labels)): value
+            for (name, labels), value in m.samples.items()
+            if name.startswith("chatmesh_recovery_") and name.endswith("_total") and value}
 
 
 def join_bob(mesh, node: str, room: str):
@@ -191,10 +212,12 @@ def test_page_recovers_missed_says_after_its_node_is_killed(new_browser, recover
 
     frames = sent_frames(alice)
     shown = notices(alice)
+    counts = recovery_counts(mesh[survivor])
     print(f"page via nginx :{front.port} on {victim}, killed; bob on {survivor} said {MISSED} "
           f"in {t_said - t_kill:.2f} s; page recovered after {t_recovered - t_kill:.2f} s "
           f"({status(alice)}); connections {which_node(mesh, 2)}; CONNECTs sent "
-          f"{connect_frames(frames)}; notices {shown}")
+          f"{connect_frames(frames)}; notices {shown}; {survivor} counted {counts}")
+    assert counts.get("succeeded_total") == 1, counts
     # Recovered, with every missed say once, in bob's order, and nothing else in between.
     assert f"reconnected, {MISSED} missed messages shown" in shown
     assert say_texts(alice) == ["before the kill", *missed, "after the recovery", "alice is back"]
@@ -222,22 +245,26 @@ def recovery_node(request, new_browser):
     return start
 
 
-@pytest.mark.parametrize("max_disconnection_ms, recovered", [(120000, True), (200, False)],
-                         ids=["held", "expired"])
-def test_page_after_a_transport_blip(new_browser, recovery_node, max_disconnection_ms, recovered):
-    """The page's WebSocket is closed under it (no 41). It reconnects no sooner than 500 ms
-    later: with max_disconnection 200 ms its session has expired by then and the server answers
-    a new one."""
+@pytest.mark.parametrize("transport, max_disconnection_ms, recovered",
+                         [("websocket", 120000, True), ("websocket", 200, False),
+                          ("polling", 120000, True)],
+                         ids=["held", "expired", "polling"])
+def test_page_after_a_transport_blip(new_browser, recovery_node, transport, max_disconnection_ms,
+                                     recovered):
+    """The page's transport fails under it (no 41). It reconnects no sooner than 500 ms later:
+    with max_disconnection 200 ms its session has expired by then and the server answers a new
+    one. Over long-polling the page's CONNECT goes in a POST body, the same exchange."""
     mesh = recovery_node(max_disconnection_ms)
     room = f"blip-{uuid.uuid4().hex[:8]}"
     alice = new_browser("alice")
-    join(alice, mesh["c1"], room, "alice")
+    join(alice, mesh["c1"], room, "alice", query=f"transport={transport}",
+         expect_transport=transport)
     bob = join_bob(mesh, "c1", room)
     wait_for(alice, lambda d: "bob joined" in notices(d), "bob's join on the page")
     alice.execute_script(RECORD_SENT_FRAMES_JS)
 
     t_blip = time.monotonic()
-    alice.execute_script("window.chatmesh.client.engine.transport.ws.close();")
+    alice.execute_script(BREAK_TRANSPORT_JS)
     expected = "reconnected, nothing missed" if recovered else "rejoined, messages may be missing"
     wait_for(alice, lambda d: expected in notices(d), f"the notice {expected!r}")
     t_back = time.monotonic()
@@ -246,8 +273,12 @@ def test_page_after_a_transport_blip(new_browser, recovery_node, max_disconnecti
     wait_for(alice, lambda d: "after the blip" in say_texts(d), "a live say after the blip")
 
     frames = sent_frames(alice)
-    print(f"max_disconnection {max_disconnection_ms} ms: back after {t_back - t_blip:.2f} s; "
-          f"CONNECTs sent {connect_frames(frames)}; notices {notices(alice)}")
+    counts = recovery_counts(mesh["c1"])
+    print(f"{transport}, max_disconnection {max_disconnection_ms} ms: back after "
+          f"{t_back - t_blip:.2f} s; CONNECTs sent {connect_frames(frames)}; notices "
+          f"{notices(alice)}; counted {counts}")
+    assert counts.get("attempts_total") == 1, counts
+    assert counts.get("succeeded_total", 0) == (1 if recovered else 0), counts
     claims = connect_frames(frames)
     assert len(claims) == 1 and set(claims[0]) == {"pid", "offset"}, claims
     bob_saw = chat(bob)
