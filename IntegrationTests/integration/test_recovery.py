@@ -85,9 +85,10 @@ def observe_quiet(seconds: float = QUIET_S) -> None:
 def test_transport_blip_recovers_on_the_same_node_with_each_missed_say_once(mesh, rc):
     a1 = mesh["a1"]
     room = unique_room("blip")
-    x = joined(rc, a1, room, "x")
-    o = joined(rc, a1, room, "o")
+    o = joined(rc, a1, room, "o")          # the observers join first: they see x's join
     o2 = joined(rc, mesh["a2"], room, "o2")
+    x = joined(rc, a1, room, "x")
+    o2.wait_for(lambda: join_msg("x") in o2.payloads(), what="x's join on a2")
     o.say("before")
     x.wait_for(lambda: ("o", "before") in x.says(), what="o's say before the blip")
     assert x.pid and len(x.pid) == 20 and x.last_offset, x.connect_reply
@@ -258,8 +259,9 @@ def test_replayed_connect_of_a_live_session_takes_it_over(mesh, rc, where):
     closed without a quit, and the room never has two members of that session."""
     a1 = mesh["a1"]
     room = unique_room(f"takeover-{where}")
-    x = joined(rc, a1, room, "x")
     o = joined(rc, mesh["a2"], room, "o")
+    x = joined(rc, a1, room, "x")
+    o.wait_for(lambda: join_msg("x") in o.payloads(), what="x's join on a2")
     o.say("hello")
     x.wait_for(lambda: ("o", "hello") in x.says(), what="o's say")
     target = a1 if where == "same_node" else mesh["a2"]
