@@ -249,6 +249,21 @@ import Testing
         #expect(mesh["a3"].store!.record(pid: record.pid)?.state == .live)
     }
 
+    @Test func aPeersSessionsAreLiveAgainWhenTheLinkToTheSameProcessReturns() throws {
+        let a1 = RecoveryTestNode("a1", epoch: 11), a2 = RecoveryTestNode("a2", epoch: 22)
+        let mesh = try RecoveryTestMesh.connected([a1, a2])
+        let record = a1.store!.open(room: "r", session: RecordingSession())
+        try mesh.settle()
+        let old = mesh.link("a1", "a2")
+        _ = try old.dialerChannel.close().wait()
+        _ = try old.acceptorChannel.close().wait()
+        try mesh.settle()
+        #expect(a2.store!.record(pid: record.pid)?.state == .held(sinceMillis: 1_000_000))
+
+        try mesh.connect(a1, a2)  // a blip: the same a1 process, whose record says live
+        #expect(a2.store!.record(pid: record.pid)?.state == .live)
+    }
+
     @Test func aPeersGoodbyeHoldsItsSessions() throws {
         let a1 = RecoveryTestNode("a1", epoch: 11), a2 = RecoveryTestNode("a2", epoch: 22)
         let mesh = try RecoveryTestMesh.connected([a1, a2])
