@@ -15,23 +15,28 @@ public final class ChatSession {
     private var sayBucket: TokenBucket
     private let now: () -> UInt64
 
-    /// `restoredUsername`: a recovered session that had joined as that name is a member of
-    /// its room again at once, without a join message (the room saw nothing); it joins as of
-    /// `restoredAt`, the recovery's history snapshot, so nothing stamped after it is missed.
+    /// `restoredUsername`: a recovered session that had joined as that name is joined again,
+    /// without a join message (the room saw nothing). With `restoredAt` (the recovery's history
+    /// snapshot) it is made a member of its room here, as of that time, so nothing stamped after
+    /// the snapshot passes it by; without, the caller does that (`RoomHub.join(joinedAt:)`).
+    /// `onJoined` hears the username of a successful `join` (the engine tells the recovery store).
     public init(roomID: String, limits: ChatLimits, hub: RoomHub, shard: RoomShard, member: RoomMember, now: @escaping () -> UInt64,
-                restoredUsername: String? = nil, restoredAt: NIODeadline? = nil) {
+                restoredUsername: String? = nil, restoredAt: NIODeadline? = nil, onJoined: ((String) -> Void)? = nil) {
         self.roomID = roomID
         self.limits = limits
         self.hub = hub
         self.shard = shard
         self.member = member
         self.now = now
+        self.onJoined = onJoined
         self.sayBucket = TokenBucket(rate: limits.sayRate, burst: limits.sayBurst, now: now())
         if let restoredUsername {
             username = restoredUsername
-            hub.join(member, room: roomID, shard: shard, joinedAt: restoredAt)
+            if let restoredAt { hub.join(member, room: roomID, shard: shard, joinedAt: restoredAt) }
         }
     }
+
+    private let onJoined: ((String) -> Void)?
 
     public var isJoined: Bool { username != nil }
 
@@ -71,6 +76,7 @@ public final class ChatSession {
         username = name
         hub.join(member, room: roomID, shard: shard)
         hub.publish(.join(room: roomID, username: name!))
+        onJoined?(name!)
         return .success(())
     }
 

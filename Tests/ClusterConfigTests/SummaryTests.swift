@@ -76,5 +76,7 @@ import Testing
         "  ping_interval = 789 ms",
         "  buffer_ms = 8901 ms",
         "  reconnect_max = 9012 ms",
+        "  max_disconnection = 120000 ms",
+        "  catch_up = 1000 ms",
     ])
 }

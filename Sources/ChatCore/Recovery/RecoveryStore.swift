@@ -205,7 +205,7 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
 
     /// The session joined its room as `username`.
     public func joined(pid: String, username: String) {
-        update(pid) { record in
+        update(pid, by: nil, leaving: false) { record in
             guard !record.isEnded else { return false }
             record.username = username
             return true
@@ -213,11 +213,11 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
     }
 
     /// The session lost its connection without saying goodbye: held from now, its quit
-    /// published when `max_disconnection` passes unless it is recovered first.
-    public func detached(pid: String) {
-        attached[pid] = nil
+    /// published when `max_disconnection` passes unless it is recovered first. With `session`,
+    /// only if that connection still has the session (one that was taken over changes nothing).
+    public func detached(pid: String, session: (any RecoverableSession)? = nil) {
         let now = wallClock()
-        update(pid) { record in
+        update(pid, by: session, leaving: true) { record in
             guard record.state == .live else { return false }
             record.state = .held(sinceMillis: now)
             return true
@@ -225,19 +225,27 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
     }
 
     /// The client disconnected on purpose: the session is over (the caller publishes the quit).
-    public func ended(pid: String) {
-        attached[pid] = nil
+    /// With `session`, only if that connection still has the session.
+    public func ended(pid: String, session: (any RecoverableSession)? = nil) {
         let now = wallClock()
-        update(pid) { record in
+        update(pid, by: session, leaving: true) { record in
             guard !record.isEnded else { return false }
             record.state = .ended(atMillis: now)
             return true
         }
     }
 
-    private func update(_ pid: String, _ change: (inout SessionRecord) -> Bool) {
+    /// A change by the connection that has the session here. A session this node no longer
+    /// owns (recovered elsewhere) or that another connection here took over is not changed.
+    /// `leaving`: the connection is gone, so it no longer has the session here.
+    private func update(_ pid: String, by session: (any RecoverableSession)?, leaving: Bool,
+                        _ change: (inout SessionRecord) -> Bool) {
         eventLoop.preconditionInEventLoop()
-        guard var record = directory[pid], change(&record) else { return }
+        if let session {
+            guard attached[pid] === session else { return }
+        }
+        if leaving { attached[pid] = nil }
+        guard var record = directory[pid], record.owner == localNode, record.ownerEpoch == epoch, change(&record) else { return }
         record.noteChange()
         directory.put(record)
         changed(record)
@@ -433,7 +441,8 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
             let since: Int64
             if record.owner == localNode {
                 guard record.ownerEpoch != epoch else { continue }
-                since = createdMillis
+                // That process died before this one began: held since before this store.
+                since = createdMillis - 1
             } else {
                 guard let liveNames, let liveOrigins else { continue }
                 let reachable = liveNames.contains(record.owner)
@@ -447,17 +456,15 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         }
     }
 
-    /// A held session's time is up: its quit is published once, by the node responsible for
-    /// it; every node ends it, but only that node replicates the end (an end replicated by
-    /// another would stop the responsible node from publishing the quit).
+    /// A held session's time is up: the node responsible for it publishes its quit, ends it and
+    /// replicates the end. The others only refuse to recover it (its time is checked) and keep
+    /// it held until the end reaches them: should the responsible node die first, one of them
+    /// becomes responsible and the quit is still published.
     private func expire(_ record: SessionRecord, nowMillis: Int64) {
+        guard isResponsible(for: record) else { return }
         var ended = record
         ended.state = .ended(atMillis: nowMillis)
         directory.markExpired(record.pid)
-        guard isResponsible(for: record) else {
-            directory.put(ended)
-            return
-        }
         if let username = record.username {
             publishQuit?(.quit(room: record.room, username: username))
         }

@@ -17,16 +17,18 @@ final class SessionDirectory {
 
     var count: Int { records.count }
 
-    var heldCount: Int {
-        records.values.reduce(0) { count, record in
-            if case .held = record.state { return count + 1 }
-            return count
-        }
-    }
+    /// Records in the held state, kept up to date by `put` and `remove`.
+    private(set) var heldCount = 0
 
     func put(_ record: SessionRecord) {
-        if let old = records.updateValue(record, forKey: record.pid) { recordBytes -= Self.cost(of: old) }
+        if let old = records.updateValue(record, forKey: record.pid) { forget(old) }
         recordBytes += Self.cost(of: record)
+        if record.isHeld { heldCount += 1 }
+    }
+
+    private func forget(_ old: SessionRecord) {
+        recordBytes -= Self.cost(of: old)
+        if old.isHeld { heldCount -= 1 }
     }
 
     func markExpired(_ pid: String) {
@@ -34,7 +36,7 @@ final class SessionDirectory {
     }
 
     func remove(_ pid: String) {
-        if let old = records.removeValue(forKey: pid) { recordBytes -= Self.cost(of: old) }
+        if let old = records.removeValue(forKey: pid) { forget(old) }
         expiredPids.remove(pid)
     }
 

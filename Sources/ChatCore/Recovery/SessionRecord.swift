@@ -48,6 +48,11 @@ public struct SessionRecord: Sendable, Equatable {
         return false
     }
 
+    public var isHeld: Bool {
+        if case .held = state { return true }
+        return false
+    }
+
     /// One more change by the current owner.
     mutating func noteChange() {
         version = (claims << 32) | ((changes &+ 1) & 0xFFFF_FFFF)
