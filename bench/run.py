@@ -600,11 +600,12 @@ ROOM_MESSAGES = 1000  # [recovery] room_messages, set explicitly in the memory r
 
 
 def node_sample(system: Chatmesh) -> list[dict]:
-    """Per node: RSS and the recovery gauges (absent without recovery)."""
+    """Per node: RSS, mesh bytes sent and the recovery gauges (absent without recovery)."""
     out = []
     for proc, port in zip(system.procs, system.ports):
-        m = system.metrics([port]) if system.recovery else {}
+        m = system.metrics([port])
         out.append({"rss_kib": rss_kib(proc.pid),
+                    "mesh_bytes_out": m.get("chatmesh_mesh_bytes_total/out"),
                     "bytes_held": m.get("chatmesh_recovery_bytes_held"),
                     "sessions_held": m.get("chatmesh_recovery_sessions_held")})
     return out
@@ -723,6 +724,8 @@ def recovery_memory(args) -> dict:
             held = node_sample(system)
             step.update({"before_sessions": before, "live": live, "held": held, "joined": joined})
             step["rss_growth_per_dropped_session"] = per_node_delta(before, held, "rss_kib", joined, 1024)
+            # both nodes' mesh bytes per session: its join broadcast, and with recovery its records
+            step["mesh_bytes_per_session"] = per_node_delta(before, held, "mesh_bytes_out", joined, len(held))
             if recovery:
                 step["bytes_held_per_held_session"] = per_node_delta(before, held, "bytes_held", joined)
             system.check_alive()
@@ -733,12 +736,15 @@ def recovery_memory(args) -> dict:
     kept = rec["fill"]["messages_kept_per_node"]
     rec["rss_bytes_per_kept_message"] = (rec["rss_growth_fill_bytes"] - plain["rss_growth_fill_bytes"]) / kept
     rec["rss_bytes_per_held_session"] = rec["rss_growth_per_dropped_session"] - plain["rss_growth_per_dropped_session"]
+    rec["mesh_bytes_per_session_beyond_plain"] = rec["mesh_bytes_per_session"] - plain["mesh_bytes_per_session"]
     log(f"  memory: per kept message: gauge {rec['bytes_held_per_kept_message']:.0f} B, RSS "
         f"({rec['rss_growth_fill_bytes'] / 1024:.0f} - {plain['rss_growth_fill_bytes'] / 1024:.0f} KiB, plain mesh "
         f"after the same fill) / {kept} = {rec['rss_bytes_per_kept_message']:.0f} B per node")
     log(f"  memory: per held session: gauge {rec['bytes_held_per_held_session']:.0f} B, RSS "
         f"{rec['rss_growth_per_dropped_session']:.0f} B - {plain['rss_growth_per_dropped_session']:.0f} B "
-        f"(plain mesh, same steps) = {rec['rss_bytes_per_held_session']:.0f} B per node")
+        f"(plain mesh, same steps) = {rec['rss_bytes_per_held_session']:.0f} B per node; mesh bytes per session "
+        f"(connect, join, drop; both nodes) {rec['mesh_bytes_per_session']:.0f} B, plain mesh "
+        f"{plain['mesh_bytes_per_session']:.0f} B")
     return out
 
 
@@ -835,6 +841,7 @@ def summarize(name: str, res: dict) -> dict:
         s["recovery_rss_per_kept_message"] = mem.get("rss_bytes_per_kept_message")
         s["recovery_bytes_per_held_session"] = mem.get("bytes_held_per_held_session")
         s["recovery_rss_per_held_session"] = mem.get("rss_bytes_per_held_session")
+        s["recovery_mesh_bytes_per_session"] = mem.get("mesh_bytes_per_session_beyond_plain")
     if c.get("redis_publish_calls"):
         pubs = c["redis_publish_calls"]
         nodes = 2
@@ -868,6 +875,7 @@ FIGURES = [
     ("    per kept message, RSS", "recovery_rss_per_kept_message", "{:,.0f}"),
     ("    per held session (gauge)", "recovery_bytes_per_held_session", "{:,.0f}"),
     ("    per held session, RSS (minus plain mesh)", "recovery_rss_per_held_session", "{:,.0f}"),
+    ("    mesh bytes per session (minus plain mesh)", "recovery_mesh_bytes_per_session", "{:,.0f}"),
 ]
 
 # Columns also shown as a ratio to another column than the floor: mesh-tls and mesh-recovery to
@@ -1080,7 +1088,9 @@ def main() -> int:
               f"{rec['bytes_held_per_held_session']:.0f} B per held session by the gauge (record + its join "
               f"broadcast kept), {rec['rss_bytes_per_held_session']:.0f} B by RSS "
               f"({rec['rss_growth_per_dropped_session']:.0f} B RSS growth per dropped session, minus "
-              f"{plain['rss_growth_per_dropped_session']:.0f} B on plain mesh; {rec['joined']:,} sessions)")
+              f"{plain['rss_growth_per_dropped_session']:.0f} B on plain mesh; {rec['joined']:,} sessions); "
+              f"{rec['mesh_bytes_per_session_beyond_plain']:.0f} B more between the nodes per session (connect, "
+              f"join, drop) than plain mesh")
     tls = summaries.get("mesh-tls", {})
     if tls:
         wire, app = tls.get("internode_wire_bytes_per_message"), tls.get("internode_bytes_per_message")
