@@ -16,7 +16,7 @@ import NIOSSL
 ///
 /// With connection-state recovery on (the hub has a `RecoveryStore`, docs/RECOVERY.md) every
 /// PUB goes to every peer as PUB_STAMPED, numbered by its origin, and session records are
-/// replicated to every peer (`SessionReplication`, in MeshFanout+Recovery.swift).
+/// replicated to every peer (`SessionReplication`, in MeshSessionReplication.swift).
 ///
 /// All mesh state lives on one event loop (`eventLoop`), which also runs every mesh
 /// connection, so none of it takes a lock.
