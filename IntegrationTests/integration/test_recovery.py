@@ -143,7 +143,7 @@ def test_session_held_past_max_disconnection_expires_with_one_quit(mesh, rc):
     y = track(rc, x.resume(mesh["a1"]))
     assert_fresh_session(y, x)
     y.join("x2")   # a normal session: it must join, and it gets no history
-    observe_quiet()
+    observe_quiet(max(QUIET_S, 1.0 - (time.monotonic() - t0 - held)))   # a second quit by now
     assert y.payloads() == [join_msg("x2")], y.payloads()
     assert failures(mesh["a1"]).get("expired", 0) == before + 1, failures(mesh["a1"])
     for c in (o, o1):   # one quit, whichever node published it
@@ -282,6 +282,50 @@ def test_replayed_connect_of_a_live_session_takes_it_over(mesh, rc, where):
     assert o.count(quit_msg("x")) == 1, "two members of one session quit"
     assert o.count(join_msg("x")) == 1, o.payloads()
     assert target.counter(TAKEN_OVER) == taken + 1
+
+
+def test_two_recoveries_of_one_session_at_once_leave_one_connection(mesh, rc):
+    """The same pid and offset on both nodes at the same moment (a client retrying through two
+    fronts): whichever claim wins, one connection is the session and the other is closed."""
+    room = unique_room("race")
+    o = joined(rc, mesh["a2"], room, "o")
+    x = joined(rc, mesh["a1"], room, "x")
+    o.wait_for(lambda: join_msg("x") in o.payloads(), what="x's join on a2")
+    x.abort()
+    o.say("missed")
+    o.wait_for(lambda: ("o", "missed") in o.says(), what="o's say")
+
+    got: dict[str, RecoveryClient] = {}
+    go = threading.Barrier(2)
+
+    def resume(name):
+        go.wait()
+        got[name] = track(rc, x.resume(mesh[name], name=f"x@{name}"))
+
+    threads = [threading.Thread(target=resume, args=(n,), daemon=True) for n in ("a1", "a2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=WAIT)
+    assert set(got) == {"a1", "a2"}, got
+    # Each may have been answered as the session (both claims were made) or as a new one; in the
+    # end exactly one connection holds it.
+    holders = [c for c in got.values() if c.recovered_from(x)]
+    assert holders, [c.connect_reply for c in got.values()]
+    for c in got.values():
+        c.wait_for(lambda c=c: c.closed() or c.says().count(("o", "missed")) == 1,
+                   what="the replay or the close")
+    deadline = time.monotonic() + WAIT
+    while sum(not c.closed() for c in holders) > 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    live = [c for c in holders if not c.closed()]
+    assert len(live) == 1, f"{len(live)} live copies of one session: {holders}"
+    live[0].say("the one")
+    o.wait_for(lambda: ("x", "the one") in o.says(), what="the surviving copy's say")
+    live[0].disconnect()
+    o.wait_for(lambda: o.count(quit_msg("x")) >= 1, what="x's quit after the 41")
+    observe_quiet(0.5)
+    assert o.count(quit_msg("x")) == 1 and o.count(join_msg("x")) == 1, o.payloads()
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Issue 14's headline: a client whose node is killed with SIGKILL reconnects to another node of a
 3-node mesh with its pid and last offset, and gets its session back (same sid, no join) with
-every message it missed, exactly once, in each sender's order (docs/RECOVERY.md)."""
+every message it missed, exactly once, in each sender's order (docs/RECOVERY.md). A member of
+the killed node that never comes back quits once, when max_disconnection has passed."""
 
 import json
 import threading
@@ -17,6 +18,7 @@ INTERVAL_S = 0.012                                # each sender's pace: ~1.2 s f
 KILL_AFTER = 60                                   # says x has received when a1 is killed
 RECONNECT_DELAY_S = 0.3   # as a client's reconnection delay: ~70 more says are missed meanwhile
 WAIT_ALL_S = 20
+MAX_DISCONNECTION_MS = 3000
 
 
 class NumberedSender(threading.Thread):
@@ -48,7 +50,7 @@ def per_sender(says) -> dict[str, list[int]]:
 def test_client_of_a_killed_node_recovers_on_another_node_with_every_missed_say_once(
         mesh_factory):  # noqa: F811
     mesh = mesh_factory(["a1", "a2", "a3"], limits=FAST_LIMITS,
-                        recovery=recovery_section(30000))
+                        recovery=recovery_section(MAX_DISCONNECTION_MS))
 
     def client(node, name):
         c = RecoveryClient(mesh[node], room, name)
@@ -60,10 +62,12 @@ def test_client_of_a_killed_node_recovers_on_another_node_with_every_missed_say_
     room = unique_room("failover")
     watcher = client("a3", "w")   # joins first: sees x's join
     x = client("a1", "x")
+    ghost = client("a1", "z")     # never comes back after a1 dies
     senders = {name: client(node, name) for name, node in SENDERS.items()}
     x.wait_for(lambda: all(join_msg(n) in x.payloads() for n in SENDERS),
                what="every sender's join at x")
-    watcher.wait_for(lambda: join_msg("x") in watcher.payloads(), what="x's join at w")
+    watcher.wait_for(lambda: join_msg("x") in watcher.payloads() and
+                     join_msg("z") in watcher.payloads(), what="x's and z's joins at w")
     assert x.pid and x.last_offset, x.connect_reply
 
     threads = [NumberedSender(c, name, PER_SENDER) for name, c in senders.items()]
@@ -71,7 +75,9 @@ def test_client_of_a_killed_node_recovers_on_another_node_with_every_missed_say_
         t.start()
     x.wait_for(lambda: len(x.says(SENDERS)) >= KILL_AFTER, what=f"{KILL_AFTER} says at x")
     mesh["a1"].kill9()
+    t_kill = time.monotonic()
     x.wait_closed()
+    ghost.wait_closed()
     had = x.says(SENDERS)
     last_offset = x.last_offset
     succeeded = mesh["a2"].counter(SUCCEEDED)
@@ -116,9 +122,19 @@ def test_client_of_a_killed_node_recovers_on_another_node_with_every_missed_say_
     y.say("x is back")
     watcher.wait_for(lambda: ("x", "x is back") in watcher.says(), what="x's say after recovery")
 
+    # z's session was held on a2 and a3 since a1 died; one of them publishes its quit.
+    watcher.wait_for(lambda: watcher.count(quit_msg("z")) >= 1,
+                     timeout=MAX_DISCONNECTION_MS / 1000 + 5, what="z's quit at expiry")
+    t_ghost = time.monotonic() - t_kill
+    time.sleep(1.0)   # a second node publishing it too would have done so by now
+    assert watcher.count(quit_msg("z")) == 1, "z's quit was published twice"
+    assert watcher.count(quit_msg("x")) == 0, "x quit although it was recovered"
+    assert t_ghost >= MAX_DISCONNECTION_MS / 1000 - 0.3, f"z quit {t_ghost:.2f}s after the kill"
+
     record_figure("recovery failover",
                   f"x had {len(had)} of {len(SENDERS) * PER_SENDER} says when a1 was killed; "
                   f"{len(missed)} said before the CONNECT reply were missed "
                   f"({y.messages_before_reply} replayed before that reply); reconnect -> "
                   f"CONNECT reply {t_reply * 1000:.0f} ms, -> last missed say "
-                  f"{t_last_missed * 1000:.0f} ms")
+                  f"{t_last_missed * 1000:.0f} ms; the member that never came back quit "
+                  f"{t_ghost:.2f}s after the kill (max_disconnection {MAX_DISCONNECTION_MS} ms)")
