@@ -51,11 +51,13 @@ build-tests:
 #   thread: the unit tests but the seeded fuzz loops (single-threaded decoders on random bytes:
 #   nothing for a race detector there, and ~90 s more), and the integration suites that keep
 #   both event loops, the mesh, Redis and the bench client busy at once, since a race shows
-#   only where two threads really touch the same memory.
+#   only where two threads really touch the same memory (the recovery failover among them:
+#   sessions on every loop hop to the recovery store's loop and back).
 SANITIZED := scripts/sanitized.sh
 ASAN_BIN := .build/sanitizer/chatmesh-address
 TSAN_SKIP := RESPFuzzTests|MeshFrameFuzzTests|RobustnessTests
-TSAN_SUITES_A := IntegrationTests/integration/test_churn.py IntegrationTests/integration/test_transports.py IntegrationTests/integration/test_drain.py
+TSAN_SUITES_A := IntegrationTests/integration/test_churn.py IntegrationTests/integration/test_transports.py IntegrationTests/integration/test_drain.py \
+	IntegrationTests/integration/test_recovery_mesh_failover.py
 TSAN_SUITES_B := IntegrationTests/integration/test_fanout_modes.py IntegrationTests/integration/test_mesh_cluster.py \
 	IntegrationTests/integration/test_bench_counting.py
 
