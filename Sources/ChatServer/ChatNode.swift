@@ -58,6 +58,8 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         self.context = ServerContext(
             nodeName: node.name, engine: config.engine, limits: config.limits, hub: hub, metrics: metrics, logger: logger,
             eventLoops: loops, recovery: recovery,
+            heldRooms: recovery != nil && FanoutFactory.subscribesPerLocalMember(fanout)
+                ? HeldRoomInterest(hub: hub, holdFor: config.recovery.maxDisconnection) : nil,
             health: {
                 let health = fanout.health
                 return HealthDetails(ready: health.isReady, fields: health.details)

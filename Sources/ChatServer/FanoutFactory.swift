@@ -23,8 +23,15 @@ enum FanoutFactory {
         }
         let hasMeshPeer = config.nodes.contains { $0.name != node.name && $0.mesh != nil }
         if config.fanout == .mesh, node.mesh != nil, hasMeshPeer {
-            return MeshFanout(config: config, localNode: node, eventLoop: eventLoop, logger: logger)
+            return MeshFanout(config: config, localNode: node, eventLoop: eventLoop, logger: logger, epoch: epoch)
         }
         return LocalFanout(eventLoop: eventLoop)
+    }
+
+    /// Whether the fanout hears a room only while the node has members in it (Redis pub/sub):
+    /// then a held session must keep its room subscribed to be recoverable (`HeldRoomInterest`).
+    /// The mesh, with recovery on, sends every room to every node.
+    static func subscribesPerLocalMember(_ fanout: any Fanout) -> Bool {
+        fanout is RedisFanout
     }
 }

@@ -17,6 +17,9 @@ final class ServerContext: Sendable {
     /// Connection-state recovery's sessions and history (`[recovery] enabled = on`), confined
     /// to its own loop (the fanout's); nil when recovery is off.
     let recovery: RecoveryStore?
+    /// With recovery on a fanout that subscribes per local member (Redis): keeps held
+    /// sessions' rooms subscribed. Nil otherwise.
+    let heldRooms: HeldRoomInterest?
     let metrics: ServerMetrics
     let logger: Logger
     let startedAt: NIODeadline
@@ -30,7 +33,7 @@ final class ServerContext: Sendable {
     let health: @Sendable () -> HealthDetails
 
     init(nodeName: String, engine: EngineSettings, limits: LimitSettings, hub: RoomHub, metrics: ServerMetrics, logger: Logger,
-         eventLoops: [any EventLoop], recovery: RecoveryStore? = nil,
+         eventLoops: [any EventLoop], recovery: RecoveryStore? = nil, heldRooms: HeldRoomInterest? = nil,
          health: @escaping @Sendable () -> HealthDetails = { HealthDetails(ready: true, fields: []) }) {
         self.health = health
         self.nodeName = nodeName
@@ -43,6 +46,7 @@ final class ServerContext: Sendable {
         self.sessions = SessionRegistry()
         self.hub = hub
         self.recovery = recovery
+        self.heldRooms = heldRooms
         self.metrics = metrics
         self.logger = logger
         self.startedAt = .now()

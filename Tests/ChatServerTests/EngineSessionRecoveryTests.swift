@@ -20,7 +20,8 @@ struct EngineSessionRecoveryTests {
         let server: ServerContext
         let store: RecoveryStore?
 
-        init(recovery: Bool = true) {
+        /// `holdRooms`: as for a Redis fanout, held sessions keep their rooms subscribed.
+        init(recovery: Bool = true, holdRooms: TimeAmount? = nil) {
             let loop = EmbeddedEventLoop()
             self.loop = loop
             let metrics = ServerMetrics(recovery: recovery)
@@ -35,7 +36,8 @@ struct EngineSessionRecoveryTests {
             )
             server = ServerContext(
                 nodeName: "test", engine: EngineSettings(), limits: LimitSettings(), hub: hub, metrics: metrics,
-                logger: Logger(label: "test"), eventLoops: [loop], recovery: store
+                logger: Logger(label: "test"), eventLoops: [loop], recovery: store,
+                heldRooms: holdRooms.map { HeldRoomInterest(hub: hub, holdFor: $0) }
             )
         }
 
@@ -284,5 +286,30 @@ struct EngineSessionRecoveryTests {
         try x.send(Self.join("x"))
         try x.receive()
         #expect(x.texts.last == #"42["message",{"event":"join","data":{"username":"x"}}]"#)
+    }
+
+    /// Redis subscribes a room while the node has members in it: a held session keeps its room
+    /// (so what is said meanwhile reaches the node, to be replayed) until it is back or its
+    /// time is up.
+    @Test func aHeldSessionKeepsItsRoomSubscribedUntilItIsBackOrItsTimeIsUp() throws {
+        let node = Node(holdRooms: .seconds(5))
+        let x = try Client(node)
+        let old = try x.connect()
+        try x.send(Self.join("x"))
+        #expect(node.server.hub.roomCount == 1)
+
+        x.drop()
+        #expect(node.server.hub.roomCount == 1, "the held session's room stays")
+        #expect(node.server.heldRooms?.count == 1)
+
+        let y = try Client(node)
+        #expect(try y.connect(auth: #"{"pid":"\#(old.pid!)"}"#).sid == old.sid)
+        #expect(node.server.heldRooms?.count == 0 && node.server.hub.roomCount == 1)
+
+        y.drop()
+        #expect(node.server.hub.roomCount == 1)
+        node.loop.advanceTime(by: .seconds(5))
+        node.settle()
+        #expect(node.server.heldRooms?.count == 0 && node.server.hub.roomCount == 0, "gone when its time is up")
     }
 }

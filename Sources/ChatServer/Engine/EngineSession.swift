@@ -427,6 +427,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
             roomID: roomID!, limits: server.chatLimits, hub: server.hub, shard: shard, member: self,
             now: { NIODeadline.now().uptimeNanoseconds }, restoredUsername: record.username, restoredAt: snapshotAt
         )
+        server.heldRooms?.release(pid: record.pid)
         sendReplay(missed)
         sendMessage(socketIO.acceptConnect(namespace: namespace, sid: record.sid, pid: record.pid))
         logger.debug("session recovered", metadata: ["missed": "\(missed.count)"])
@@ -450,18 +451,15 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         release(pid, store: store, ended: true)
     }
 
-    /// Tells the store this connection is gone: the session ended, or is held. Only while the
-    /// session is still this process's: a claim by another node may have reached the store
-    /// before this connection hears of it, and a stale hold or end must not override it.
+    /// Tells the store this connection is gone: the session ended, or is held. Said as this
+    /// connection: if another one took the session over meanwhile (here, or a claim from
+    /// another node that reached the store first), the store changes nothing.
     private func release(_ pid: String, store: RecoveryStore, ended: Bool) {
-        onStoreLoop(store) {
-            guard let record = store.record(pid: pid), record.owner == store.localNode, record.ownerEpoch == store.epoch else {
-                return
-            }
+        onStoreLoop(store) { [self] in
             if ended {
-                store.ended(pid: pid)
+                store.ended(pid: pid, session: self)
             } else {
-                store.detached(pid: pid)
+                store.detached(pid: pid, session: self)
             }
         }
     }
@@ -665,6 +663,9 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
             release(pid, store: store, ended: true)
             chat?.leave()
         } else {
+            if let heldRooms = server.heldRooms, let chat, chat.isJoined {
+                heldRooms.hold(pid: pid, room: chat.roomID, shard: shard)
+            }
             chat?.detach()
             release(pid, store: store, ended: false)
         }
