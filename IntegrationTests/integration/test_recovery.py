@@ -1,6 +1,6 @@
 """Connection-state recovery on one node and across a 2-node mesh (docs/RECOVERY.md): a transport
-blip, expiry, an explicit disconnect, every bad input of issue 14, a takeover, recovery off, and
-python-socketio with recovery on. The raw client is recovery_testkit.RecoveryClient; the
+blip, expiry, an explicit disconnect, every bad input of issue 14 (a takeover and two recoveries
+of one session at once among them), recovery off, and python-socketio with recovery on. The raw client is recovery_testkit.RecoveryClient; the
 cross-node failover after `kill -9` is test_recovery_mesh_failover.py."""
 
 import secrets
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from chatmesh_testkit import Metrics, sio_event, say_msg  # noqa: F401
+from chatmesh_testkit import say_msg, sio_event
 from harness.clients import in_order_client
 from mesh_testkit import module_mesh
 from recovery_testkit import (ATTEMPTED, FAST_LIMITS, SUCCEEDED, TAKEN_OVER, WAIT,
