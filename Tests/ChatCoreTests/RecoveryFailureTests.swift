@@ -38,6 +38,18 @@ struct RecoveryFailureTests {
         #expect(node.store.record(pid: record.pid)?.isHeld == true)
     }
 
+    @Test func anOffsetClaimingMoreOfThisNodesMessagesThanItSentIsBadOffset() {
+        let node = StoreNode("n1", epoch: 1, wall: wall)
+        let record = joinedSession(on: node)
+        node.deliver("one")
+        node.store.detached(pid: record.pid)
+        let forged = RecoveryOffset([node.origin: 2]).string
+        #expect(node.recover(pid: record.pid, offset: forged)?.failure == .badOffset)
+        #expect(node.recover(pid: record.pid, offset: forged, room: "r1")?.failure == .badOffset)
+        let honest = RecoveryOffset([node.origin: 1]).string
+        #expect(node.recover(pid: record.pid, offset: honest)?.missedTexts == [])
+    }
+
     @Test func anExplicitlyEndedSessionIsEnded() {
         let node = StoreNode("n1", epoch: 1, wall: wall)
         let record = joinedSession(on: node)

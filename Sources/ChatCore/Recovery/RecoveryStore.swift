@@ -286,6 +286,11 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         case .found(let found): record = found
         }
         var missed: [ByteBuffer] = []
+        if record.username != nil, offset[localOrigin] > (logs[room]?.last(of: localOrigin) ?? 0) {
+            // No node can have given the client more of this process's messages than it sent:
+            // the offset is forged or from another room.
+            return finish(.failed(.badOffset), completion)
+        }
         if record.username != nil, let log = logs[room] {
             if isBehind(offset, in: log), eventLoop.now < catchUpDeadline {
                 let boundCompletion = NIOLoopBound(completion, eventLoop: eventLoop)
@@ -339,12 +344,12 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         case failed(RecoveryFailure)
     }
 
-    /// Whether the client has had messages this node has not received yet from an origin that
-    /// can still send them (this process, or a peer whose link is up).
+    /// Whether the client has had messages this node has not received yet from a peer whose
+    /// link is up, so they may still come.
     private func isBehind(_ offset: RecoveryOffset, in log: RoomLog) -> Bool {
-        let live = replication?.liveOrigins ?? []
+        guard let live = replication?.liveOrigins, !live.isEmpty else { return false }
         return offset.sequences.contains { origin, sequence in
-            sequence > log.last(of: origin) && (origin == localOrigin || live.contains(origin))
+            sequence > log.last(of: origin) && live.contains(origin)
         }
     }
 

@@ -49,9 +49,18 @@ final class RoomLog {
         RecoveryOffset(origins.mapValues(\.last))
     }
 
-    /// The vector's text, as attached to a broadcast.
+    /// The vector's text, as attached to a broadcast (the same as `vector.string`, built
+    /// without sorting or an intermediate dictionary: this runs once per message).
     var vectorString: String {
-        RecoveryOffset.format(sortedOrigins.map { (key: $0, value: origins[$0]!.last) })
+        var text = ""
+        text.reserveCapacity(sortedOrigins.count * 16)
+        for origin in sortedOrigins {
+            if !text.isEmpty { text.append("-") }
+            text.append(String(origin, radix: 36))
+            text.append(".")
+            text.append(String(origins[origin]!.last, radix: 36))
+        }
+        return text
     }
 
     func last(of origin: UInt32) -> UInt64 { origins[origin]?.last ?? 0 }
