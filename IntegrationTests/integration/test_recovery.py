@@ -18,6 +18,7 @@ from recovery_testkit import (ATTEMPTED, FAST_LIMITS, SUCCEEDED, TAKEN_OVER, WAI
                               unique_room)
 
 MAX_DISCONNECTION_MS = 3000
+ROOM_MESSAGES = 20   # kept per room: a client that missed more cannot be recovered
 PID_ALPHABET = string.ascii_letters + string.digits + "-_"
 QUIET_S = 0.3   # how long "nothing more arrives" is watched
 
@@ -26,7 +27,8 @@ QUIET_S = 0.3   # how long "nothing more arrives" is watched
 def mesh(request):
     """a1 and a2, recovery on; every test uses rooms of its own."""
     return module_mesh(request, ["a1", "a2"], limits=FAST_LIMITS,
-                       recovery=recovery_section(MAX_DISCONNECTION_MS))
+                       recovery=recovery_section(MAX_DISCONNECTION_MS,
+                                                 room_messages=ROOM_MESSAGES))
 
 
 @pytest.fixture
@@ -222,6 +224,31 @@ def test_bad_recovery_input_gets_a_new_session_and_is_counted(mesh, rc, case):
     assert attacker.payloads() == [join_msg("intruder")], attacker.payloads()
     after = failures(a1)
     assert after.get(reason, 0) == before.get(reason, 0) + 1, (case, before, after)
+
+
+def test_offset_older_than_the_kept_history_gets_a_new_session(mesh, rc):
+    """More missed than `room_messages` keeps: the node cannot give them all, so it does not
+    pretend to (offset_too_old), on the node that held the session and on the other one."""
+    room = unique_room("too-old")
+    t = joined(rc, mesh["a2"], room, "t")
+    o1 = joined(rc, mesh["a1"], room, "o1")
+    victims = {n: joined(rc, mesh["a1"], room, f"v{n[-1]}") for n in ("a1", "a2")}
+    t.say("seen")
+    for v in victims.values():
+        v.wait_for(lambda v=v: ("t", "seen") in v.says(), what="t's say")
+        v.abort()
+    for i in range(ROOM_MESSAGES + 5):
+        t.say(f"gone:{i}")
+    for c in (t, o1):
+        c.wait_for(lambda c=c: ("t", f"gone:{ROOM_MESSAGES + 4}") in c.says(),
+                   what="t's says on both nodes")
+    for node, v in victims.items():
+        before = failures(mesh[node]).get("offset_too_old", 0)
+        y = track(rc, v.resume(mesh[node]))
+        assert_fresh_session(y, v)
+        observe_quiet()
+        assert y.messages == [], f"{node}: replayed {len(y.messages)} of a history with a hole"
+        assert failures(mesh[node]).get("offset_too_old", 0) == before + 1, failures(mesh[node])
 
 
 def test_offset_from_before_the_session_existed_replays_nothing_older(mesh, rc):
