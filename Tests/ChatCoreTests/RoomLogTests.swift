@@ -141,6 +141,17 @@ struct RoomLogTests {
         #expect(node.store.bytesHeld == 0)
     }
 
+    @Test func aBusyRoomBehindAQuietOnesOldMessageDoesNotGrowTheStampOrder() {
+        let policy = RecoveryPolicy(maxDisconnection: .seconds(100), roomMessages: 10, historyBytes: 1 << 30, catchUp: .zero)
+        let node = StoreNode("n1", epoch: 1, policy: policy, wall: wall)
+        node.deliver("kept for long", room: "quiet")
+        for n in 1...20_000 { node.deliver("\(n)", room: "busy") }
+        #expect(node.store.messagesKept == 11)
+        #expect(node.store.stampOrderLength <= 2 * 11 + 1024 + 1)
+        // Both rooms still replay what they keep.
+        #expect(node.store.vector(of: "busy") == RecoveryOffset([node.origin: 20_000]))
+    }
+
     @Test func anOriginSilentForOriginSilenceLeavesTheVector() {
         let policy = RecoveryPolicy(maxDisconnection: .seconds(1), roomMessages: 10, historyBytes: 1 << 20, catchUp: .zero,
                                     originSilence: .seconds(3))

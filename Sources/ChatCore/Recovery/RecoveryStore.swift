@@ -176,19 +176,24 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         compactStampOrderIfStale()
     }
 
+    /// Keeps `stampOrder` within a constant factor of what is kept: entries a room evicted on
+    /// its own (room_messages) stay listed behind an old entry of a quiet room until then.
     private func compactStampOrderIfStale() {
         let listed = stampOrder.count - stampOrderHead
-        guard stampOrderHead > 0, listed > 2 * keptEntries + 1024 || stampOrderHead * 2 >= stampOrder.count else { return }
         if listed > 2 * keptEntries + 1024 {
             stampOrder = stampOrder[stampOrderHead...].filter { listedEntry in
                 guard let first = listedEntry.log.first else { return false }
                 return first.serial <= listedEntry.serial
             }
-        } else {
+            stampOrderHead = 0
+        } else if stampOrderHead > 1024, stampOrderHead * 2 >= stampOrder.count {
             stampOrder.removeFirst(stampOrderHead)
+            stampOrderHead = 0
         }
-        stampOrderHead = 0
     }
+
+    /// Entries listed in stamp order, evicted ones included (for tests of the compaction).
+    var stampOrderLength: Int { stampOrder.count - stampOrderHead }
 
     // MARK: sessions
 
