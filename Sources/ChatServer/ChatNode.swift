@@ -60,6 +60,7 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
             eventLoops: loops, recovery: recovery,
             heldRooms: recovery != nil && FanoutFactory.subscribesPerLocalMember(fanout)
                 ? HeldRoomInterest(hub: hub, holdFor: config.recovery.maxDisconnection) : nil,
+            sessionsOutliveNode: FanoutFactory.replicatesSessions(fanout),
             health: {
                 let health = fanout.health
                 return HealthDetails(ready: health.isReady, fields: health.details)

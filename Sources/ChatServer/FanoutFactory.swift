@@ -34,4 +34,10 @@ enum FanoutFactory {
     static func subscribesPerLocalMember(_ fanout: any Fanout) -> Bool {
         fanout is RedisFanout
     }
+
+    /// Whether other nodes hold this node's recoverable sessions and history (the mesh), so a
+    /// session held here survives this node's stop.
+    static func replicatesSessions(_ fanout: any Fanout) -> Bool {
+        fanout is MeshFanout
+    }
 }

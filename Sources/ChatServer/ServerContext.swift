@@ -20,6 +20,10 @@ final class ServerContext: Sendable {
     /// With recovery on a fanout that subscribes per local member (Redis): keeps held
     /// sessions' rooms subscribed. Nil otherwise.
     let heldRooms: HeldRoomInterest?
+    /// Whether a session held here can still be recovered once this node has stopped: the
+    /// mesh replicates records and history to every node. Otherwise (Redis, one node) a node
+    /// that drains ends its sessions, with their quits, as without recovery.
+    let sessionsOutliveNode: Bool
     let metrics: ServerMetrics
     let logger: Logger
     let startedAt: NIODeadline
@@ -34,6 +38,7 @@ final class ServerContext: Sendable {
 
     init(nodeName: String, engine: EngineSettings, limits: LimitSettings, hub: RoomHub, metrics: ServerMetrics, logger: Logger,
          eventLoops: [any EventLoop], recovery: RecoveryStore? = nil, heldRooms: HeldRoomInterest? = nil,
+         sessionsOutliveNode: Bool = false,
          health: @escaping @Sendable () -> HealthDetails = { HealthDetails(ready: true, fields: []) }) {
         self.health = health
         self.nodeName = nodeName
@@ -47,6 +52,7 @@ final class ServerContext: Sendable {
         self.hub = hub
         self.recovery = recovery
         self.heldRooms = heldRooms
+        self.sessionsOutliveNode = sessionsOutliveNode
         self.metrics = metrics
         self.logger = logger
         self.startedAt = .now()

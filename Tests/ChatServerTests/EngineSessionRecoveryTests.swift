@@ -21,7 +21,7 @@ struct EngineSessionRecoveryTests {
         let store: RecoveryStore?
 
         /// `holdRooms`: as for a Redis fanout, held sessions keep their rooms subscribed.
-        init(recovery: Bool = true, holdRooms: TimeAmount? = nil) {
+        init(recovery: Bool = true, holdRooms: TimeAmount? = nil, sessionsOutliveNode: Bool = false) {
             let loop = EmbeddedEventLoop()
             self.loop = loop
             let metrics = ServerMetrics(recovery: recovery)
@@ -37,7 +37,7 @@ struct EngineSessionRecoveryTests {
             server = ServerContext(
                 nodeName: "test", engine: EngineSettings(), limits: LimitSettings(), hub: hub, metrics: metrics,
                 logger: Logger(label: "test"), eventLoops: [loop], recovery: store,
-                heldRooms: holdRooms.map { HeldRoomInterest(hub: hub, holdFor: $0) }
+                heldRooms: holdRooms.map { HeldRoomInterest(hub: hub, holdFor: $0) }, sessionsOutliveNode: sessionsOutliveNode
             )
         }
 
@@ -60,6 +60,8 @@ struct EngineSessionRecoveryTests {
         /// Text frames received, in order, after the Engine.IO open packet.
         private(set) var texts: [String] = []
         private(set) var closeFrames = 0
+        /// The Engine.IO session id from the open packet.
+        private(set) var engineSID = ""
 
         init(_ node: Node, room: String = "r") throws {
             self.node = node
@@ -83,6 +85,7 @@ struct EngineSessionRecoveryTests {
             unread = Array(head[text.utf8.distance(from: text.utf8.startIndex, to: end.upperBound)...])
             let open = try #require(receive().first)
             #expect(open.hasPrefix("0{"))
+            engineSID = try #require(try JSONParser.parse(open.dropFirst())["sid"]?.stringValue)
             texts.removeAll()
         }
 
@@ -311,5 +314,23 @@ struct EngineSessionRecoveryTests {
         node.loop.advanceTime(by: .seconds(5))
         node.settle()
         #expect(node.server.heldRooms?.count == 0 && node.server.hub.roomCount == 0, "gone when its time is up")
+    }
+
+    /// A draining node's sessions: held when the mesh keeps them for the other nodes, ended
+    /// with their quits when they would die with this process (Redis, one node).
+    @Test(arguments: [false, true])
+    func aDrainHoldsSessionsOnlyWhereOtherNodesCanRecoverThem(sessionsOutliveNode: Bool) throws {
+        let node = Node(sessionsOutliveNode: sessionsOutliveNode)
+        let o = try Client(node)
+        _ = try o.connect()
+        try o.send(Self.join("o"))
+        let x = try Client(node)
+        _ = try x.connect()
+        try x.send(Self.join("x"))
+        try #require(node.server.sessions.session(x.engineSID)).drain()
+        node.settle()
+        try o.receive()
+        #expect(o.events("broadcast_quit") == (sessionsOutliveNode ? [] : ["x"]))
+        #expect(node.metrics.sessionsHeld == (sessionsOutliveNode ? 1 : 0))
     }
 }

@@ -651,15 +651,17 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
     }
 
     /// What a close means for a session that can be recovered. A broken packet ends it (as a
-    /// `41` would: the client is broken, not cut off); a takeover leaves it to the new
-    /// connection; anything else (the transport went, the client went silent or fell behind,
-    /// the node drains) holds it: it leaves the room without a quit and can be recovered
-    /// within `max_disconnection`, after which its quit is published.
+    /// `41` would: the client is broken, not cut off), and so does this node's drain when no
+    /// other node could recover the session (its record and history go with this process);
+    /// a takeover leaves it to the new connection; anything else (the transport went, the
+    /// client went silent or fell behind, a mesh node drains) holds it: it leaves the room
+    /// without a quit and can be recovered within `max_disconnection`, after which its quit is
+    /// published.
     private func settleRecoverableSession(pid: String, reason: EngineSessionState.CloseReason, store: RecoveryStore) {
         self.pid = nil
         if takenOver {
             chat?.detach()
-        } else if reason == .parseError {
+        } else if reason == .parseError || (reason == .serverClose && !server.sessionsOutliveNode) {
             release(pid, store: store, ended: true)
             chat?.leave()
         } else {
