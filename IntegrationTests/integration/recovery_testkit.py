@@ -9,7 +9,7 @@ offset it saw, as socket.io-client 4.6+ does (../shared/reference/socketio-recov
     assert y.recovered_from(x)
 
 The connection is `chatmesh_testkit.ws_connect`; chat messages are harness.clients' builders;
-clusters are harness.cluster's with a `recovery` section (RECOVERY below)."""
+clusters are harness.cluster's with a `recovery` section (`recovery_section` below)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from chatmesh_testkit import WAIT, _short, join_msg, quit_msg, ws_connect  # noq
 from harness.clients import unique_room  # noqa: F401 (re-exported)
 from harness.cluster import FAST_LIMITS  # noqa: F401 (re-exported)
 from harness.process import wait_on
+
 
 def recovery_section(max_disconnection_ms: int = 30000, **more) -> dict:
     """A [recovery] section: on, with a max_disconnection (ms) a test can outwait."""
@@ -61,6 +62,7 @@ class RecoveryClient:
         self.frames: list[tuple[float, str, str]] = []
         self.messages: list[tuple[float, dict, str | None]] = []
         self.errors: list = []            # payloads of the per-client `error` event
+        self.bad_frames: list[tuple[str, str]] = []   # frames this client could not read
         self.acks: dict[int, list] = {}
         self.connect_reply: dict | None = None
         self.connect_error = None
@@ -97,7 +99,10 @@ class RecoveryClient:
             now = time.monotonic()
             with self.cond:
                 self.frames.append((now, "<-", f))
-                self._parse(now, f)
+                try:
+                    self._parse(now, f)
+                except Exception as e:  # noqa: BLE001 - kept for the test to see, reading goes on
+                    self.bad_frames.append((f, repr(e)))
                 self.cond.notify_all()
             if f == "2":
                 self._send("3")
@@ -117,7 +122,8 @@ class RecoveryClient:
             args = json.loads(m.group(2))
             if args and args[0] == "message":
                 offset = args[2] if len(args) == 3 and isinstance(args[2], str) else None
-                assert len(args) == (3 if offset is not None else 2), f"odd message frame {f!r}"
+                if len(args) != (3 if offset is not None else 2):
+                    raise ValueError("a message event with other arguments than (payload[, offset])")
                 self.messages.append((now, args[1], offset))
                 if offset is not None:
                     self.last_offset = offset
@@ -259,7 +265,8 @@ class RecoveryClient:
     def wait_for(self, pred, timeout: float = WAIT, what: str = "condition"):
         return wait_on(self.cond, pred, timeout,
                        lambda: f"{self.name}: timed out after {timeout}s waiting for {what}; "
-                               f"last frames {_short(self.frames, 12)}")
+                               f"last frames {_short(self.frames, 12)}; unreadable frames "
+                               f"{self.bad_frames[:3]}")
 
     def wait_closed(self, timeout: float = WAIT) -> None:
         self.wait_for(self.closed, timeout, "the server to close the connection")
@@ -272,23 +279,3 @@ def failures(node) -> dict[str, float]:
     """chatmesh_recovery_failed_total by reason."""
     m = node.metrics()
     return {dict(k[1]).get("reason"): v for k, v in m.samples.items() if k[0] == FAILED}
-
-
-def say_numbered(client: RecoveryClient, name: str, n: int, interval: float) -> threading.Thread:
-    """A started thread that says "<name>:0" .. "<name>:<n-1>", one every `interval` s."""
-    def run():
-        nxt = time.monotonic()
-        for i in range(n):
-            client.say(f"{name}:{i}")
-            nxt += interval
-            d = nxt - time.monotonic()
-            if d > 0:
-                time.sleep(d)
-
-    t = threading.Thread(target=run, daemon=True, name=f"say-{name}")
-    t.start()
-    return t
-
-
-def numbers(says: list[tuple[str, str]], sender: str) -> list[int]:
-    return [int(t.split(":", 1)[1]) for u, t in says if u == sender and t.startswith(sender + ":")]

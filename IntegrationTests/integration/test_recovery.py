@@ -70,7 +70,8 @@ def assert_fresh_session(new: RecoveryClient, *others: RecoveryClient) -> None:
 
 
 def says_with_offsets_only(client: RecoveryClient) -> None:
-    """Every room broadcast it received carries a string offset."""
+    """Every frame it received was readable and every room broadcast carries a string offset."""
+    assert client.bad_frames == [], client.bad_frames
     missing = [p for _, p, off in client.messages if not off]
     assert not missing, f"broadcasts without an offset: {missing[:5]}"
 

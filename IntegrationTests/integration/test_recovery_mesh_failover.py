@@ -114,6 +114,7 @@ def test_client_of_a_killed_node_recovers_on_another_node_with_every_missed_say_
             f"{name}: {len(got)} says, distinct {len(set(got))}, missing "
             f"{sorted(set(range(PER_SENDER)) - set(got))[:20]}, first out of order at "
             f"{next((j for j, v in enumerate(got) if v != j), None)}")
+    assert x.bad_frames == y.bad_frames == [], (x.bad_frames, y.bad_frames)
     assert all(off for _, p, off in y.messages), "a replayed or live broadcast had no offset"
     assert missed <= set(arrivals), sorted(missed - set(arrivals))[:10]
     assert watcher.count(quit_msg("x")) == 0, "the room saw x quit"
