@@ -33,6 +33,14 @@ public protocol Fanout: AnyObject, Sendable {
     func stop() -> EventLoopFuture<Void>
     /// Readiness and details for /healthz and systemd's STATUS=.
     var health: FanoutHealth { get }
+    /// Relays a session's requests to the node that owns it (docs/RELAY.md): the mesh does;
+    /// Redis and a single node do not (nil), so there every request must reach its owner.
+    var relay: (any SessionRelay)? { get }
+}
+
+extension Fanout {
+    /// No relay unless the fanout says otherwise (test fanouts need not).
+    public var relay: (any SessionRelay)? { nil }
 }
 
 /// Where a fanout hands messages for local members.

@@ -43,4 +43,7 @@ public final class LocalFanout: Fanout, @unchecked Sendable { // delivery, store
     }
 
     public var health: FanoutHealth { FanoutHealth(isReady: true) }
+
+    /// One node owns every session: nothing to relay.
+    public var relay: (any SessionRelay)? { nil }
 }

@@ -114,6 +114,9 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         return FanoutHealth(isReady: isReady, statusLine: "redis \(state)", details: details)
     }
 
+    /// Redis mode does not relay: every request of a session must reach its owner (`ip_hash`).
+    public var relay: (any SessionRelay)? { nil }
+
     /// Starts connecting; an unreachable Redis is retried with backoff. Throws only when a
     /// `[redis]` TLS file cannot be used (`RedisTLSSetupError`).
     public func start(_ context: FanoutStartContext) throws {
