@@ -1,6 +1,7 @@
 """Connection-state recovery on one node and across a 2-node mesh (docs/RECOVERY.md): a transport
 blip, expiry, an explicit disconnect, every bad input of issue 14 (a takeover and two recoveries
-of one session at once among them), recovery off, and python-socketio with recovery on. The raw client is recovery_testkit.RecoveryClient; the
+of one session at once among them), Redis mode (the same node only), recovery off, and
+python-socketio with recovery on. The raw client is recovery_testkit.RecoveryClient; the
 cross-node failover after `kill -9` is test_recovery_mesh_failover.py."""
 
 import secrets
@@ -13,7 +14,8 @@ import pytest
 from chatmesh_testkit import say_msg, sio_event
 from harness.clients import in_order_client
 from mesh_testkit import module_mesh
-from recovery_testkit import (ATTEMPTED, FAST_LIMITS, SUCCEEDED, TAKEN_OVER, WAIT,
+from redis_testkit import cluster_factory, redis_factory, redis_server  # noqa: F401 (fixtures)
+from recovery_testkit import (ATTEMPTED, FAILED, FAST_LIMITS, SUCCEEDED, TAKEN_OVER, WAIT,
                               RecoveryClient, failures, join_msg, quit_msg, recovery_section,
                               unique_room)
 
@@ -371,6 +373,43 @@ def test_two_recoveries_of_one_session_at_once_leave_one_connection(mesh, rc):
     o.wait_for(lambda: o.count(quit_msg("x")) >= 1, what="x's quit after the 41")
     observe_quiet(0.5)
     assert o.count(quit_msg("x")) == 1 and o.count(join_msg("x")) == 1, o.payloads()
+
+
+# --------------------------------------------------------------------------------------------
+# Redis mode: through the same live node only (README "Mesh and Redis")
+
+
+def test_redis_mode_blip_recovers_on_the_same_node_and_not_on_another(
+        redis_server, cluster_factory, rc):  # noqa: F811
+    c = cluster_factory("redis", redis=redis_server,
+                        recovery=recovery_section(MAX_DISCONNECTION_MS))
+    room = unique_room("redis-blip")
+    o1 = joined(rc, c["a1"], room, "o1")
+    o2 = joined(rc, c["a2"], room, "o2")   # says through Redis
+    x = joined(rc, c["a1"], room, "x")
+    o2.wait_for(lambda: join_msg("x") in o2.payloads(), what="x's join through Redis")
+    o2.say("before")
+    x.wait_for(lambda: ("o2", "before") in x.says(), what="o2's say")
+    x.abort()
+    for i in range(5):
+        o2.say(f"missed:{i}")
+    o1.wait_for(lambda: ("o2", "missed:4") in o1.says(), what="the missed says on a1")
+
+    y = track(rc, x.resume(c["a1"]))
+    assert y.recovered_from(x), (y.connect_reply, x.connect_reply)
+    y.wait_for(lambda: ("o2", "missed:4") in y.says(), what="the replay")
+    y.say("back")
+    o2.wait_for(lambda: ("x", "back") in o2.says(), what="x's say after the blip")
+    assert y.says()[:5] == [("o2", f"missed:{i}") for i in range(5)], y.says()
+    says_with_offsets_only(y)
+    for o in (o1, o2):
+        assert o.count(quit_msg("x")) == 0 and o.count(join_msg("x")) == 1, o.payloads()
+
+    y.abort()   # a2 has neither the record nor a1's history: a new session there
+    failed = c["a2"].counter(FAILED)
+    z = track(rc, y.resume(c["a2"]))
+    assert_fresh_session(z, x)
+    assert c["a2"].counter(FAILED) == failed + 1
 
 
 # --------------------------------------------------------------------------------------------
