@@ -4,7 +4,7 @@
 chatmesh (redis mode, 2 nodes + redis-server) and the kernel floor (../shared/bench/floor.c), in
 one run, on free loopback ports.
 
-    python3 bench/run.py                 # everything (~8-10 min on 2 cores); needs a release build
+    python3 bench/run.py                 # everything (~12-14 min on 2 cores); needs a release build
     python3 bench/run.py --quick         # shorter windows, fewer rungs (a smoke run, ~3 min)
     python3 bench/run.py --systems mesh  # only some systems (floor, mesh, mesh-tls, mesh-recovery,
                                          # redis; ratios to the floor only when it is among them)
