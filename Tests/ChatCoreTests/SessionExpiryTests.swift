@@ -132,6 +132,26 @@ struct SessionExpiryTests {
         #expect(node.quits == [.quit(room: "r1", username: "zed")])
     }
 
+    @Test func aConnectionGoneWithoutAWordHasItsSessionHeldByTheSweep() throws {
+        let node = StoreNode("n1", epoch: 1, wall: wall)
+        var connection: FakeRecoverableSession? = FakeRecoverableSession()
+        let kept = FakeRecoverableSession()
+        let record = node.store.open(room: "r1", session: connection!)
+        let other = node.store.open(room: "r1", session: kept)
+        node.store.joined(pid: record.pid, username: "alice")
+        node.advance(1_000, wall: wall)
+        #expect(node.store.record(pid: record.pid)?.state == .live)
+        connection = nil
+        node.advance(1_000, wall: wall)
+        let held = try #require(node.store.record(pid: record.pid))
+        #expect(held.state == .held(sinceMillis: wall.now))
+        #expect(node.replication.replicated.last == held)
+        #expect(node.store.record(pid: other.pid)?.state == .live)
+        node.advance(10_000, wall: wall)
+        #expect(node.quits == [.quit(room: "r1", username: "alice")])
+        #expect(connection == nil && kept.takenOverCount == 0)
+    }
+
     @Test func aSessionLiveInThisNodesPreviousProcessIsHistoryIncompleteAndExpires() throws {
         let node = StoreNode("n1", epoch: 2, wall: wall)
         node.store.merge(SessionRecord(pid: "p", sid: "s", room: "r1", username: "old", owner: "n1", ownerEpoch: 1, version: 2), fromOwner: false)

@@ -18,8 +18,8 @@ public struct RecoveryOffset: Sendable, Equatable {
     /// `maxEntries` entries or more than `maxLength` characters. The empty string is the
     /// empty offset (a client that never got a broadcast).
     public init?(parsing text: String) {
+        guard text.utf8.count <= Self.maxLength else { return nil }
         let bytes = Array(text.utf8)
-        guard bytes.count <= Self.maxLength else { return nil }
         var sequences: [UInt32: UInt64] = [:]
         guard !bytes.isEmpty else {
             self.sequences = sequences

@@ -37,7 +37,13 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
 
     private let directory = SessionDirectory()
     /// Sessions connected to this node, by pid.
-    private var attached: [String: any RecoverableSession] = [:]
+    /// Weak: a connection that went away without a word (a bug elsewhere) is noticed by the
+    /// sweep, which holds its session, instead of being kept alive here.
+    private var attached: [String: WeakSession] = [:]
+
+    private struct WeakSession {
+        weak var session: (any RecoverableSession)?
+    }
     private var sweepTask: RepeatedTask?
 
     /// How often expiry, tombstones, age eviction and silent origins are looked at.
@@ -203,7 +209,7 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         let record = SessionRecord(pid: SessionID.make(), sid: SessionID.make(), room: room, owner: localNode,
                                    ownerEpoch: epoch, version: 1, state: .live, start: logs[room]?.vector ?? RecoveryOffset())
         directory.put(record)
-        attached[record.pid] = session
+        attached[record.pid] = WeakSession(session: session)
         changed(record)
         return record
     }
@@ -247,7 +253,7 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
                         _ change: (inout SessionRecord) -> Bool) {
         eventLoop.preconditionInEventLoop()
         if let session {
-            guard attached[pid] === session else { return }
+            guard attached[pid]?.session === session else { return }
         }
         if leaving { attached[pid] = nil }
         guard var record = directory[pid], record.owner == localNode, record.ownerEpoch == epoch, change(&record) else { return }
@@ -315,14 +321,14 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         if record.state == .live {
             // One session, never two: the connection that had it is closed without a quit
             // (here now; elsewhere when the claim reaches its node).
-            if let previous = attached[pid], previous !== session {
+            if let previous = attached[pid]?.session, previous !== session {
                 previous.sessionTakenOver()
             }
             metrics.countTakeover()
         }
         record.claim(by: localNode, epoch: epoch)
         directory.put(record)
-        attached[pid] = session
+        attached[pid] = WeakSession(session: session)
         changed(record)
         finish(.recovered(record, missed: missed, snapshotAt: NIODeadline.now()), completion)
     }
@@ -377,7 +383,7 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         }
         guard directory.merge(record, fromOwner: fromOwner) else { return }
         let ownedHere = record.owner == localNode && record.ownerEpoch == epoch
-        if let local = attached[record.pid], !ownedHere || record.isEnded {
+        if let local = attached[record.pid]?.session, !ownedHere || record.isEnded {
             // Recovered elsewhere (or ended there): this connection is no longer the session.
             attached[record.pid] = nil
             local.sessionTakenOver()
@@ -443,14 +449,24 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
     }
 
     /// Live records whose owner this node cannot reach (a peer it never had a link to, or this
-    /// node's own previous process) are held, locally, like those of a lost peer.
+    /// node's own previous process) are held, locally, like those of a lost peer. One of this
+    /// process whose connection is gone without a word is held as an unexpected disconnect.
     private func markUnreachableSessionsHeld(nowMillis: Int64) {
         let liveNames = replication?.liveNodeNames
         let liveOrigins = replication?.liveOrigins
         for record in directory.records.values where record.state == .live {
             let since: Int64
             if record.owner == localNode {
-                guard record.ownerEpoch != epoch else { continue }
+                if record.ownerEpoch == epoch {
+                    guard attached[record.pid]?.session == nil else { continue }
+                    attached[record.pid] = nil
+                    var held = record
+                    held.state = .held(sinceMillis: nowMillis)
+                    held.noteChange()
+                    directory.put(held)
+                    replication?.replicate(held)
+                    continue
+                }
                 // That process died before this one began: held since before this store.
                 since = createdMillis - 1
             } else {
