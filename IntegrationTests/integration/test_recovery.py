@@ -4,6 +4,7 @@ of one session at once among them), Redis mode (the same node only), recovery of
 python-socketio with recovery on. The raw client is recovery_testkit.RecoveryClient; the
 cross-node failover after `kill -9` is test_recovery_mesh_failover.py."""
 
+import json
 import secrets
 import string
 import threading
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from chatmesh_testkit import say_msg, sio_event
+from chatmesh_testkit import Polling, say_msg, sio_event
 from harness.clients import in_order_client
 from mesh_testkit import module_mesh
 from redis_testkit import cluster_factory, redis_factory, redis_server  # noqa: F401 (fixtures)
@@ -125,6 +126,37 @@ def test_transport_blip_recovers_on_the_same_node_with_each_missed_say_once(mesh
     assert (a1.counter(ATTEMPTED), a1.counter(SUCCEEDED)) == (attempted + 1, succeeded + 1)
     print(f"blip: CONNECT reply after {took * 1000:.0f} ms; "
           f"{y.messages_before_reply} of 5 replayed before it")
+
+
+def test_recovery_over_long_polling_replays_more_than_one_response_holds(mesh, rc):
+    """socket.io-client reconnects over polling first: the CONNECT comes in a POST and the
+    replay (more than the 16 packets one polling response carries) over several GETs."""
+    a1 = mesh["a1"]
+    room = unique_room("polling")
+    o = joined(rc, a1, room, "o")
+    x = joined(rc, a1, room, "x")
+    o.say("before")
+    x.wait_for(lambda: ("o", "before") in x.says(), what="o's say")
+    x.abort()
+    n = 18   # under ROOM_MESSAGES, over one polling response
+    for i in range(n):
+        o.say(f"missed:{i}")
+    o.wait_for(lambda: ("o", f"missed:{n - 1}") in o.says(), what="the missed says")
+
+    p = Polling(a1, room)
+    p.open()
+    try:
+        p.send("40" + json.dumps({"pid": x.pid, "offset": x.last_offset}, separators=(",", ":")))
+        got = p.collect_until(lambda g: any(f.startswith("40") for f in g) and
+                              sum(f.startswith("42") for f in g) >= n)
+    finally:
+        p.post("41\x1e1")   # ended, and the Engine.IO session closed: no drain waits for it
+    reply = [f for f in got if f.startswith("40")]
+    assert reply == ['40{"sid":"%s","pid":"%s"}' % (x.sid, x.pid)], got
+    replayed = [json.loads(f[2:]) for f in got if f.startswith("42")]
+    assert [a[:2] for a in replayed] == \
+        [["message", say_msg("o", f"missed:{i}")] for i in range(n)], replayed
+    assert all(len(a) == 3 and isinstance(a[2], str) for a in replayed), replayed
 
 
 # --------------------------------------------------------------------------------------------
