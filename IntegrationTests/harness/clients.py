@@ -163,7 +163,10 @@ class SioClient:
     data) of everything received, and every connect / disconnect with its reason."""
 
     def __init__(self, base_url: str, room: str, username: str, transports=None,
-                 reconnection_delay: float = 0.5, rejoin_on_server_disconnect: bool = False):
+                 reconnection_delay: float = 0.5, rejoin_on_server_disconnect: bool = False,
+                 client_kw: dict | None = None):
+        """`client_kw`: more socketio.Client keywords (e.g. logger, engineio_logger,
+        http_session), for tests that read what the client logged or received."""
         self.base_url = base_url
         self.room = room
         self.username = username
@@ -178,11 +181,13 @@ class SioClient:
         self._closing = False
         self._reconnection_delay = reconnection_delay
         self._manual_lock = threading.Lock()
+        self._client_kw = dict(client_kw or {})
         self.sio = self._new_sio()
 
     def _new_sio(self) -> socketio.Client:
         sio = in_order_client(reconnection=True, reconnection_delay=self._reconnection_delay,
-                              reconnection_delay_max=2, randomization_factor=0.5)
+                              reconnection_delay_max=2, randomization_factor=0.5,
+                              **self._client_kw)
         sio.on("connect", lambda: self._on_connect(sio))
         sio.on("disconnect", lambda *a: self._on_disconnect(sio, *a))
         sio.on("*", self._on_any)

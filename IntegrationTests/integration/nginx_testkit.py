@@ -50,10 +50,14 @@ class NginxFront(ChildProcess):
     stop_signal = signal.SIGQUIT
     stop_timeout = 4.0
 
-    def __init__(self, cluster_conf: Path, workdir: Path, tls: tuple[Path, Path] | None = None):
-        """`tls`: (certificate, key) for `nginx-conf --tls-cert/--tls-key`: an HTTPS front."""
+    def __init__(self, cluster_conf: Path, workdir: Path, tls: tuple[Path, Path] | None = None,
+                 balance: str | None = None):
+        """`tls`: (certificate, key) for `nginx-conf --tls-cert/--tls-key`: an HTTPS front.
+        `balance`: `nginx-conf --balance` (round-robin or ip_hash); None leaves the option
+        out, so the command's default applies."""
         self.cluster_conf = Path(cluster_conf)
         self.tls = tls
+        self.balance = balance
         self.dir = Path(workdir) / "nginx"
         self.dir.mkdir(parents=True, exist_ok=True)
         super().__init__(self.dir, "stdout")
@@ -81,8 +85,9 @@ class NginxFront(ChildProcess):
     def generate(self) -> str:
         """Runs `chatmesh nginx-conf` and writes the included file and the top-level config."""
         tls = ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])] if self.tls else []
+        balance = ["--balance", self.balance] if self.balance else []
         r = subprocess.run([str(chatmesh_binary()), "nginx-conf", "--config", str(self.cluster_conf),
-                            "--listen", f"127.0.0.1:{self.port}", *tls],
+                            "--listen", f"127.0.0.1:{self.port}", *tls, *balance],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, f"nginx-conf exited {r.returncode}: {r.stderr}"
         self.generated.write_text(r.stdout)
@@ -185,19 +190,21 @@ def which_node(mesh: MeshCluster, expected_total: int, timeout: float = WAIT) ->
 
 @pytest.fixture
 def nginx_mesh(request):
-    """nginx_mesh(names=("a1","a2"), cluster=None, **mesh_kw) -> (DrainMesh, NginxFront), both
-    started; nodes and nginx stopped by pid at teardown (logs printed when the test failed)."""
+    """nginx_mesh(names=("a1","a2"), cluster=None, balance=None, **mesh_kw) -> (DrainMesh,
+    NginxFront), both started; nodes and nginx stopped by pid at teardown (logs printed when
+    the test failed)."""
     if not nginx_available():
         pytest.skip(f"nginx not found at {NGINX_BIN} (apt-get install nginx-light)")
     td = teardown(request)
     return lambda names=("a1", "a2"), **kw: start_fronted_mesh(td, names, **kw)
 
 
-def start_fronted_mesh(td, names, **kw) -> tuple[MeshCluster, NginxFront]:
-    """A started mesh of `names` (MeshCluster keywords) and a started nginx in front of it,
-    both added to the Teardown `td`."""
+def start_fronted_mesh(td, names, balance: str | None = None,
+                       **kw) -> tuple[MeshCluster, NginxFront]:
+    """A started mesh of `names` (MeshCluster keywords) and a started nginx in front of it
+    (`balance`: NginxFront's), both added to the Teardown `td`."""
     mesh = td.add(DrainMesh(list(names), **kw))
-    front = td.add(NginxFront(mesh.conf_path, mesh.dir))
+    front = td.add(NginxFront(mesh.conf_path, mesh.dir, balance=balance))
     mesh.start()
     front.start()
     return mesh, front

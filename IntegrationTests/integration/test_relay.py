@@ -1,0 +1,368 @@
+"""Relaying a session's requests to its owner (issue 15, docs/RELAY.md), by hand over raw HTTP
+and WebSocket against a 3-node mesh.
+
+A session is made on a1; then each of its polling requests goes to the next of a2, a3, a1 (so
+two in three are relayed), and the packet stream it gets must be exactly the one a session
+pinned to a1 gets for the same script. Sids that name no node, or a node that does not have
+them, get the usual 400 promptly (the owner's, relayed). The latency of a polling client whose
+requests alternate between the nodes is printed beside the same client pinned to its owner.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+
+import pytest
+import requests
+import websocket
+
+from chatmesh_testkit import RS, WAIT, Polling, record_figure, sio_event, ws_connect
+from mesh_testkit import FAST_LIMITS, module_mesh, unique_room, wait_until
+from relay_testkit import (UNKNOWN_SID, HeldGet, Route, RoutedPolling, counts_delta,
+                           engine_error, join_packet, node_tags, percentile, random_sid,
+                           relay_counts, say_packet, unused_tag)
+
+NAMES = ["a1", "a2", "a3"]
+HELD_S = 0.3  # how long a GET is left held before the packet it waits for is made
+
+
+@pytest.fixture(scope="module")
+def mesh(request):
+    return module_mesh(request, NAMES, limits=FAST_LIMITS)
+
+
+@pytest.fixture(scope="module")
+def tags(mesh):
+    return node_tags(mesh)
+
+
+def routes(mesh):
+    """(pinned, alternating): every request to a1, or each to the next of a2, a3, a1."""
+    return [mesh["a1"]], [mesh["a2"], mesh["a3"], mesh["a1"]]
+
+
+# --------------------------------------------------------------------------------------------
+# One script, pinned and alternating
+
+
+def normalise(packet: str) -> str:
+    """Replaces what differs between two runs of one script: the Engine.IO and Socket.IO sids."""
+    packet = re.sub(r'^0\{"sid":"[^"]+"', '0{"sid":"<sid>"', packet)
+    return re.sub(r'^40\{"sid":"[^"]+"\}$', '40{"sid":"<sio-sid>"}', packet)
+
+
+class Transcript:
+    """What one run of the script saw: POST replies, every packet the GETs returned (their
+    order, not how they were batched), and GET replies other than 200."""
+
+    def __init__(self, poll: RoutedPolling):
+        self.poll = poll
+        self.items: list[tuple] = []
+        self.packets: list[str] = []
+
+    def post(self, body: str, expect_ok: bool = True) -> None:
+        r = self.poll.post(body)
+        self.items.append(("POST", r.status_code, r.text))
+        assert not expect_ok or (r.status_code, r.text) == (200, "ok"), \
+            f"POST {body[:60]!r} on {self.poll.log[-1][1]}: {r.status_code} {r.text}"
+
+    def take(self, r: requests.Response) -> None:
+        if r.status_code != 200:
+            self.items.append(("GET", r.status_code, r.text))
+            return
+        for p in r.text.split(RS):
+            assert p != "2", "a ping during the script (ping_interval is 25 s)"
+            self.items.append(("packet", normalise(p)))
+            self.packets.append(p)
+
+    def get_until(self, pred, timeout: float = WAIT) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred(self.packets):
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out; packets so far {self.packets}"
+            r = self.poll.get(timeout=left + 1)
+            assert r.status_code == 200, f"GET on {self.poll.log[-1][1]}: {r.status_code} {r.text}"
+            self.take(r)
+
+    def held_then(self, action) -> float:
+        """A GET from a thread, `action()` HELD_S later; the GET's reply is taken. Returns how
+        long the GET was held."""
+        held = HeldGet(self.poll)
+        time.sleep(HELD_S)
+        action()
+        self.take(held.wait())
+        return held.took
+
+
+def has(*wanted):
+    return lambda pkts: all(w in pkts for w in wanted)
+
+
+def first_difference(a: list, b: list) -> str:
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return f"first difference at item {i}: {a[i:i + 3]} vs {b[i:i + 3]}; whole: {a} vs {b}"
+
+
+def message(event: str, **data) -> str:
+    return sio_event("message", {"event": event, "data": data})
+
+
+def chat_script(home, route, room: str) -> tuple[Transcript, list[float]]:
+    """Handshake on `home`; every later request on the next node of `route`: connect, join,
+    a say while a GET is held, three says in one POST, two refused events, and the close
+    packet while a GET is held, then a GET and a POST of the closed session."""
+    poll = RoutedPolling(home, route, room)
+    t = Transcript(poll)
+    poll.open()
+    t.items.append(("open", normalise(poll.handshake_body)))
+    user = "relay-user"
+    t.post("40")
+    t.get_until(lambda pkts: any(p.startswith("40") for p in pkts))
+    t.post(join_packet(user, ack=0))
+    t.get_until(has('430[{"ok":true}]', message("join", username=user)))
+    held = [t.held_then(lambda: t.post(say_packet("while held", ack=1)))]
+    t.get_until(has('431[{"ok":true}]', message("broadcast_say", username=user,
+                                                 text="while held")))
+    t.post(RS.join(say_packet(x) for x in ("one", "two", "three")))
+    t.get_until(has(*(message("broadcast_say", username=user, text=x)
+                      for x in ("one", "two", "three"))))
+    t.post(sio_event("nope", {}, 2))
+    t.post(say_packet("x" * 5000, ack=3))
+    t.get_until(lambda pkts: any(p.startswith("432") for p in pkts) and
+                any(p.startswith("433") for p in pkts))
+    held.append(t.held_then(lambda: t.post("1")))
+    t.take(poll.get())
+    t.post(say_packet("after close"), expect_ok=False)
+    return t, held
+
+
+def test_sids_are_twenty_base64url_characters_with_a_tag_per_node(tags):
+    print(f"tags {tags}")
+    assert sorted(tags) == NAMES
+
+
+def test_polling_alternating_between_three_nodes_gives_the_single_node_stream(mesh, tags):
+    pinned_route, alternating_route = routes(mesh)
+    pinned, pinned_held = chat_script(mesh["a1"], pinned_route, unique_room("pinned"))
+    before = {n: relay_counts(mesh[n]) for n in NAMES}
+    route = Route(alternating_route)
+    alternating, alt_held = chat_script(mesh["a1"], route, unique_room("alternating"))
+    after = {n: relay_counts(mesh[n]) for n in NAMES}
+    relayed = sum(1 for n in route.sent if n != "a1")
+    deltas = {n: counts_delta(before[n], after[n]) for n in NAMES}
+    print(f"requests by node {dict((n, route.sent.count(n)) for n in NAMES)}; relay counters "
+          f"{deltas}; GETs held {pinned_held} (pinned) {alt_held} (alternating)")
+    print("\n".join(f"  {a!r:.110}   |   {b!r:.110}" for a, b in
+                    zip(pinned.items, alternating.items)))
+
+    assert alternating.poll.log[0] == ("GET", "a1", 200)
+    assert {n for _, n, _ in alternating.poll.log[1:]} == set(NAMES), alternating.poll.log
+    assert pinned.items == alternating.items, first_difference(pinned.items, alternating.items)
+    # The script really exercised the session: its close answered the held GET with a noop,
+    # and the closed session's later requests got the unknown-sid 400 (relayed ones too).
+    assert ("packet", "6") in pinned.items
+    assert pinned.items[-2][:2] == ("GET", 400) and json.loads(pinned.items[-2][2]) == UNKNOWN_SID
+    assert pinned.items[-1][:2] == ("POST", 400)
+    assert min(alt_held) >= HELD_S * 0.8, f"a relayed GET was not held: {alt_held}"
+    # Every relayed request is counted once by the relay (a2, a3) and once by the owner (a1).
+    relay_side = sum(sum(deltas[n].values()) for n in ("a2", "a3"))
+    owner_side = sum(deltas["a1"].values())
+    assert relay_side == relayed, (relayed, deltas)
+    assert owner_side == relayed, (relayed, deltas)
+
+
+def upgrade_script(home, route, ws_node, room: str) -> list[str]:
+    """Polling session on `home` (requests on `route`), then its WebSocket upgrade on
+    `ws_node`: 2probe/3probe, the held GET released with a noop, 5, and chat over the socket.
+    Returns every packet in order (normalised; GET packets, then WebSocket frames)."""
+    poll = RoutedPolling(home, route, room)
+    poll.open()
+    got = [normalise(poll.handshake_body)]
+    poll.send("40")
+    got += [normalise(p) for p in poll.collect_until(lambda g: any(p.startswith("40") for p in g))]
+    held = HeldGet(poll)
+    time.sleep(HELD_S)
+    ws = ws_connect(ws_node, room, sid=poll.sid)
+    try:
+        ws.send("2probe")
+        got.append(ws.recv())
+        r = held.wait()
+        assert r.status_code == 200, (r.status_code, r.text)
+        got += r.text.split(RS)
+        ws.send("5")
+        ws.send(join_packet("upgrader", ack=7))
+        ws.send(say_packet("over the socket"))
+        want = message("broadcast_say", username="upgrader", text="over the socket")
+        while want not in got:
+            ws.settimeout(WAIT)
+            got.append(ws.recv())
+        # After the upgrade, polling is over for this session.
+        r = poll.get()
+        got.append(f"GET {r.status_code}")
+    finally:
+        ws.close()
+    return got
+
+
+def test_websocket_upgrade_on_another_node_gives_the_single_node_stream(mesh, tags):
+    pinned_route, alternating_route = routes(mesh)
+    pinned = upgrade_script(mesh["a1"], pinned_route, mesh["a1"], unique_room("up-pinned"))
+    before = relay_counts(mesh["a2"])
+    relayed = upgrade_script(mesh["a1"], alternating_route, mesh["a2"], unique_room("up-relayed"))
+    delta = counts_delta(before, relay_counts(mesh["a2"]))
+    print(f"pinned {pinned}\nrelayed {relayed}\na2 relay counters {delta}")
+    assert pinned[2:4] == ["3probe", "6"], pinned
+    assert relayed == pinned
+    assert any(k == "websocket" for k, _ in delta), f"a2 counted no relayed WebSocket: {delta}"
+
+
+# --------------------------------------------------------------------------------------------
+# Sids of nobody
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    r = fn()
+    return r, time.monotonic() - t0
+
+
+def test_sid_with_a_tag_of_no_node_gets_400_at_once_and_is_not_relayed(mesh, tags):
+    sid = random_sid(unused_tag(tags))
+    before = {n: relay_counts(mesh[n]) for n in NAMES}
+    for name in NAMES:
+        p = Polling(mesh[name], roomid="r1")
+        p.sid = sid
+        for what, call in (("GET", p.get), ("POST", lambda: p.post("40"))):
+            r, took = timed(call)
+            print(f"{what} {sid} on {name}: {r.status_code} {r.text} in {took * 1000:.1f} ms")
+            assert r.status_code == 400 and engine_error(r) == UNKNOWN_SID, (name, what, r.text)
+            assert took < 1.0, (name, what, took)
+    after = {n: relay_counts(mesh[n]) for n in NAMES}
+    assert all(counts_delta(before[n], after[n]) == {} for n in NAMES), (before, after)
+
+
+@pytest.mark.parametrize("sid", ["", "abc", "A" * 19, "A" * 21, "!!!!" + "A" * 16,
+                                 "%2F%2F" + "A" * 16, "A" * 2000])
+def test_malformed_sid_gets_400_at_once_on_every_node(mesh, sid):
+    for name in NAMES:
+        p = Polling(mesh[name], roomid="r1")
+        url = p.url(sid=False) + "&sid=" + sid
+        r, took = timed(lambda: p.http.get(url, timeout=WAIT))
+        assert r.status_code == 400, (name, sid, r.status_code, r.text)
+        assert took < 1.0, (name, sid, took)
+        mesh[name].assert_healthy()
+
+
+def test_sid_of_another_node_gets_the_owners_400_relayed_promptly(mesh, tags):
+    sid = random_sid(tags["a2"])
+    before = {n: relay_counts(mesh[n]) for n in ("a1", "a2")}
+    p = Polling(mesh["a1"], roomid="r1")
+    p.sid = sid
+    for what, call in (("GET", p.get), ("POST", lambda: p.post("40"))):
+        r, took = timed(call)
+        print(f"{what} a2's tag on a1: {r.status_code} {r.text} in {took * 1000:.1f} ms")
+        assert r.status_code == 400 and engine_error(r) == UNKNOWN_SID, (what, r.text)
+        assert took < 2.0, (what, took)
+    try:
+        ws_connect(mesh["a1"], "r1", sid=sid)
+        raise AssertionError("a WebSocket for a2's unknown sid was accepted on a1")
+    except websocket.WebSocketBadStatusException as e:
+        assert e.status_code == 400, e
+    after = {n: relay_counts(mesh[n]) for n in ("a1", "a2")}
+    d1, d2 = (counts_delta(before[n], after[n]) for n in ("a1", "a2"))
+    print(f"relay counters: a1 (relay) {d1}, a2 (owner) {d2}")
+    # a1 relayed GET, POST and the WebSocket to a2, which answered each from its own sessions.
+    assert {k for k, _ in d1} == {"get", "post", "websocket"}, d1
+    assert {k for k, _ in d2} == {"get", "post", "websocket"}, d2
+    assert all(r == "unknown_sid" for _, r in d2), d2
+
+
+# --------------------------------------------------------------------------------------------
+# Limits the owner applies hold for relayed requests
+
+
+def test_post_over_max_payload_gets_413_relayed_as_locally(mesh):
+    seen = {}
+    for via in ("a1", "a2"):
+        p = RoutedPolling(mesh["a1"], [mesh[via]], unique_room("big"))
+        p.open()
+        r = p.post("4" + "x" * 1_000_001)
+        try:  # the session's state afterwards: closed (400), or alive (the GET is held)
+            after = p.get(timeout=1.0)
+            then = f"{after.status_code} {after.text[:80]}"
+        except requests.Timeout:
+            then = "held"
+        seen[via] = (r.status_code, then)
+        print(f"POST over max_payload via {via}: {r.status_code} {r.text[:80]}; then GET {then}")
+    assert seen["a1"][0] == 413, seen
+    assert seen["a2"] == seen["a1"], seen
+
+
+# --------------------------------------------------------------------------------------------
+# Latency: alternating vs pinned
+
+
+def say_delivery(home, get_route, post_route, room: str, n: int = 200,
+                 gap_s: float = 0.01) -> list[float]:
+    """One polling session made on `home`: a thread GETs without pause (each GET on the next
+    node of `get_route`) while the main thread POSTs n says, `gap_s` apart (each on the next
+    node of `post_route`). Returns say -> delivery (POST sent -> packet received) in ms."""
+    poller = RoutedPolling(home, get_route, room)
+    poller.open()
+    poller.send("40")
+    poller.collect_until(lambda g: any(p.startswith("40") for p in g))
+    poller.send(join_packet("lat"))
+    poller.collect_until(lambda g: any('"event":"join"' in p for p in g))
+    poster = RoutedPolling(home, post_route, room)
+    poster.sid = poller.sid
+    sent: dict[int, float] = {}
+    arrived: dict[int, float] = {}
+    stop = threading.Event()
+    errors = []
+
+    def read():
+        while not stop.is_set() and len(arrived) < n:
+            try:
+                r = poller.get(timeout=WAIT)
+            except requests.RequestException as e:
+                errors.append(e)
+                return
+            now = time.monotonic()
+            if r.status_code != 200:
+                errors.append((r.status_code, r.text))
+                return
+            for p in r.text.split(RS):
+                m = re.search(r'"text":"lat-(\d+)"', p)
+                if m:
+                    arrived[int(m.group(1))] = now
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        time.sleep(0.1)
+        for i in range(n):
+            sent[i] = time.monotonic()
+            r = poster.post(say_packet(f"lat-{i}"))
+            assert r.status_code == 200 and r.text == "ok", (r.status_code, r.text)
+            time.sleep(gap_s)
+        wait_until(lambda: len(arrived) == n or errors, timeout=WAIT,
+                   what=f"{n} says delivered (got {len(arrived)})")
+    finally:
+        stop.set()
+        reader.join(timeout=WAIT + 1)
+        poller.post("1")
+    assert not errors, errors
+    return [(arrived[i] - sent[i]) * 1000 for i in range(n)]
+
+
+def test_say_delivery_latency_alternating_vs_pinned(mesh, tags):
+    a1, a2, a3 = (mesh[n] for n in NAMES)
+    pinned = say_delivery(a1, [a1], [a1], unique_room("lat-pinned"))
+    alternating = say_delivery(a1, [a2, a3, a1], [a3, a1, a2], unique_room("lat-alt"))
+    for what, ms in (("pinned to its owner", pinned), ("alternating a1/a2/a3", alternating)):
+        record_figure("test_relay latency",
+                      f"polling say->delivery, {what}: p50 {percentile(ms, 50):.2f} ms, "
+                      f"p99 {percentile(ms, 99):.2f} ms, max {max(ms):.2f} ms over {len(ms)} says")
