@@ -132,6 +132,11 @@ struct ConfigParser {
             if let first = nodeIndexByName[nodeName] {
                 throw fail(number, "duplicate node name '\(nodeName)' (first defined at line \(drafts[first].line))")
             }
+            // Session ids name their node by its tag (NodeTag), so two nodes cannot share one.
+            let tag = NodeTag.of(nodeName: nodeName)
+            if let other = drafts.first(where: { NodeTag.of(nodeName: $0.name) == tag }) {
+                throw fail(number, "nodes '\(other.name)' (line \(other.line)) and '\(nodeName)' have the same session id tag '\(tag)' (a hash of the name); rename one of them")
+            }
             nodeIndexByName[nodeName] = drafts.count
             drafts.append(NodeDraft(name: nodeName, line: number))
             section = .node(drafts.count - 1)
