@@ -9,6 +9,8 @@ import SocketIO
 /// metrics and the logger. Immutable after start, so it is shared across event loops freely.
 final class ServerContext: Sendable {
     let nodeName: String
+    /// The start of every Engine.IO sid made here, so any node can tell this one owns it.
+    let nodeTag: String
     let engine: EngineSettings
     let limits: LimitSettings
     let chatLimits: ChatLimits
@@ -42,6 +44,7 @@ final class ServerContext: Sendable {
          health: @escaping @Sendable () -> HealthDetails = { HealthDetails(ready: true, fields: []) }) {
         self.health = health
         self.nodeName = nodeName
+        self.nodeTag = NodeTag.of(nodeName: nodeName)
         self.engine = engine
         self.limits = limits
         self.chatLimits = ChatLimits(

@@ -82,7 +82,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
     private var draining = false
 
     init(eventLoop: any EventLoop, transport: EngineRequest.Transport, query: [String: String], server: ServerContext) {
-        self.sid = SessionID.make()
+        self.sid = SessionID.make(ownerTag: server.nodeTag)
         self.eventLoop = eventLoop
         self.server = server
         self.roomID = query["roomid"]
