@@ -1,37 +1,57 @@
 """Real nginx (Debian) running the config `chatmesh nginx-conf` generates, in front of a 2-node
 mesh: python-socketio clients connect THROUGH nginx (long-polling only, and the default
 polling -> WebSocket upgrade), and chat with clients connected directly to the other node.
+Also `nginx-conf --balance`: round-robin by default in mesh mode, ip_hash in Redis mode.
 
-ip_hash hashes the first three octets of an IPv4 address, so every loopback client lands on
-the same node behind nginx; the direct clients put the other node in the room too.
+The chat test pins `--balance ip_hash`: ip_hash hashes the first three octets of an IPv4
+address, so every loopback client lands on the same node behind nginx; the direct clients put
+the other node in the room too.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 
 import pytest
 
+from chatmesh_testkit import chatmesh_binary
 from nginx_testkit import (FAST_LIMITS, DrainMesh, NginxFront, nginx_available,  # noqa: F401
                            nginx_mesh, unique_room, wait_until, which_node)
+
+UPSTREAM_IP_HASH = re.compile(r"upstream chatmesh \{\s*ip_hash;")
 
 pytestmark = pytest.mark.skipif(not nginx_available(), reason="nginx not installed")
 
 
-def test_generated_config_passes_nginx_t(tmp_path):
+def _nginx_conf(conf, *args):
+    return subprocess.run([str(chatmesh_binary()), "nginx-conf", "--config", str(conf), *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("balance", ["default", "ip_hash"])
+def test_generated_config_passes_nginx_t(tmp_path, balance):
     mesh = DrainMesh(["a1", "a2"])  # only writes cluster.conf; no process is started
     try:
         front = NginxFront(mesh.conf_path, tmp_path)
-        text = front.generate()
+        text = front.generate()  # the command's default: round-robin with fanout = mesh
+        if balance != "default":
+            r = _nginx_conf(mesh.conf_path, "--listen", f"127.0.0.1:{front.port}", "--balance", balance)
+            assert r.returncode == 0, r.stderr
+            text = r.stdout
+            front.generated.write_text(text)
         r = front.test_config()
     finally:
         mesh.remove_dir()
-    print(f"nginx -t: exit {r.returncode}: {r.stderr.strip().splitlines()[-1]}")
+    print(f"--balance {balance}: nginx -t: exit {r.returncode}: {r.stderr.strip().splitlines()[-1]}")
     assert r.returncode == 0, r.stderr
     assert "syntax is ok" in r.stderr and "test is successful" in r.stderr, r.stderr
     # The pieces the issue asks for, as nginx will read them.
-    assert re.search(r"upstream chatmesh \{\s*ip_hash;", text), text
+    if balance == "ip_hash":
+        assert UPSTREAM_IP_HASH.search(text), text
+    else:
+        assert "upstream chatmesh {" in text and "ip_hash" not in text.split("upstream chatmesh {")[1], text
     for n in mesh.nodes.values():
         assert f"server 127.0.0.1:{n.port} " in text, (n, text)
     assert f"listen 127.0.0.1:{front.port};" in text
@@ -42,13 +62,48 @@ def test_generated_config_passes_nginx_t(tmp_path):
     assert read > 25 + 20, f"proxy_read_timeout {read}s is not above pingInterval + pingTimeout"
 
 
+def test_balance_follows_the_fanout_and_redis_refuses_round_robin(tmp_path):
+    """Mesh: round-robin by default, ip_hash on request. Redis (no relay): ip_hash by default,
+    and `--balance round-robin` exits 2 saying why."""
+    mesh_conf = tmp_path / "mesh.conf"
+    mesh_conf.write_text("[node a1]\nlisten = 127.0.0.1:6001\nmesh = 127.0.0.1:7001\n"
+                         "[node a2]\nlisten = 127.0.0.1:6002\nmesh = 127.0.0.1:7002\n")
+    redis_conf = tmp_path / "redis.conf"
+    redis_conf.write_text("[cluster]\nfanout = redis\n[redis]\nurl = redis://127.0.0.1:6379\n"
+                          "[node a1]\nlisten = 127.0.0.1:6001\n[node a2]\nlisten = 127.0.0.1:6002\n")
+    cases = {
+        "mesh default": (_nginx_conf(mesh_conf), False),
+        "mesh round-robin": (_nginx_conf(mesh_conf, "--balance", "round-robin"), False),
+        "mesh ip_hash": (_nginx_conf(mesh_conf, "--balance", "ip_hash"), True),
+        "redis default": (_nginx_conf(redis_conf), True),
+        "redis ip_hash": (_nginx_conf(redis_conf, "--balance", "ip_hash"), True),
+    }
+    for what, (r, ip_hash) in cases.items():
+        assert r.returncode == 0, (what, r.stderr)
+        assert bool(UPSTREAM_IP_HASH.search(r.stdout)) == ip_hash, (what, r.stdout)
+        assert r.stdout.count("ip_hash;") == (1 if ip_hash else 0), (what, r.stdout)
+    assert "does not relay" in cases["redis default"][0].stdout
+    assert "relays" in cases["mesh default"][0].stdout
+
+    refused = _nginx_conf(redis_conf, "--balance", "round-robin")
+    print(f"redis + round-robin: exit {refused.returncode}: {refused.stderr.strip()}")
+    assert refused.returncode == 2, refused
+    assert refused.stdout == ""
+    assert "--balance round-robin needs fanout = mesh" in refused.stderr
+    assert "--balance ip_hash" in refused.stderr
+
+    bogus = _nginx_conf(mesh_conf, "--balance", "least_conn")
+    assert bogus.returncode not in (0, 2) and "round-robin" in bogus.stderr, bogus
+    assert "--balance" in _nginx_conf(mesh_conf, "--help").stdout
+
+
 def _wait_seen(clients, pred, what, timeout=5.0):
     for c in clients:
         c.wait(lambda c=c: pred(c), timeout, f"{c.username}: {what}")
 
 
 def test_chat_through_nginx_across_both_nodes(nginx_mesh):
-    mesh, front = nginx_mesh(limits=FAST_LIMITS)
+    mesh, front = nginx_mesh(limits=FAST_LIMITS, balance="ip_hash")  # see the module docstring
     room = unique_room("front")
     t0 = time.monotonic()
     # Through nginx: long-polling only, and the default (polling, then the WebSocket upgrade).

@@ -5,10 +5,14 @@ import Foundation
 struct NginxConf: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nginx-conf",
-        abstract: "Print an nginx front for the cluster (ip_hash upstream + WebSocket proxying).",
+        abstract: "Print an nginx front for the cluster (an upstream of the nodes + WebSocket proxying).",
         discussion: """
         The output belongs in nginx's http context (e.g. /etc/nginx/conf.d/chatmesh.conf). \
-        ip_hash keeps each client on one node, which long-polling needs; the read timeout \
+        With fanout = mesh the upstream is round-robin by default: any node can take any \
+        request, because a node relays a request for another node's session to its owner over \
+        the mesh; --balance ip_hash keeps each client on one node instead (still valid; saves the \
+        relay hop). With fanout = redis nodes do not relay, so long-polling needs ip_hash: it is \
+        the default there and round-robin is refused. The read timeout \
         exceeds pingInterval + pingTimeout so idle WebSockets are not cut by nginx. With \
         --tls-cert and --tls-key nginx serves HTTPS and WSS (TLS 1.2 and 1.3) on port 443 unless \
         --listen says otherwise. Nodes that serve HTTPS themselves ([node] tls_cert) are proxied \
@@ -27,6 +31,11 @@ struct NginxConf: ParsableCommand {
 
     @Option(name: .long, help: "Only these nodes (comma separated), e.g. the ones in this rack.")
     var nodes: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "How nginx spreads requests over the nodes: round-robin or ip_hash (default: round-robin with fanout = mesh, ip_hash with fanout = redis).",
+        valueName: "round-robin|ip_hash"))
+    var balance: NginxConfig.Balance?
 
     @Option(name: .long, help: "PEM certificate (chain) nginx presents to clients; makes the front HTTPS.")
     var tlsCert: String?
@@ -51,6 +60,11 @@ struct NginxConf: ParsableCommand {
             printError("\(error)")
             throw ExitCode(1)
         }
+        let balance = balance ?? NginxConfig.Balance.standard(for: clusterConfig.fanout)
+        if let refusal = balance.refusal(for: clusterConfig.fanout) {
+            printError("\(config): \(refusal)")
+            throw ExitCode(2)
+        }
         var selected = clusterConfig.nodes
         if let nodes {
             let names = nodes.split(separator: ",").map { String($0.filter { $0 != " " }) }
@@ -73,7 +87,7 @@ struct NginxConf: ParsableCommand {
         }
         print(NginxConfig(
             config: clusterConfig, nodes: selected, listen: listen ?? (tls == nil ? "80" : "443"), serverName: serverName,
-            tls: tls, upstreamTLS: !httpsNodes.isEmpty
+            balance: balance, tls: tls, upstreamTLS: !httpsNodes.isEmpty
         ).text)
     }
 
@@ -83,91 +97,5 @@ struct NginxConf: ParsableCommand {
     }
 }
 
-/// The nginx configuration text for a set of nodes.
-struct NginxConfig {
-    /// The certificate and key nginx presents to clients (absolute paths).
-    struct FrontTLS {
-        var certFile: String
-        var keyFile: String
-    }
-
-    let config: ClusterConfig
-    let nodes: [NodeEntry]
-    let listen: String
-    let serverName: String
-    /// Set: the server block is HTTPS (and WSS).
-    var tls: FrontTLS? = nil
-    /// The nodes themselves serve HTTPS (`[node] tls_cert`), so nginx proxies over TLS.
-    var upstreamTLS = false
-
-    /// Whether a path can be written into the config: always double-quoted there, so it must
-    /// hold nothing that ends or escapes the quotes, nor a variable nginx would expand.
-    static func isWritable(path: String) -> Bool {
-        !path.isEmpty && !path.contains(where: { "\n\r\"\\$".contains($0) })
-    }
-
-    private var listenDirective: String {
-        tls == nil ? "listen \(listen);" : "listen \(listen) ssl;"
-    }
-
-    /// The TLS lines of the server block (empty for plain HTTP).
-    private var tlsDirectives: String {
-        guard let tls else { return "" }
-        return """
-
-            # HTTPS and WSS to clients: TLS ends at nginx (X-Forwarded-Proto says https).
-            ssl_certificate "\(tls.certFile)";
-            ssl_certificate_key "\(tls.keyFile)";
-            ssl_protocols TLSv1.2 TLSv1.3;
-
-        """
-    }
-
-    /// nginx's own checks of the nodes' certificates are left at its default (not verified):
-    /// the nodes are named by address in the upstream, which their certificates may not list.
-    private var upstreamScheme: String { upstreamTLS ? "https" : "http" }
-
-    var text: String {
-        let heartbeatSeconds = ((config.engine.pingInterval + config.engine.pingTimeout).wholeMilliseconds + 999) / 1000
-        let readTimeout = heartbeatSeconds + 30
-        let bodyLimit = config.engine.maxPayload + 1024
-        let servers = nodes.map { "    server \($0.listen) max_fails=1 fail_timeout=5s;  # node \($0.name)" }.joined(separator: "\n")
-        return """
-        # chatmesh front, generated by `chatmesh nginx-conf` from cluster.conf. Include it in
-        # nginx's http context. ip_hash keeps a client on one node (long-polling needs that);
-        # if that node is down, nginx tries the next one and the client's reconnect lands there.
-        upstream chatmesh {
-            ip_hash;
-        \(servers)
-        }
-
-        map $http_upgrade $chatmesh_connection {
-            default upgrade;
-            ''      close;
-        }
-
-        server {
-            \(listenDirective)
-            server_name \(serverName);
-        \(tlsDirectives)
-            location / {
-                proxy_pass \(upstreamScheme)://chatmesh;
-                proxy_http_version 1.1;
-                proxy_set_header Upgrade $http_upgrade;
-                proxy_set_header Connection $chatmesh_connection;
-                proxy_set_header Host $host;
-                proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-                proxy_set_header X-Forwarded-Proto $scheme;
-                # Above pingInterval + pingTimeout (\(heartbeatSeconds) s), so nginx never cuts a
-                # connection that the Engine.IO heartbeat keeps alive.
-                proxy_read_timeout \(readTimeout)s;
-                proxy_send_timeout \(readTimeout)s;
-                # Long-polling responses must reach the client at once.
-                proxy_buffering off;
-                proxy_next_upstream error timeout http_502 http_503;
-                client_max_body_size \(bodyLimit);
-            }
-        }
-        """
-    }
-}
+/// `--balance round-robin|ip_hash`.
+extension NginxConfig.Balance: ExpressibleByArgument {}
