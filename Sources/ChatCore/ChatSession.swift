@@ -19,7 +19,8 @@ public final class ChatSession {
     /// without a join message (the room saw nothing). With `restoredAt` (the recovery's history
     /// snapshot) it is made a member of its room here, as of that time, so nothing stamped after
     /// the snapshot passes it by; without, the caller does that (`RoomHub.join(joinedAt:)`).
-    /// `onJoined` hears the username of a successful `join` (the engine tells the recovery store).
+    /// `onJoined` hears the username of a successful `join`, after the member is in the room and
+    /// before the join is published (the engine tells the recovery store).
     public init(roomID: String, limits: ChatLimits, hub: RoomHub, shard: RoomShard, member: RoomMember, now: @escaping () -> UInt64,
                 restoredUsername: String? = nil, restoredAt: NIODeadline? = nil, onJoined: ((String) -> Void)? = nil) {
         self.roomID = roomID
@@ -75,8 +76,10 @@ public final class ChatSession {
         if let error = limits.validateUsername(name) { return .failure(error) }
         username = name
         hub.join(member, room: roomID, shard: shard)
-        hub.publish(.join(room: roomID, username: name!))
+        // Before the publish: what the callback sends to the fanout's loop (the recovery
+        // record's username) gets there ahead of the join message.
         onJoined?(name!)
+        hub.publish(.join(room: roomID, username: name!))
         return .success(())
     }
 

@@ -72,9 +72,19 @@ struct RoomHubRecoveryTests {
         let watching = node.session(watcher)
         _ = watching.handleEvent(name: "join", arguments: [.object([("username", .string("w"))])], ackID: nil)
         var joinedAs: [String] = []
-        let chat = node.session(member, onJoined: { joinedAs.append($0) })
+        var publishedBeforeCallback = -1
+        var memberBeforeCallback = false
+        let chat = node.session(member, onJoined: { name in
+            joinedAs.append(name)
+            publishedBeforeCallback = node.fanout.published.count
+            memberBeforeCallback = node.hub.shards[0].memberCount(of: "r1") == 2
+        })
+        node.fanout.reset()
         _ = chat.handleEvent(name: "join", arguments: [.object([("username", .string("a"))])], ackID: nil)
         #expect(joinedAs == ["a"])
+        #expect(publishedBeforeCallback == 0)
+        #expect(memberBeforeCallback)
+        #expect(node.fanout.published == [.join(room: "r1", username: "a")])
         node.fanout.reset()
         #expect(chat.detach() == "a")
         #expect(!chat.isJoined)
