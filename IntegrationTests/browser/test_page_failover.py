@@ -32,7 +32,7 @@ def fronted_mesh(request, new_browser):
     browsers' cleanup runs; every process is stopped by pid, also on failure (logs printed)."""
     if not nginx_available():
         pytest.skip("nginx not installed")
-    return start_fronted_mesh(teardown(request), ["b1", "b2"], limits=FAST_LIMITS)
+    return start_fronted_mesh(teardown(request), ["b1", "b2"], limits=FAST_LIMITS, balance="ip_hash")
 
 
 def test_page_fails_over_through_nginx_after_kill9(new_browser, fronted_mesh):

@@ -174,7 +174,7 @@ def recovery_front(request, new_browser):
     if not nginx_available():
         pytest.skip("nginx not installed")
     return start_fronted_mesh(teardown(request), ["b1", "b2"], limits=FAST_LIMITS,
-                              recovery=RECOVERY_ON)
+                              recovery=RECOVERY_ON, balance="ip_hash")
 
 
 def test_page_recovers_missed_says_after_its_node_is_killed(new_browser, recovery_front):

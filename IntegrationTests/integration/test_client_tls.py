@@ -297,7 +297,7 @@ def test_nginx_https_front_chats_through_to_plain_nodes(request, pki, monkeypatc
     trust_test_ca(monkeypatch, pki)
     td = teardown(request)
     mesh = td.add(MeshCluster(["a1", "a2"], limits=FAST_LIMITS))
-    front = td.add(NginxFront(mesh.conf_path, mesh.dir, tls=pki.issue("front")))
+    front = td.add(NginxFront(mesh.conf_path, mesh.dir, tls=pki.issue("front"), balance="ip_hash"))
     text = front.generate()
     cert, key = pki.issue("front")
     assert f"listen 127.0.0.1:{front.port} ssl;" in text, text
@@ -342,7 +342,7 @@ def test_nginx_https_front_chats_through_to_plain_nodes(request, pki, monkeypatc
 @needs_nginx
 def test_nginx_https_front_proxies_over_https_to_tls_nodes(request, tls_cluster, pki):
     c = tls_cluster(limits=FAST_LIMITS)
-    front = teardown(request).add(NginxFront(c.conf_path, c.dir, tls=pki.issue("front")))
+    front = teardown(request).add(NginxFront(c.conf_path, c.dir, tls=pki.issue("front"), balance="ip_hash"))
     text = front.generate()
     assert "proxy_pass https://chatmesh;" in text, text
     front.start()

@@ -82,7 +82,7 @@ def _node_of(mesh, expected_total):
 
 
 def test_drain_moves_clients_and_loses_no_acked_say(nginx_mesh):
-    mesh, front = nginx_mesh(cluster={"drain_timeout": DRAIN_TIMEOUT_MS}, limits=FAST_LIMITS)
+    mesh, front = nginx_mesh(cluster={"drain_timeout": DRAIN_TIMEOUT_MS}, limits=FAST_LIMITS, balance="ip_hash")
     room = unique_room("drain")
     sender = mesh.sio(front.http, room, "sender", rejoin_on_server_disconnect=True)
     # Idle clients, each alone in a quiet room (a WebSocket, and a long-polling one whose GET
@@ -215,7 +215,7 @@ def test_drain_moves_clients_and_loses_no_acked_say(nginx_mesh):
 
 
 def test_python_socketio_reconnects_by_itself(nginx_mesh):
-    mesh, front = nginx_mesh(cluster={"drain_timeout": DRAIN_TIMEOUT_MS})
+    mesh, front = nginx_mesh(cluster={"drain_timeout": DRAIN_TIMEOUT_MS}, balance="ip_hash")
     room = unique_room("drain-auto")
     c = mesh.sio(front.http, room, "plain")  # reconnection on, no application-level help
     victim, _ = _node_of(mesh, 1)
@@ -240,7 +240,7 @@ def test_busy_polling_session_gets_its_queue_then_is_sent_away_on_drain(nginx_me
 
     from chatmesh_testkit import Polling, sio_event
 
-    mesh, front = nginx_mesh(cluster={"drain_timeout": DRAIN_TIMEOUT_MS})
+    mesh, front = nginx_mesh(cluster={"drain_timeout": DRAIN_TIMEOUT_MS}, balance="ip_hash")
     room = unique_room("drain-raw")
     raw = Polling(SimpleNamespace(http=front.http), room)   # through nginx, by hand
     raw.open()

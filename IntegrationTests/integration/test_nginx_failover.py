@@ -19,7 +19,7 @@ FAILOVER_LIMIT_S = 15.0
 
 
 def test_kill9_node_clients_fail_over_through_nginx(nginx_mesh):
-    mesh, front = nginx_mesh(limits=FAST_LIMITS)
+    mesh, front = nginx_mesh(limits=FAST_LIMITS, balance="ip_hash")
     room = unique_room("failover")
     movers = [mesh.sio(front.http, room, "ws-mover"),                          # upgrades to WS
               mesh.sio(front.http, room, "poll-mover", transports=["polling"])]
