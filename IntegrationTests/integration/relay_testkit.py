@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
+import math
 import os
 import re
 import threading
@@ -223,8 +224,9 @@ def counts_delta(before: dict, after: dict) -> dict:
 
 
 def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))]
+    return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
 
 
 # --------------------------------------------------------------------------------------------
