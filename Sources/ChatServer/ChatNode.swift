@@ -61,11 +61,14 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
             heldRooms: recovery != nil && FanoutFactory.subscribesPerLocalMember(fanout)
                 ? HeldRoomInterest(hub: hub, holdFor: config.recovery.maxDisconnection) : nil,
             sessionsOutliveNode: FanoutFactory.replicatesSessions(fanout),
+            relay: fanout.relay,
             health: {
                 let health = fanout.health
                 return HealthDetails(ready: health.isReady, fields: health.details)
             }
         )
+        // Before the fanout starts: a peer may relay a request as soon as its link is up.
+        fanout.relay?.setOwnerHandler(RelayOwner(server: context))
     }
 
     /// The bound client address (useful when the config asked for port 0).

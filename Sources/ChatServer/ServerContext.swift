@@ -26,6 +26,9 @@ final class ServerContext: Sendable {
     /// mesh replicates records and history to every node. Otherwise (Redis, one node) a node
     /// that drains ends its sessions, with their quits, as without recovery.
     let sessionsOutliveNode: Bool
+    /// Relays requests for sessions other nodes own to them (the mesh); nil when every session
+    /// a client can name is this node's (Redis, one node).
+    let relay: (any SessionRelay)?
     let metrics: ServerMetrics
     let logger: Logger
     let startedAt: NIODeadline
@@ -40,7 +43,7 @@ final class ServerContext: Sendable {
 
     init(nodeName: String, engine: EngineSettings, limits: LimitSettings, hub: RoomHub, metrics: ServerMetrics, logger: Logger,
          eventLoops: [any EventLoop], recovery: RecoveryStore? = nil, heldRooms: HeldRoomInterest? = nil,
-         sessionsOutliveNode: Bool = false,
+         sessionsOutliveNode: Bool = false, relay: (any SessionRelay)? = nil,
          health: @escaping @Sendable () -> HealthDetails = { HealthDetails(ready: true, fields: []) }) {
         self.health = health
         self.nodeName = nodeName
@@ -56,6 +59,7 @@ final class ServerContext: Sendable {
         self.recovery = recovery
         self.heldRooms = heldRooms
         self.sessionsOutliveNode = sessionsOutliveNode
+        self.relay = relay
         self.metrics = metrics
         self.logger = logger
         self.startedAt = .now()

@@ -40,11 +40,13 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
     private var pollQueueBytes = 0
     private var pendingPoll: HTTPResponder?
 
-    // WebSocket: the primary transport once upgraded (or from the start), and an upgrade probe.
-    private var webSocket: (any Channel)?
-    private var probe: (any Channel)?
-    /// Writes encoded frames to `webSocket` through its pipeline, when the socket lives on this
-    /// session's loop (otherwise frames go through `Channel.write`, which hops loops).
+    // WebSocket: the primary transport once upgraded (or from the start), and an upgrade probe;
+    // either may be a socket another node holds and relays here (docs/RELAY.md).
+    private var webSocket: EngineWebSocket?
+    private var probe: EngineWebSocket?
+    /// Writes encoded frames to `webSocket` through its pipeline, when the socket is local and
+    /// lives on this session's loop (otherwise frames go through `EngineWebSocket`, which hops
+    /// loops or goes over the mesh).
     private var writer: WebSocketEngineHandler?
     private var probeWriter: WebSocketEngineHandler?
 
@@ -53,7 +55,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
     /// longer) this session's probe.
     func probePipelineReady(_ channel: any Channel, writer: NIOLoopBound<WebSocketEngineHandler>) -> Bool {
         eventLoop.preconditionInEventLoop()
-        guard channel === probe else { return false }
+        guard probe?.isChannel(channel) == true else { return false }
         if channel.eventLoop === eventLoop { probeWriter = writer.value }
         return true
     }
@@ -109,7 +111,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
     func open(webSocket channel: (any Channel)?, writer: WebSocketEngineHandler? = nil) {
         eventLoop.preconditionInEventLoop()
         if let channel {
-            webSocket = channel
+            webSocket = .local(channel)
             self.writer = channel.eventLoop === eventLoop ? writer : nil
             send(handshake.openPacket)
         }
@@ -174,9 +176,21 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
     /// The connection holding the pending GET went away.
     func pollConnectionClosed(_ channel: any Channel) {
         eventLoop.preconditionInEventLoop()
-        guard let pending = pendingPoll, pending.channel === channel else { return }
+        guard let pending = pendingPoll, pending.isOn(channel) else { return }
         pendingPoll = nil
         if state.sendsOverPolling {
+            close(.transportClose)
+        }
+    }
+
+    /// A relayed GET held here ended on the relay's side. Its client went away: as a local
+    /// polling connection closing. The link to the relay went down: the poll is dropped and the
+    /// session lives on (its queue waits for the client's next GET, through any node).
+    func relayedPollEnded(_ exchange: RelayExchange, why: RelayEnd) {
+        eventLoop.preconditionInEventLoop()
+        guard let pending = pendingPoll, pending.answers(exchange) else { return }
+        pendingPoll = nil
+        if why == .clientGone, state.sendsOverPolling {
             close(.transportClose)
         }
     }
@@ -218,39 +232,51 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
     }
 
     /// A WebSocket with this sid arrived to upgrade the session.
-    func beginUpgrade(probe channel: any Channel) -> UpgradeClaim {
+    func beginUpgrade(probe socket: EngineWebSocket) -> UpgradeClaim {
         eventLoop.preconditionInEventLoop()
         checkHeartbeat()
         guard !state.isClosed else { return .closed }
         guard state.beginUpgrade() else { return .alreadyUpgraded }
-        probe = channel
+        probe = socket
         probeWriter = nil
         upgradeTimer = eventLoop.scheduleTask(in: server.engine.upgradeTimeout) { [self] in
             guard state.isUpgrading, let probe else { return }
             logger.debug("upgrade timed out")
             state.abortUpgrade()
             self.probe = nil
-            probe.close(promise: nil)
+            probe.abandon()
         }
         return .probe
     }
 
-    func receive(webSocketPacket packet: EnginePacket, on channel: any Channel) {
+    /// A WebSocket another node holds for this session arrived (relayed) to upgrade it. The
+    /// relay answered the client's handshake already, so a socket that cannot be the probe
+    /// is closed, as a local one upgraded too late is.
+    func beginRelayedUpgrade(_ socket: RelayedEngineSocket) {
+        switch beginUpgrade(probe: .relayed(socket)) {
+        case .probe:
+            break
+        case .alreadyUpgraded, .closed:
+            socket.close(code: .policyViolation)
+        }
+    }
+
+    func receive(webSocketPacket packet: EnginePacket, on socket: EngineWebSocket) {
         eventLoop.preconditionInEventLoop()
         checkHeartbeat()
-        if channel === webSocket {
+        if webSocket?.isSame(as: socket) == true {
             receive(packet, from: .primary)
-        } else if channel === probe {
+        } else if probe?.isSame(as: socket) == true {
             receive(packet, from: .probe)
         }
     }
 
-    func webSocketClosed(_ channel: any Channel) {
+    func webSocketClosed(_ socket: EngineWebSocket) {
         eventLoop.preconditionInEventLoop()
-        if channel === webSocket {
+        if webSocket?.isSame(as: socket) == true {
             webSocket = nil
             close(.transportClose)
-        } else if channel === probe {
+        } else if probe?.isSame(as: socket) == true {
             probe = nil
             upgradeTimer?.cancel()
             state.abortUpgrade()
@@ -279,16 +305,16 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
                 pendingPoll = nil
                 responder.send(pollReply(EnginePacket.encodeText(.noop)))
             }
-            if let channel = webSocket {
-                for packet in pollQueue { channel.write(WebSocketWire.textFrame(packet), promise: nil) }
-                channel.flush()
+            if let socket = webSocket {
+                for packet in pollQueue { socket.write(WebSocketWire.textFrame(packet)) }
+                socket.flush()
             }
             pollQueue.removeAll()
             pollQueueBytes = 0
             logger.debug("upgraded to websocket")
         case .abortProbe:
             upgradeTimer?.cancel()
-            probe?.close(promise: nil)
+            probe?.abandon()
             probe = nil
         case .heartbeat(let nextPing):
             armHeartbeat(at: nextPing)
@@ -500,15 +526,15 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         if state.sendsOverPolling {
             for packet in packets where !cutOff { enqueueForPolling(packet) }
             flushPollQueue()
-        } else if let channel = webSocket {
+        } else if let socket = webSocket {
             var bytes = 0
             for packet in packets {
                 let frame = WebSocketWire.textFrame(packet)
                 bytes += frame.readableBytes
-                if let writer { writer.write(frame) } else { channel.write(frame, promise: nil) }
+                if let writer { writer.write(frame) } else { socket.write(frame) }
             }
             server.metrics.chat.bytesSent.increment(by: Int64(bytes))
-            if let writer { writer.flush() } else { channel.flush() }
+            if let writer { writer.flush() } else { socket.flush() }
         }
     }
 
@@ -518,13 +544,13 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         if state.sendsOverPolling {
             enqueueForPolling(ByteBuffer(string: packet.encodedForPolling()))
             flushPollQueue()
-        } else if let channel = webSocket {
-            write(packet, to: channel, writer: writer)
+        } else if let socket = webSocket {
+            write(packet, to: socket, writer: writer)
         }
     }
 
     /// Writes and flushes one packet as a WebSocket frame.
-    private func write(_ packet: EnginePacket, to channel: any Channel, writer: WebSocketEngineHandler?) {
+    private func write(_ packet: EnginePacket, to socket: EngineWebSocket, writer: WebSocketEngineHandler?) {
         let frame: ByteBuffer
         switch packet.payload {
         case .text(let text):
@@ -537,7 +563,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
             writer.write(frame)
             writer.flush()
         } else {
-            channel.writeAndFlush(frame, promise: nil)
+            socket.writeAndFlush(frame)
         }
     }
 
@@ -559,9 +585,9 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         } else if let writer {
             // The hot path: the bytes every member of the room shares, one write and one flush.
             guard writer.writeBroadcasts(batch.transportBytes) else { return overflow() }
-        } else if let channel = webSocket {
-            guard channel.isWritable else { return overflow() }
-            channel.writeAndFlush(batch.transportBytes, promise: nil)
+        } else if let socket = webSocket {
+            guard socket.isWritable else { return overflow() }
+            socket.writeAndFlush(batch.transportBytes)
         }
     }
 
@@ -692,7 +718,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         pollQueueBytes = 0
         writer = nil
         probeWriter = nil
-        if let channel = webSocket {
+        if let socket = webSocket {
             webSocket = nil
             let code: WebSocketErrorCode
             switch reason {
@@ -700,15 +726,9 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
             case .serverClose: code = .goingAway
             default: code = .normalClosure
             }
-            channel.writeAndFlush(WebSocketWire.closeFrame(code: code, allocator: channel.allocator)).whenComplete { _ in
-                channel.close(promise: nil)
-            }
-            // A client that stopped reading (cut at the outbound bound, or silent) never lets
-            // the close frame past its full buffers; without a deadline the connection, and
-            // everything queued on it, would stay open forever, outside max_connections.
-            channel.eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
+            socket.close(code: code, grace: Self.closeGrace)
         }
-        probe?.close(promise: nil)
+        probe?.abandon()
         probe = nil
     }
 }

@@ -11,10 +11,21 @@ import NIOWebSocket
 /// raw writer: each handler costs an idle connection a context and an object or two, and idle
 /// connections are what a chat node holds most of. Protocol violations close this connection with a close code
 /// and reason; nothing else is hurt.
+///
+/// The packets go to the session, or, when another node owns the session (docs/RELAY.md), to
+/// the relayed stream to that node, checked here exactly as for a local session.
 final class WebSocketEngineHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
-    private let session: EngineSession
+    /// Where the client's packets go.
+    enum Target {
+        /// The session, on this node.
+        case session(EngineSession)
+        /// The session's owner, over the mesh.
+        case relay(RelayedWebSocket)
+    }
+
+    private let target: Target
     private let metrics: ServerMetrics
     private let maxMessageSize: Int
     private var reader: WebSocketFrameReader
@@ -27,8 +38,12 @@ final class WebSocketEngineHandler: ChannelInboundHandler, RemovableChannelHandl
     private var fragmentCount = 0
     static let maxFragments = 1024
 
-    init(session: EngineSession, metrics: ServerMetrics, maxMessageSize: Int) {
-        self.session = session
+    convenience init(session: EngineSession, metrics: ServerMetrics, maxMessageSize: Int) {
+        self.init(target: .session(session), metrics: metrics, maxMessageSize: maxMessageSize)
+    }
+
+    init(target: Target, metrics: ServerMetrics, maxMessageSize: Int) {
+        self.target = target
         self.metrics = metrics
         self.maxMessageSize = maxMessageSize
         self.reader = WebSocketFrameReader(maxFrameSize: maxMessageSize)
@@ -150,7 +165,12 @@ final class WebSocketEngineHandler: ChannelInboundHandler, RemovableChannelHandl
     private func receiveMessage(opcode: UInt8, payload: ByteBuffer, context: ChannelHandlerContext) {
         metrics.bytesReceived.increment(by: Int64(payload.readableBytes))
         if opcode == WebSocketWire.binaryOpcode {
-            return forward(.binaryMessage(Array(payload.readableBytesView)), channel: context.channel)
+            switch target {
+            case .session(let session):
+                return forward(.binaryMessage(Array(payload.readableBytesView)), to: session, channel: context.channel)
+            case .relay(let relayed):
+                return relayed.clientSent(.binary, payload)
+            }
         }
         guard let text = String(validating: payload.readableBytesView, as: UTF8.self) else {
             return fail(context: context, code: .dataInconsistentWithMessage, reason: "text frame is not UTF-8")
@@ -162,22 +182,31 @@ final class WebSocketEngineHandler: ChannelInboundHandler, RemovableChannelHandl
             metrics.countError("parse_error")
             return fail(context: context, code: .protocolError, reason: "\(error)")
         }
-        forward(packet, channel: context.channel)
+        switch target {
+        case .session(let session):
+            forward(packet, to: session, channel: context.channel)
+        case .relay(let relayed):
+            // Checked as a local packet is; the owner gets the bytes the client sent.
+            relayed.clientSent(.text, payload)
+        }
     }
 
-    private func forward(_ packet: EnginePacket, channel: any Channel) {
-        let session = self.session
+    private func forward(_ packet: EnginePacket, to session: EngineSession, channel: any Channel) {
         if session.eventLoop.inEventLoop {
-            session.receive(webSocketPacket: packet, on: channel)
+            session.receive(webSocketPacket: packet, on: .local(channel))
         } else {
-            session.eventLoop.execute { session.receive(webSocketPacket: packet, on: channel) }
+            session.eventLoop.execute { session.receive(webSocketPacket: packet, on: .local(channel)) }
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        let session = self.session
-        let channel = context.channel
-        session.eventLoop.execute { session.webSocketClosed(channel) }
+        switch target {
+        case .session(let session):
+            let channel = context.channel
+            session.eventLoop.execute { session.webSocketClosed(.local(channel)) }
+        case .relay(let relayed):
+            relayed.clientGone()
+        }
         context.fireChannelInactive()
     }
 

@@ -9,7 +9,8 @@ import CLibCrypto
 /// polling session's upgrade. A refused upgrade falls through to `HTTPRouter`, which answers
 /// with the Engine.IO error. An upgrade for a session that is open but cannot take it (upgraded
 /// already, or upgrading through another socket) is, as on the reference server, accepted and
-/// then closed at once.
+/// then closed at once. An upgrade for a session another node owns is relayed to that node
+/// (docs/RELAY.md): the handshake completes here and the frames go over the mesh.
 ///
 /// Our own upgrader rather than NIO's: NIO's puts a frame encoder and an error handler into
 /// every pipeline that cannot be taken out again, and this server writes frames as bytes
@@ -69,15 +70,37 @@ struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
             return channel.eventLoop.makeSucceededFuture(refuse ? nil : [:])
         }
         guard let session = server.sessions.session(sid) else {
-            return channel.eventLoop.makeSucceededFuture(nil)
+            return channel.eventLoop.makeSucceededFuture(openRelayed(channel: channel, head: head, sid: sid, server: server) ? [:] : nil)
         }
         // The upgrade is claimed on the session's loop, so two probes cannot both win; the
         // loser is accepted too, and closed once upgraded (`upgradePipeline`).
-        return session.eventLoop.submit { session.beginUpgrade(probe: channel) == .closed ? nil : HTTPHeaders() }
+        return session.eventLoop.submit { session.beginUpgrade(probe: .local(channel)) == .closed ? nil : HTTPHeaders() }
             .hop(to: channel.eventLoop)
     }
 
+    /// A sid another node owns: opens the relayed stream to it and keeps it with the
+    /// connection's router until the pipeline is upgraded. False (the usual unknown-sid answer)
+    /// when the sid names no peer, or the owner cannot be reached now.
+    private static func openRelayed(channel: any Channel, head: HTTPRequestHead, sid: String, server: ServerContext) -> Bool {
+        guard let relay = server.relay, relay.isPeerSession(sid: sid),
+              let router = try? channel.pipeline.syncOperations.handler(type: HTTPRouter.self),
+              let socket = RelayedWebSocket.open(
+                channel: channel, sid: sid, origin: head.headers.first(name: "origin"), relay: relay, metrics: server.metrics
+              )
+        else { return false }
+        router.relayedWebSocket = socket
+        return true
+    }
+
     private static func upgradePipeline(channel: any Channel, head: HTTPRequestHead, server: ServerContext) -> EventLoopFuture<Void> {
+        if let router = try? channel.pipeline.syncOperations.handler(type: HTTPRouter.self), let relayed = router.relayedWebSocket {
+            router.relayedWebSocket = nil
+            return removeHTTPHandlers(channel).flatMapThrowing {
+                let handler = WebSocketEngineHandler(target: .relay(relayed), metrics: server.metrics, maxMessageSize: server.engine.maxPayload)
+                try channel.pipeline.syncOperations.addHandler(handler)
+                relayed.pipelineReady()
+            }
+        }
         let request = try? EngineRequest.parse(uri: head.uri)?.get()
         let session: EngineSession
         let isNew: Bool

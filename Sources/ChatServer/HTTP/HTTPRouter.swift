@@ -1,3 +1,4 @@
+import ChatCore
 import EngineIO
 import NIOCore
 import NIOHTTP1
@@ -5,6 +6,8 @@ import NIOHTTP1
 /// Routes the plain HTTP requests of one connection: Engine.IO long-polling, the chat page,
 /// `/healthz` and `/metrics`. Bodies are collected up to a bound; a larger one is refused with
 /// 413 and the connection closed, so one client cannot make the node buffer without limit.
+/// A polling request for a session another node owns is relayed to that node (docs/RELAY.md)
+/// once its body is in, within the same bound.
 final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -19,6 +22,13 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
     private var refused = false
     /// The session whose long-poll this connection holds, told when the connection goes away.
     private var pollingSession: EngineSession?
+    /// Cancels the relayed request this connection waits for (its client went away); the
+    /// number tells a late answer to an earlier request from the current one.
+    private var relayCancel: (@Sendable () -> Void)?
+    private var relayRequests: UInt64 = 0
+    /// A WebSocket upgrade of another node's session: its stream to the owner, opened while
+    /// the handshake was decided, kept here until the pipeline is upgraded.
+    var relayedWebSocket: RelayedWebSocket?
 
     init(server: ServerContext) {
         self.server = server
@@ -54,6 +64,10 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
             pollingSession = nil
             let channel = context.channel
             session.eventLoop.execute { session.pollConnectionClosed(channel) }
+        }
+        if let cancel = relayCancel {
+            relayCancel = nil
+            cancel()
         }
         context.fireChannelInactive()
     }
@@ -154,6 +168,9 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
             return openPollingSession(context, request: request, responder: responder)
         }
         guard let session = server.sessions.session(sid) else {
+            if let relay = server.relay, head.method == .GET || head.method == .POST, relay.isPeerSession(sid: sid) {
+                return relayPoll(context, head: head, sid: sid, body: body, relay: relay, responder: responder)
+            }
             return responder.send(.engineError(.unknownSid))
         }
         switch head.method {
@@ -169,6 +186,31 @@ final class HTTPRouter: ChannelInboundHandler, RemovableChannelHandler {
         default:
             responder.send(.engineError(.badRequest))
         }
+    }
+
+    /// Sends a polling GET or POST to the node that owns its session and answers the client
+    /// with that node's reply (a held long-poll stays held there), or the usual unknown-sid
+    /// error when the owner cannot be reached or is lost meanwhile.
+    private func relayPoll(_ context: ChannelHandlerContext, head: HTTPRequestHead, sid: String, body: ByteBuffer,
+                           relay: any SessionRelay, responder: HTTPResponder) {
+        let kind: RelayKind = head.method == .GET ? .get : .post
+        let request = RelayedRequest(kind: kind, sid: sid, origin: head.headers.first(name: "origin"),
+                                     body: kind == .post ? body : ByteBuffer())
+        relayRequests &+= 1
+        let number = relayRequests
+        let router = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        relayCancel = relay.send(request) { result in
+            switch result {
+            case .success(let reply): responder.send(HTTPReply(relayed: reply))
+            case .failure: responder.send(.engineError(.unknownSid))
+            }
+            loop.execute { router.value.relayAnswered(number) }
+        }
+    }
+
+    private func relayAnswered(_ number: UInt64) {
+        if number == relayRequests { relayCancel = nil }
     }
 
     /// New sessions while the node drains: 503, which nginx answers by trying the next node.
