@@ -151,7 +151,7 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
     /// The room's own bounds (count, age), then the node's byte bound, oldest first.
     private func enforceBounds(of log: RoomLog, now: NIODeadline) {
         while log.count > policy.roomMessages { evictFirst(of: log) }
-        while let first = log.first, first.arrivedAt + policy.maxDisconnection < now { evictFirst(of: log) }
+        while let arrived = log.firstArrivedAt, arrived + policy.maxDisconnection < now { evictFirst(of: log) }
         while keptBytes > policy.historyBytes, evictGloballyOldest() {}
         compactStampOrderIfStale()
     }
@@ -161,7 +161,7 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         while stampOrderHead < stampOrder.count {
             let (log, serial) = stampOrder[stampOrderHead]
             stampOrderHead += 1
-            if log.first?.serial == serial {
+            if log.firstSerial == serial {
                 evictFirst(of: log)
                 return true
             }
@@ -173,8 +173,8 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
     private func evictAged(now: NIODeadline) {
         while stampOrderHead < stampOrder.count {
             let (log, serial) = stampOrder[stampOrderHead]
-            if let first = log.first, first.serial == serial {
-                guard first.arrivedAt + policy.maxDisconnection < now else { break }
+            if log.firstSerial == serial, let arrived = log.firstArrivedAt {
+                guard arrived + policy.maxDisconnection < now else { break }
                 evictFirst(of: log)
             }
             stampOrderHead += 1
@@ -188,8 +188,8 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         let listed = stampOrder.count - stampOrderHead
         if listed > 2 * keptEntries + 1024 {
             stampOrder = stampOrder[stampOrderHead...].filter { listedEntry in
-                guard let first = listedEntry.log.first else { return false }
-                return first.serial <= listedEntry.serial
+                guard let first = listedEntry.log.firstSerial else { return false }
+                return first <= listedEntry.serial
             }
             stampOrderHead = 0
         } else if stampOrderHead > 1024, stampOrderHead * 2 >= stampOrder.count {

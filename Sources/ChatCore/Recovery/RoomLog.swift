@@ -44,6 +44,9 @@ final class RoomLog {
     var count: Int { entries.count - head }
     var isEmpty: Bool { count == 0 && origins.isEmpty }
     var first: Entry? { head < entries.count ? entries[head] : nil }
+    /// The oldest kept entry's serial and arrival, read without copying its frame (per message).
+    var firstSerial: UInt64? { head < entries.count ? entries[head].serial : nil }
+    var firstArrivedAt: NIODeadline? { head < entries.count ? entries[head].arrivedAt : nil }
 
     var vector: RecoveryOffset {
         RecoveryOffset(origins.mapValues(\.last))
