@@ -157,7 +157,8 @@ def hex_vectors(*files):
 
 frames = [v for v in hex_vectors("MeshFanoutTests/MeshFrameCodecTests.swift", "MeshFanoutTests/MeshFrameDecoderTests.swift",
                                  "MeshFanoutTests/PeerLinkHandlerTests.swift", "MeshFanoutTests/MeshPubStampedCodecTests.swift",
-                                 "MeshFanoutTests/MeshSessionFrameCodecTests.swift")]
+                                 "MeshFanoutTests/MeshSessionFrameCodecTests.swift",
+                                 "MeshFanoutTests/MeshRelayFrameCodecTests.swift")]
 nonce = bytes(range(32))
 hello = b"\x01\x01" + struct.pack(">H", 2) + b"a1" + struct.pack(">Q", 7) + nonce
 auth = b"\x02" + bytes(range(100, 132)) + struct.pack(">QQ", 7, 9)
@@ -168,8 +169,19 @@ def mesh_string(text):
 session = (b"\x0c" + mesh_string("AbCdEfGhIjKlMnOpQrSt") + mesh_string("sid-0123456789abcdef") + mesh_string("r1")
            + b"\x01" + mesh_string("ann") + mesh_string("a1") + struct.pack(">QQ", 7, (1 << 32) | 2)
            + b"\x01" + struct.pack(">q", 1_700_000_000_000) + mesh_string("1.5-zz.a"))
+# The relay frames (13 to 16): a POST with origin and body, a WebSocket without origin, a reply,
+# frames of each kind, a close.
+relay = [b"\x0d" + struct.pack(">QB", 1, 2) + mesh_string("AbCdEfGhIjKlMnOpQrSt") + mesh_string("https://chat.example")
+         + b"4:40",
+         b"\x0d" + struct.pack(">QB", 2, 3) + mesh_string("AbCdEfGhIjKlMnOpQrSt") + mesh_string(""),
+         b"\x0e" + struct.pack(">QH", 1, 200) + mesh_string("text/plain; charset=UTF-8") + b"2:ok",
+         b"\x0e" + struct.pack(">QH", 3, 400) + mesh_string("application/json") + b'{"code":1,"message":"Session ID unknown"}',
+         b"\x0f" + struct.pack(">QB", 2, 1) + b"2probe",
+         b"\x0f" + struct.pack(">QB", 2, 2) + b"\x04\x01\x02",
+         b"\x0f" + struct.pack(">QB", 2, 3) + b"\x81\x063probe",
+         b"\x10" + struct.pack(">QH", 2, 4404)]
 bodies = [hello, auth, pub, b"\x03" + struct.pack(">I", 2) + b"\x00\x02r1\x00\x03abc", b"\x0a\x00\x03bye",
-          pub_stamped, session]
+          pub_stamped, session] + relay
 framed = [struct.pack(">I", len(b)) + b for b in bodies]
 frames += framed + [b"".join(framed)]
 # First byte: limit index (byte % 6, 4 = 4096) and the split point (byte / 8).

@@ -34,9 +34,11 @@ fuzz { input in
         if case .frameTooLarge(let length, let limit) = error {
             expect(length > limit && limit == decoder.maxFrameLength, "\(error) with limit \(decoder.maxFrameLength)")
         }
-        // Only SESSION frames check their fields' values (pid length, state tag, start offset).
+        // Only SESSION frames (pid length, state tag, start offset) and the relay frames (kinds,
+        // sid, origin and content type lengths, status) check their fields' values.
         if case .invalidField(let what) = error {
-            expect(what.hasPrefix("session frame: "), "invalidField outside a SESSION frame: \(what)")
+            expect(what.hasPrefix("session frame: ") || what.hasPrefix("relay frame: "),
+                   "invalidField outside a SESSION or relay frame: \(what)")
         }
     }
 }

@@ -57,6 +57,13 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     /// The origin id of each peer with a live link, by name: what `SessionReplication` tells
     /// the recovery store, on the store's loop, which need not be this one.
     let liveLinks = NIOLockedValueBox<[String: UInt32]>([:])
+    /// The session relay (MeshRelay.swift): every peer's tag (`NodeTag`), which the sids it
+    /// makes start with, and this node's own.
+    let peerTags: [String: String]
+    let localTag: String
+    let relayMetrics: RelayMetrics
+    /// Where requests relayed to this node go: set once before start, read per relayed request.
+    let relayOwner = NIOLockedValueBox<(any RelayOwnerHandler)?>(nil)
 
     static let maxUnauthenticatedLinks = 64
     /// A receiver acknowledges every `ackEvery` PUBs or `ackDelay` after the first unacknowledged
@@ -67,7 +74,13 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
 
     /// `epoch`: this process's epoch (the node makes one and gives it to the recovery store
     /// too); nil or 0 picks a random one.
-    public init(config: ClusterConfig, localNode: NodeEntry, eventLoop: any EventLoop, logger: Logger, epoch: UInt64? = nil) {
+    public convenience init(config: ClusterConfig, localNode: NodeEntry, eventLoop: any EventLoop, logger: Logger, epoch: UInt64? = nil) {
+        self.init(config: config, localNode: localNode, eventLoop: eventLoop, logger: logger, epoch: epoch, relayMetrics: RelayMetrics())
+    }
+
+    /// `relayMetrics`: tests give theirs, made with a factory they read.
+    init(config: ClusterConfig, localNode: NodeEntry, eventLoop: any EventLoop, logger: Logger, epoch: UInt64?, relayMetrics: RelayMetrics) {
+        self.relayMetrics = relayMetrics
         self.localName = localNode.name
         self.eventLoop = eventLoop
         self.logger = logger
@@ -92,6 +105,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             )
         }
         self.knownPeers = names
+        self.localTag = NodeTag.of(nodeName: localNode.name)
+        self.peerTags = Dictionary(names.map { (NodeTag.of(nodeName: $0), $0) }, uniquingKeysWith: { first, _ in first })
         linkStatus.withLockedValue { status in for name in names { status[name] = false } }
     }
 
@@ -268,12 +283,14 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     func linkEstablished(_ link: PeerLinkHandler, _ established: MeshHandshake.Established) -> PeerState? {
         guard let peer = peers[established.peer] else { return nil }
         if let old = peer.link, old !== link {
+            relayLinkDown(old)
             old.close(reason: "replaced by a newer link")
             // The old link's close will find itself replaced and say nothing: if the peer
             // restarted meanwhile, the process it belonged to is gone now.
             if established.peerEpoch != peer.linkEpoch { recoveryPeerLost(peer, epoch: peer.linkEpoch) }
         }
         peer.link = link
+        relayLinkUp(link, peer: peer.name)
         peer.linkEpoch = established.peerEpoch
         peer.originID = MessageOrigin.originID(epoch: established.peerEpoch)
         peer.lastHeard = .now()
@@ -306,6 +323,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     }
 
     func linkClosed(_ link: PeerLinkHandler) {
+        // Whether or not it is still the peer's link: what was relayed on it is lost either way.
+        relayLinkDown(link)
         guard let peer = link.peer else {
             // A dial that never authenticated: try again later.
             if let name = link.dialedPeer, let peer = peers[name] { scheduleRedial(peer) }
@@ -371,6 +390,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         case .goodbye(let reason):
             logger.info("mesh peer said goodbye", metadata: ["peer": "\(peer.name)", "reason": "\(reason)"])
             link.close(reason: "goodbye acknowledged")
+        case .relayRequest, .relayReply, .relayFrame, .relayClose:
+            receivedRelay(frame, from: peer, link: link)
         case .hello, .auth:
             logger.warning("mesh protocol violation", metadata: ["peer": "\(peer.name)", "frame": "\(frame.type)"])
             metrics.rejected("protocol")

@@ -30,9 +30,20 @@ public enum MeshFrame: Equatable, Sendable {
     /// A recoverable session's record (recovery on): sent to every peer when it changes and,
     /// all of them, when a link comes up. See `MeshFrameCodec` for its fields.
     case session(SessionRecord)
+    /// A client's request for a session the receiver owns, relayed by the sender (docs/RELAY.md):
+    /// a polling GET or POST, or a WebSocket that opens a relayed stream. `id` is chosen by the
+    /// relay (see `MeshRelayFrameCodec` for the fields and their bounds).
+    case relayRequest(id: UInt64, request: RelayedRequest)
+    /// The owner's answer to the GET or POST `id`.
+    case relayReply(id: UInt64, reply: RelayReply)
+    /// One frame of the relayed stream `id`, either way (text/binary to the owner, framed back).
+    case relayFrame(id: UInt64, kind: RelayFrameKind, payload: ByteBuffer)
+    /// Either side ends the stream `id`, or the relay cancels the request `id`.
+    case relayClose(id: UInt64, code: UInt16)
 
     public enum FrameType: UInt8, Sendable, CaseIterable {
         case hello = 1, auth, snapshot, sub, unsub, pub, ack, ping, pong, goodbye, pubStamped, session
+        case relayRequest, relayReply, relayFrame, relayClose
     }
 
     public var type: FrameType {
@@ -49,6 +60,10 @@ public enum MeshFrame: Equatable, Sendable {
         case .goodbye: return .goodbye
         case .pubStamped: return .pubStamped
         case .session: return .session
+        case .relayRequest: return .relayRequest
+        case .relayReply: return .relayReply
+        case .relayFrame: return .relayFrame
+        case .relayClose: return .relayClose
         }
     }
 }

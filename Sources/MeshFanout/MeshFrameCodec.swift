@@ -39,6 +39,17 @@ public enum MeshFrameCodec {
             buffer.writeImmutableBuffer(payload)
         case .session(let record):
             writeSession(record, into: &buffer)
+        case .relayRequest(let id, let request):
+            writeRelayRequest(id: id, request, into: &buffer)
+        case .relayReply(let id, let reply):
+            writeRelayReply(id: id, reply, into: &buffer)
+        case .relayFrame(let id, let kind, let payload):
+            buffer.writeInteger(id)
+            buffer.writeInteger(kind.rawValue)
+            buffer.writeImmutableBuffer(payload)
+        case .relayClose(let id, let code):
+            buffer.writeInteger(id)
+            buffer.writeInteger(code)
         case .ack(let value), .ping(let value), .pong(let value):
             buffer.writeInteger(value)
         case .goodbye(let reason):
@@ -53,12 +64,13 @@ public enum MeshFrameCodec {
         return buffer
     }
 
-    /// Room names and node names are at most 65,535 bytes of UTF-8; a longer one is cut at the
-    /// last character that fits (room ids are far shorter by configuration).
-    static func writeString(_ text: String, into buffer: inout ByteBuffer) {
+    /// Room names and node names are at most 65,535 bytes of UTF-8 (`limit`, lower for some
+    /// fields); a longer one is cut at the last character that fits (room ids are far shorter
+    /// by configuration).
+    static func writeString(_ text: String, into buffer: inout ByteBuffer, limit: Int = maxStringLength) {
         var utf8 = Array(text.utf8)
-        if utf8.count > maxStringLength {
-            var end = maxStringLength
+        if utf8.count > limit {
+            var end = limit
             // Back up over continuation bytes (10xxxxxx) to the start of the cut character.
             while end > 0, utf8[end] & 0xC0 == 0x80 { end -= 1 }
             utf8.removeSubrange(end...)
@@ -115,6 +127,16 @@ public enum MeshFrameCodec {
             frame = .goodbye(try readString(&body, type))
         case .session:
             frame = .session(try readSession(&body))
+        case .relayRequest:
+            // The body is the rest of the frame: returned before the trailing-bytes check.
+            return try readRelayRequest(&body)
+        case .relayReply:
+            return try readRelayReply(&body)
+        case .relayFrame:
+            return try readRelayFrame(&body)
+        case .relayClose:
+            guard let id: UInt64 = body.readInteger(), let code: UInt16 = body.readInteger() else { throw .truncated(type) }
+            frame = .relayClose(id: id, code: code)
         }
         guard body.readableBytes == 0 else { throw .trailingBytes(type) }
         return frame

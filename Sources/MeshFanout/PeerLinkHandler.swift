@@ -30,6 +30,8 @@ final class PeerLinkHandler: ChannelInboundHandler {
     var needsFlush = false
     /// The peer this link was dialed to, nil for accepted links.
     let dialedPeer: String?
+    /// The relayed requests and streams on this link, both ways (set when it authenticates).
+    var relay: MeshRelayLink?
     /// NIOSSL is in front of this handler.
     private let tls: Bool
 

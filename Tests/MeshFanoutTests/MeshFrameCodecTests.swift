@@ -73,8 +73,8 @@ import Testing
         #expect(wire(.goodbye("bye")) == hex("00000006 0A 0003 627965"))
     }
 
-    @Test func typeBytesAreOneToTwelve() {
-        #expect(MeshFrame.FrameType.allCases.map(\.rawValue) == Array(1...12))
+    @Test func typeBytesAreOneToSixteen() {
+        #expect(MeshFrame.FrameType.allCases.map(\.rawValue) == Array(1...16))
         for frame in sampleFrames {
             #expect(wire(frame)[4] == frame.type.rawValue)
         }

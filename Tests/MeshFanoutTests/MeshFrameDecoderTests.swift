@@ -104,7 +104,7 @@ import Testing
         #expect(decodeError([]) == .emptyFrame)
     }
 
-    @Test(arguments: [UInt8(0), 13, 14, 0x7F, 0xFF])
+    @Test(arguments: [UInt8(0), 17, 18, 0x7F, 0xFF])
     func unknownTypeIsRefused(_ type: UInt8) {
         var input = buffer(hex("00000001") + [type])
         #expect(throws: MeshFrameError.unknownType(type)) { try decoder.next(from: &input) }

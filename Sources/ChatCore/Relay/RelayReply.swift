@@ -2,7 +2,7 @@ import NIOCore
 
 /// The owner's HTTP answer to a relayed GET or POST, which the relay gives the client as is
 /// (adding its own CORS headers, as for a local answer).
-public struct RelayReply: Sendable {
+public struct RelayReply: Sendable, Equatable {
     public var status: UInt16
     public var contentType: String
     public var body: ByteBuffer

@@ -3,7 +3,7 @@ import NIOCore
 /// A client's Engine.IO request as the relay hands it to the owner: the polling GET or POST
 /// (or the WebSocket that opens a relayed stream) for `sid`, with what the owner needs to
 /// judge it as if the client had come to it directly.
-public struct RelayedRequest: Sendable {
+public struct RelayedRequest: Sendable, Equatable {
     public var kind: RelayKind
     public var sid: String
     /// The client's Origin header, nil when it sent none (the owner runs its Origin check).
