@@ -47,14 +47,49 @@ struct SessionMergeTests {
         #expect(!SessionDirectory.prefers(local, over: local, fromOwner: true))
     }
 
-    @Test func aTombstoneIsNotBroughtBackByALiveCopyWhateverItsVersion() {
+    @Test func aTombstoneIsNotBroughtBackByALateCopyOfWhatCameBefore() {
         let node = StoreNode("n2", epoch: 2, wall: wall)
-        let ended = record(claims: 0, changes: 4, owner: "n1", state: .ended(atMillis: wall.now))
+        let ended = record(claims: 1, changes: 4, owner: "n1", state: .ended(atMillis: wall.now))
         node.store.merge(ended, fromOwner: true)
-        node.store.merge(record(claims: 0, changes: 3, owner: "n1", username: "late"), fromOwner: true)
-        node.store.merge(record(claims: 5, changes: 0, owner: "n3"), fromOwner: true)
+        node.store.merge(record(claims: 1, changes: 3, owner: "n1", username: "late"), fromOwner: true)
+        node.store.merge(record(claims: 0, changes: 9, owner: "n0", username: "older claim"), fromOwner: true)
+        node.store.merge(record(claims: 1, changes: 7, owner: "n3", username: "concurrent claim, higher name"), fromOwner: true)
         #expect(node.store.record(pid: "p") == ended)
         #expect(node.recover(pid: "p", offset: nil)?.failure == .ended)
+    }
+
+    /// An end by the old owner and a recovery elsewhere at the same moment: the claim wins on
+    /// every node, whichever arrives first (a tombstone that always won would split the nodes).
+    @Test func aConcurrentClaimOutranksTheOldOwnersEndOnEveryNode() {
+        let ended = record(claims: 0, changes: 4, owner: "n1", state: .ended(atMillis: wall.now))
+        let claimed = record(claims: 1, changes: 0, owner: "n2")
+        let first = StoreNode("x", epoch: 8, wall: wall), second = StoreNode("y", epoch: 9, wall: wall)
+        first.store.merge(ended, fromOwner: true); first.store.merge(claimed, fromOwner: true)
+        second.store.merge(claimed, fromOwner: true); second.store.merge(ended, fromOwner: true)
+        #expect(first.store.record(pid: "p") == claimed)
+        #expect(second.store.record(pid: "p") == claimed)
+    }
+
+    /// Whatever order the copies of a record reach two nodes in, they keep the same one.
+    @Test(arguments: 1...20)
+    func copiesArrivingInAnyOrderConverge(seed: UInt64) {
+        var rng = CrossNodeReplayTests.SplitMix(state: seed)
+        // Distinct (claims, owner, changes) per copy, as the nodes make them.
+        var seen: Set<String> = []
+        var copies: [SessionRecord] = []
+        while copies.count < 12 {
+            let claims = UInt64.random(in: 0...3, using: &rng), changes = UInt64.random(in: 0...5, using: &rng)
+            let owner = ["n1", "n2", "n3"].randomElement(using: &rng)!
+            guard seen.insert("\(claims)/\(owner)/\(changes)").inserted else { continue }
+            let states: [SessionRecord.State] = [.live, .held(sinceMillis: wall.now), .ended(atMillis: wall.now)]
+            copies.append(record(claims: claims, changes: changes, owner: owner, state: states.randomElement(using: &rng)!))
+        }
+        let first = StoreNode("x", epoch: 8, wall: wall), second = StoreNode("y", epoch: 9, wall: wall)
+        for copy in copies.shuffled(using: &rng) { first.store.merge(copy, fromOwner: Bool.random(using: &rng)) }
+        for copy in copies.shuffled(using: &rng) { second.store.merge(copy, fromOwner: Bool.random(using: &rng)) }
+        #expect(first.store.record(pid: "p") == second.store.record(pid: "p"))
+        let best = copies.max { a, b in SessionDirectory.prefers(b, over: a, fromOwner: false) }
+        #expect(first.store.record(pid: "p") == best)
     }
 
     @Test func aTombstonePastItsTimeIsNotTakenIn() {

@@ -1,11 +1,13 @@
 /// Every session record this node knows, local and replicated, and the rule that decides
 /// between two copies of one. Confined to the store's loop.
 ///
-/// The rule, the same on every node so that all converge on one copy: an ended record is never
-/// brought back by a copy that is not ended (tombstones stay for `max_disconnection`); more
-/// claims win (a recovery outranks every change the previous owner made); between equal claims
-/// by different owners the lower node name wins (two nodes recovered it at once); otherwise
-/// more changes win, and for an equal version the owner's own word wins.
+/// The rule orders all copies of a record the same way on every node, so that every node ends
+/// with the same one whatever order the copies arrive in: more claims win (a recovery outranks
+/// every change the previous owner made, an end included); between equal claims by different
+/// owners the lower node name wins (two nodes recovered it at once); under one owner more
+/// changes win; for an equal version the owner's own word wins. An ended copy therefore stays
+/// ended against every late copy of what came before it (tombstones are kept for
+/// `max_disconnection` for this), and only a newer claim can replace it.
 final class SessionDirectory {
     private(set) var records: [String: SessionRecord] = [:]
     /// Tombstones that ended by expiry here, so a late recovery is told `expired`.
@@ -50,7 +52,6 @@ final class SessionDirectory {
     }
 
     static func prefers(_ incoming: SessionRecord, over existing: SessionRecord, fromOwner: Bool) -> Bool {
-        if existing.isEnded && !incoming.isEnded { return false }
         if incoming.claims != existing.claims { return incoming.claims > existing.claims }
         if incoming.owner != existing.owner { return incoming.owner < existing.owner }
         if incoming.version != existing.version { return incoming.version > existing.version }
