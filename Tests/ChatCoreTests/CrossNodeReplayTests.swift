@@ -75,6 +75,43 @@ struct CrossNodeReplayTests {
         }
     }
 
+    /// The client had messages of a live origin that were still in flight to the recovering
+    /// node: it waits for them, then replays only what the client lacked, still exactly once.
+    @Test(arguments: [11, 12, 13, 14])
+    func messagesInFlightToTheRecoveringNodeAreWaitedForAndNotRepeated(seed: UInt64) throws {
+        var rng = SplitMix(state: seed)
+        let wall = ManualWallClock()
+        let policy = RecoveryPolicy(maxDisconnection: .seconds(10), roomMessages: 1000, historyBytes: 1 << 20, catchUp: .seconds(1))
+        let first = StoreNode("n1", epoch: 1, policy: policy, wall: wall)
+        let second = StoreNode("n2", epoch: 2, policy: policy, wall: wall)
+        let slow = MessageOrigin.originID(epoch: 77)
+        second.replication.peer("n77", epoch: 77, up: true)
+        let origins: [UInt32] = [101, slow]
+        let orderAtFirst = Self.interleaving(origins: origins, perOrigin: 30, rng: &rng)
+        let orderAtSecond = Self.interleaving(origins: origins, perOrigin: 30, rng: &rng)
+        let record = first.store.open(room: "r1", session: FakeRecoverableSession())
+        first.store.joined(pid: record.pid, username: "carol")
+        second.store.merge(try #require(first.store.record(pid: record.pid)), fromOwner: true)
+        // The client saw everything the first node had; the slow origin's last 10 have not
+        // reached the second node yet.
+        var lastOffset = ""
+        for origin in orderAtFirst { lastOffset = first.deliver(Self.label(origin), from: origin) }
+        let arrived = orderAtSecond.filter { $0.origin != slow || $0.sequence <= 20 }
+        for origin in arrived { second.deliver(Self.label(origin), from: origin) }
+        second.store.peerLost(node: "n1", epoch: 1)
+
+        var outcome: RecoveryOutcome?
+        second.store.recover(pid: record.pid, offset: lastOffset, room: "r1", session: FakeRecoverableSession()) { outcome = $0 }
+        second.loop.advanceTime(by: .milliseconds(100))
+        #expect(outcome == nil)
+        for sequence in 21...30 as ClosedRange<UInt64> {
+            second.deliver("late \(sequence)", from: MessageOrigin(origin: slow, sequence: sequence))
+        }
+        second.deliver("new", from: MessageOrigin(origin: 101, sequence: 31))
+        second.loop.advanceTime(by: .milliseconds(20))
+        #expect(try #require(outcome).missedTexts == ["new"])
+    }
+
     @Test func aSessionMadeMidwayReplaysNothingFromBeforeItsStartWhateverOffsetItForges() throws {
         let wall = ManualWallClock()
         let first = StoreNode("n1", epoch: 1, wall: wall), second = StoreNode("n2", epoch: 2, wall: wall)
