@@ -12,6 +12,12 @@ import Testing
         try RelayTestMesh(names.map { RelayTestNode($0) })
     }
 
+    @Test func theMeshIsTheRelayOfItsFanout() throws {
+        let node = RelayTestNode("a1")
+        let fanout: any Fanout = node.mesh
+        #expect(fanout.relay === node.mesh)
+    }
+
     // MARK: GET and POST
 
     @Test func aGetIsRelayedToItsOwnerAndItsReplyComesBack() throws {

@@ -13,8 +13,9 @@ public protocol SessionRelay: AnyObject, Sendable {
         -> @Sendable () -> Void
     /// Opens a relayed WebSocket stream (RELAY_REQUEST kind 3) to the owner. Frames from the
     /// owner go to `onFrame` (kind .framed: write verbatim); `onClose(code)` runs once (owner
-    /// closed, refused: 4404, or link down: 1011). Nil when there is no live owner or a cap is
-    /// reached (nothing was sent; neither closure will run).
+    /// closed; refused: 4404 no such session, 1013 over a cap; link down: 1011), and not after
+    /// the stream's own `close`. Nil when the sid's tag names no peer with a live link (nothing
+    /// was sent; neither closure will run).
     func openStream(sid: String, origin: String?, onFrame: @escaping @Sendable (RelayFrameKind, ByteBuffer) -> Void,
                     onClose: @escaping @Sendable (UInt16) -> Void) -> (any RelayStream)?
     /// Where requests relayed TO this node go; set once by the node before start.
