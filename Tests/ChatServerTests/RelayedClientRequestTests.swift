@@ -131,6 +131,19 @@ struct RelayedClientRequestTests {
         #expect(opened.stream.closes.isEmpty, "the owner ended it: nothing to tell it")
     }
 
+    @Test func aClientThatDoesNotReadTheOwnersFramesIsCutOffAtTheOutboundBound() throws {
+        let node = RelayTestNode()
+        let channel = try node.connect()
+        _ = try Self.upgrade(channel, node: node)
+        let opened = try #require(node.relay.opened.first)
+        channel.isWritable = false  // over the high watermark, which is outbound_buffer
+        opened.onFrame(.framed, ByteBuffer(bytes: [0x81, 1, 0x36]))
+        node.settle()
+        #expect(opened.stream.closes == [1000])
+        #expect(try RelayTestNode.outputBytes(channel).first == 0x88, "a close frame, not the frame")
+        #expect(!channel.isActive)
+    }
+
     @Test func aClientPacketTheLocalPathWouldRefuseIsNotRelayed() throws {
         let node = RelayTestNode()
         let channel = try node.connect()

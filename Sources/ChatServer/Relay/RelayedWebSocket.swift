@@ -81,15 +81,16 @@ final class RelayedWebSocket: @unchecked Sendable {  // unchecked: state only on
     private func ownerSent(_ kind: RelayFrameKind, _ payload: ByteBuffer) {
         guard !ended, kind == .framed else { return }
         guard ready else { return early.append(payload) }
-        channel.writeAndFlush(payload, promise: nil)
-        if !channel.isWritable {
-            // Past `outbound_buffer` (the channel's high watermark), as the owner's own check.
+        guard channel.isWritable else {
+            // Past `outbound_buffer` (the channel's high watermark): cut off as a local client
+            // would be, and the owner closes the session as for its own.
             metrics.countError("outbound_overflow")
             ended = true
             stream?.close(code: UInt16(webSocketErrorCode: .normalClosure))
             stream = nil
-            closeClient(code: UInt16(webSocketErrorCode: .normalClosure))
+            return closeClient(code: UInt16(webSocketErrorCode: .normalClosure))
         }
+        channel.writeAndFlush(payload, promise: nil)
     }
 
     private func ownerClosed(code: UInt16) {
