@@ -93,7 +93,10 @@ struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
     }
 
     private static func upgradePipeline(channel: any Channel, head: HTTPRequestHead, server: ServerContext) -> EventLoopFuture<Void> {
-        if let router = try? channel.pipeline.syncOperations.handler(type: HTTPRouter.self), let relayed = router.relayedWebSocket {
+        let request = try? EngineRequest.parse(uri: head.uri)?.get()
+        // Only an upgrade of a session, on a node that relays, can be another node's.
+        if server.relay != nil, request?.sid != nil, let router = try? channel.pipeline.syncOperations.handler(type: HTTPRouter.self),
+           let relayed = router.relayedWebSocket {
             router.relayedWebSocket = nil
             return removeHTTPHandlers(channel).flatMapThrowing {
                 let handler = WebSocketEngineHandler(target: .relay(relayed), metrics: server.metrics, maxMessageSize: server.engine.maxPayload)
@@ -101,7 +104,6 @@ struct WebSocketUpgrade: HTTPServerProtocolUpgrader, Sendable {
                 relayed.pipelineReady()
             }
         }
-        let request = try? EngineRequest.parse(uri: head.uri)?.get()
         let session: EngineSession
         let isNew: Bool
         if let sid = request?.sid {
