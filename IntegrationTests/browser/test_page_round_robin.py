@@ -53,6 +53,7 @@ def test_page_chats_through_round_robin_front_with_a_client_on_another_node(
     mesh, front = fronted
     room = f"rr-{transport}-{uuid.uuid4().hex[:8]}"
     since = len(access_entries(front))
+    conns_before = {n: mesh[n].healthz()["connections"] for n in NAMES}
     alice = new_browser("alice")
     t0 = time.monotonic()
     join(alice, front.http, room, "alice", query="" if transport == "default" else "transport=polling",
@@ -61,7 +62,7 @@ def test_page_chats_through_round_robin_front_with_a_client_on_another_node(
     # The session's owner: named by the sid's tag in the page's polling requests; a WebSocket
     # session (no sid in its one request) is counted where it is.
     sid_owner = session_owner(mesh, front, since)
-    conns = {n: mesh[n].healthz()["connections"] for n in NAMES}
+    conns = {n: mesh[n].healthz()["connections"] - conns_before[n] for n in NAMES}
     owner = sid_owner or next(n for n, k in conns.items() if k == 1)
     other = next(n for n in NAMES if n != owner)
     bob = mesh.sio(mesh[other].http, room, "bob", transports=["websocket"])
@@ -78,6 +79,7 @@ def test_page_chats_through_round_robin_front_with_a_client_on_another_node(
     wait_message(alice, "other", "bob", "bob 4")
     bob.wait(lambda: bob.saw("broadcast_say", "alice", "alice 4"), what="alice's last say")
     texts = [m["text"] for m in messages(alice) if m["kind"] in ("own", "other")]
+    bob.close()
 
     entries = access_entries(front)[since:]
     page_requests = [e for e in entries if "/socket.io/" in e["uri"]]
@@ -89,7 +91,7 @@ def test_page_chats_through_round_robin_front_with_a_client_on_another_node(
     console = [e.get("message", "") for e in alice.get_log("browser")]
     bad_console = [m for m in console if "Session ID unknown" in m or " 400 " in m or "(Bad Request)" in m]
     print(f"page ({transport}) {status(alice)!r} joined in {t_joined:.2f} s, session on {owner} "
-          f"(sid tag names {sid_owner}); bob on {other}; nginx sent the page's "
+          f"(sid tag names {sid_owner}; new connections {conns}); bob on {other}; nginx sent the page's "
           f"{len(page_requests)} Engine.IO requests to {by_node}; refused {len(refused)}; "
           f"console {console[-5:]}")
     assert texts.count("hello page") == 1 and texts.count("hello bob") == 1, texts

@@ -8,7 +8,8 @@ mesh: a session made on one node, its requests made by hand on the others.
   that poll without closing the session, so the next poll through another node gets the
   session's packets, a say made meanwhile among them.
 - A flood of concurrent relayed GETs for one session: the excess get 400, promptly, and every
-  node stays healthy and relays the next session.
+  node stays healthy and relays the next session. A flood of relayed WebSockets for one session:
+  one becomes its probe and upgrades it, the others are closed at once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import pytest
 import requests
 
-from chatmesh_testkit import WAIT, sio_event
+from chatmesh_testkit import WAIT, sio_event, wait_closed, ws_connect
 from harness.cluster import teardown
 from mesh_testkit import FAST_LIMITS, MeshCluster, unique_room, wait_until
 from nginx_testkit import nginx_available, start_fronted_mesh
@@ -204,3 +205,71 @@ def test_flood_of_relayed_gets_for_one_session_excess_refused_nodes_healthy(mesh
     q.send(say_packet("fine"))
     got = q.collect_until(lambda g: any('"text":"fine"' in x for x in g))
     assert say_msg_packet("frank", "fine") in got, got
+
+
+def test_flood_of_relayed_websockets_for_one_session_one_probe_wins(mesh3):
+    """Eight WebSocket upgrades for one polling session at once, through a2 and a3: the owner
+    takes one as the session's probe and closes the others at once (as it does a local
+    WebSocket that comes too late); the winner completes the upgrade and chats."""
+    mesh = mesh3
+    room = unique_room("ws-flood")
+    p = connected_session(mesh["a1"], [mesh["a2"]], room, "gina")
+    before = {n: relay_counts(mesh[n]) for n in NAMES}
+    n = 8
+    go = threading.Barrier(n)
+    sockets: list = [None] * n
+
+    def one(i):
+        go.wait()
+        try:
+            sockets[i] = ws_connect(mesh["a2" if i % 2 else "a3"], room, sid=p.sid)
+        except Exception as e:  # noqa: BLE001 - a refused upgrade is one of the outcomes
+            sockets[i] = e
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT + 2)
+    upgraded = [s for s in sockets if s is not None and not isinstance(s, Exception)]
+    closed = {}
+
+    def watch(i, s):
+        try:
+            wait_closed(s, timeout=1.5)
+            closed[i] = True
+        except AssertionError:
+            closed[i] = False
+
+    watchers = [threading.Thread(target=watch, args=(i, s), daemon=True)
+                for i, s in enumerate(upgraded)]
+    for t in watchers:
+        t.start()
+    for t in watchers:
+        t.join(5)
+    open_ones = [s for i, s in enumerate(upgraded) if not closed.get(i)]
+    try:
+        deltas = {k: counts_delta(before[k], relay_counts(mesh[k])) for k in NAMES}
+        print(f"{n} WebSockets for one session: {len(upgraded)} upgraded "
+              f"({len(open_ones)} still open after 1.5 s), refused at the upgrade "
+              f"{[repr(s)[:60] for s in sockets if isinstance(s, Exception)]}; relay counters {deltas}")
+        assert len(open_ones) == 1, f"{len(open_ones)} probes survived"
+        ws = open_ones[0]
+        held = HeldGet(p)
+        time.sleep(HELD_S)
+        ws.send("2probe")
+        ws.settimeout(WAIT)
+        assert ws.recv() == "3probe"
+        r = held.wait()
+        assert (r.status_code, r.text) == (200, "6"), (r.status_code, r.text)
+        ws.send("5")
+        ws.send(say_packet("upgraded through the flood"))
+        want = say_msg_packet("gina", "upgraded through the flood")
+        got = []
+        while want not in got:
+            got.append(ws.recv())
+    finally:
+        for s in upgraded:
+            s.close()
+    for k in NAMES:
+        mesh[k].assert_healthy()
