@@ -25,7 +25,10 @@ final class RelayedStreamHandle: RelayStream, @unchecked Sendable {
         self.onClose = onClose
     }
 
+    /// A client's text or binary packet. Framed bytes only ever go from the owner to a relay
+    /// (the owner would close the whole link for one): they are not sent.
     func send(_ kind: RelayFrameKind, _ payload: ByteBuffer) {
+        guard kind != .framed else { return }
         eventLoop.execute { [self] in
             guard isRegistered, let link else { return }
             link.send(.relayFrame(id: id, kind: kind, payload: payload))

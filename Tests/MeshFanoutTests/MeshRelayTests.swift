@@ -354,6 +354,7 @@ import Testing
         #expect(owned.sink.received == ["text 2probe"])
 
         owned.stream.send(.framed, ByteBuffer(string: "\u{81}\u{06}3probe"))
+        stream.send(.framed, ByteBuffer(string: "not from a relay")) // dropped: the owner would close the link
         stream.send(.text, ByteBuffer(string: "5"))
         stream.send(.binary, ByteBuffer(bytes: [4, 1, 2]))
         try mesh.settle()
