@@ -80,12 +80,13 @@ asan-integration:
 # `make test` splits the integration suite: the network-namespace fault suite (~100 s, mostly
 # waiting out its partitions) runs beside the ThreadSanitizer suites at the end, and the rest
 # in two halves side by side (they wait on sockets, timers and child processes far more than
-# they compute): the TLS, security, connection-defence, systemd and recovery suites (the
-# shorter half, so the recovery suites go there), and the others.
+# they compute): the TLS, security, connection-defence, systemd, recovery and relay suites
+# (the shorter half, so the recovery and relay suites go there; the relay ones take ~30 s
+# unsanitized), and the others.
 FAULT_SUITE := IntegrationTests/integration/test_faults_netns.py
 SECURITY_SUITES := $(wildcard IntegrationTests/integration/test_*tls*.py IntegrationTests/integration/test_check_config_security.py \
 	IntegrationTests/integration/test_connection_defences.py IntegrationTests/integration/test_systemd_*.py \
-	IntegrationTests/integration/test_recovery*.py)
+	IntegrationTests/integration/test_recovery*.py IntegrationTests/integration/test_relay*.py)
 asan-integration-core:
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration \
 		--ignore=$(FAULT_SUITE) $(addprefix --ignore=,$(SECURITY_SUITES))
