@@ -212,6 +212,70 @@ def test_explicit_disconnect_quits_at_once_and_ends_the_session(mesh, rc):
     print(f"explicit disconnect: quit seen on the other node after {took * 1000:.0f} ms")
 
 
+def story_errors(observer: RecoveryClient, username: str) -> list[str]:
+    """What is wrong with the room's story of `username` as `observer` saw it: joins and quits
+    must alternate (join first), its says must fall between a join and its quit, and it must
+    end out of the room."""
+    errors, inside = [], False
+    for p in observer.payloads():
+        d = p.get("data", {})
+        if d.get("username") != username:
+            continue
+        event = p.get("event")
+        if event == "join":
+            errors += ["joined twice"] if inside else []
+            inside = True
+        elif event == "broadcast_quit":
+            errors += [] if inside else ["quit while out of the room"]
+            inside = False
+        elif event == "broadcast_say" and not inside:
+            errors.append(f"said {d.get('text')!r} while out of the room")
+    return errors + (["still in the room"] if inside else [])
+
+
+RACES = 12
+
+
+# Not strict: how many of the races recovery wins depends on timing (1 to 6 of 12 seen), so a
+# run where it wins none would pass. Remove the mark once the server is fixed.
+@pytest.mark.xfail(strict=False, reason=(
+    "server bug (H4, 09:10): a 41 on a1 racing a CONNECT with the same pid on a2 publishes "
+    "x's quit on a1 AND recovers the session on a2 (the claim outranks the end), so the room "
+    "sees join, quit, a say from x without a join, and a second quit at its next 41"))
+def test_explicit_disconnect_racing_a_recovery_elsewhere_keeps_one_story(mesh, rc):
+    """x says `41` on a1 while a CONNECT with its pid reaches a2 at the same moment. Either
+    outcome is fine (ended: a new session on a2; or recovered, with the room told so), but the
+    room must see one consistent story: no say from x after its quit without a join between,
+    and one quit per join."""
+    races = []
+    for i in range(RACES):
+        room = unique_room(f"end-race-{i}")
+        o = joined(rc, mesh["a2"], room, "o")
+        x = joined(rc, mesh["a1"], room, "x")
+        o.wait_for(lambda o=o: join_msg("x") in o.payloads(), what="x's join on a2")
+        y = track(rc, RecoveryClient(mesh["a2"], room, "y"))   # its WebSocket open already
+        go = threading.Barrier(2)
+        ender = threading.Thread(target=lambda: (go.wait(), x.disconnect()), daemon=True)
+        ender.start()
+        go.wait()
+        time.sleep(0.0003 * (i % 4))
+        y.connect({"pid": x.pid, "offset": x.last_offset})
+        ender.join(timeout=WAIT)
+        races.append((o, x, y))
+    observe_quiet()   # a takeover close of y would come now
+    live = [(o, y) for o, x, y in races if y.recovered_from(x) and not y.closed()]
+    for o, y in live:
+        y.say("still here")
+    for o, y in live:
+        o.wait_for(lambda o=o: ("x", "still here") in o.says(), what="the recovered x's say")
+        y.disconnect()
+    observe_quiet()
+    bad = {i: story_errors(o, "x") for i, (o, _, _) in enumerate(races)}
+    bad = {i: e for i, e in bad.items() if e}
+    assert not bad, (f"{len(bad)} of {RACES} races ({len(live)} recovered): {bad}; e.g. "
+                     f"{races[next(iter(bad))][0].payloads()}")
+
+
 # --------------------------------------------------------------------------------------------
 # Bad input: a normal new session, nothing replayed, counted by reason
 
