@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 import time
 
@@ -376,3 +377,148 @@ def test_say_delivery_latency_alternating_vs_pinned(mesh, tags):
         record_figure("test_relay latency",
                       f"polling say->delivery, {what}: p50 {percentile(ms, 50):.2f} ms, "
                       f"p99 {percentile(ms, 99):.2f} ms, max {max(ms):.2f} ms over {len(ms)} says")
+
+
+# --------------------------------------------------------------------------------------------
+# The owner's rules hold for relayed requests: Origin and CORS, rate limits, the heartbeat, and
+# a client that goes away (a cluster of its own: short heartbeat, one allowed origin, slow says)
+
+GOOD_ORIGIN = "http://good.example"
+EVIL_ORIGIN = "http://evil.example"
+STRICT_PING_MS = 500
+
+
+@pytest.fixture(scope="module")
+def strict(request):
+    return module_mesh(request, NAMES,
+                       engineio={"ping_interval": STRICT_PING_MS, "ping_timeout": STRICT_PING_MS,
+                                 "allowed_origins": GOOD_ORIGIN},
+                       limits={"say_rate": 1, "say_burst": 3})
+
+
+def cors(r: requests.Response) -> dict:
+    return {k.lower(): v for k, v in r.headers.items() if k.lower().startswith("access-control-")}
+
+
+def test_origin_and_cors_of_relayed_requests_are_the_owners(strict):
+    """A relayed request is judged by the owner with the client's Origin: a foreign origin is
+    refused as locally, and an allowed one gets the same CORS headers."""
+    seen = {}
+    for via in ("a1", "a2"):
+        p = RoutedPolling(strict["a1"], [strict[via]], unique_room("origin"))
+        p.open()
+        out = {}
+        for origin in (GOOD_ORIGIN, EVIL_ORIGIN):
+            r = p.http.post(p.url(), data="40", timeout=WAIT,
+                            headers={"Origin": origin, "Content-Type": "text/plain;charset=UTF-8"})
+            out[f"POST {origin}"] = (r.status_code, r.text, cors(r))
+        # After the good POST 40 the CONNECT reply is queued: the GET returns at once.
+        for origin in (EVIL_ORIGIN, GOOD_ORIGIN):
+            r = p.http.get(p.url(), timeout=WAIT, headers={"Origin": origin})
+            body = normalise(r.text) if r.status_code == 200 else r.text
+            out[f"GET {origin}"] = (r.status_code, body, cors(r))
+        try:
+            ws = ws_connect(strict[via], p.roomid, sid=p.sid, header=[f"Origin: {EVIL_ORIGIN}"])
+            out["WebSocket evil"] = ("upgraded", wait_closed(ws, timeout=2.0))
+            ws.close()
+        except websocket.WebSocketBadStatusException as e:
+            out["WebSocket evil"] = (e.status_code, None)
+        seen[via] = out
+        p.post("1")
+    for k in seen["a1"]:
+        print(f"{k}: on the owner {seen['a1'][k]!r:.200}\n{' ' * len(k)}  relayed   {seen['a2'][k]!r:.200}")
+    assert seen["a1"][f"POST {EVIL_ORIGIN}"][0] == 403, seen["a1"]
+    assert seen["a1"][f"GET {GOOD_ORIGIN}"][0] == 200, seen["a1"]
+    assert seen["a2"] == seen["a1"]
+
+
+def test_rate_limit_of_relayed_says_is_the_owners(strict):
+    """Five says in one POST, relayed or not: say_burst (3) pass, the rest get rate_limited."""
+    outcomes = {}
+    for via in ("a1", "a2"):
+        p = RoutedPolling(strict["a1"], [strict[via], strict["a3"]], unique_room("rate"))
+        p.open()
+        p.connect_sio()
+        p.send(join_packet("rater", ack=0))
+        p.collect_until(lambda g: '430[{"ok":true}]' in g)
+        p.send(RS.join(say_packet(f"s{i}", ack=i + 1) for i in range(5)))
+        got = p.collect_until(lambda g: sum(1 for x in g if re.match(r"43[1-5]\[", x)) == 5)
+        outcomes[via] = sorted(x for x in got if re.match(r"43[1-5]\[", x))
+        p.post("1")
+    print(f"acks on the owner {outcomes['a1']}\nacks relayed {outcomes['a2']}")
+    assert sum('"rate_limited"' in a for a in outcomes["a1"]) == 2, outcomes
+    assert outcomes["a2"] == outcomes["a1"]
+
+
+def test_heartbeat_through_relays_keeps_the_session_and_silence_ends_it(strict):
+    """ping_interval 500 ms: a relayed GET is held until the owner's ping and the pong goes
+    back through another node, three times over; a client that stops answering is closed
+    ping_interval + ping_timeout after its last pong, and relayed requests then get 400."""
+    p = RoutedPolling(strict["a1"], [strict["a2"], strict["a3"]], unique_room("beat"))
+    p.open()
+    p.connect_sio()
+    held = []
+    for _ in range(3):
+        t0 = time.monotonic()
+        r = p.get()
+        held.append(time.monotonic() - t0)
+        assert (r.status_code, r.text) == (200, "2"), (r.status_code, r.text)
+        p.send("3")
+    t_silent = time.monotonic()
+    r = p.get(timeout=WAIT)   # held until the next ping, which goes unanswered
+    assert (r.status_code, r.text) == (200, "2"), (r.status_code, r.text)
+    # Closed at the latest ping_interval + ping_timeout after the last pong.
+    time.sleep(max(0.0, t_silent + 2 * STRICT_PING_MS / 1000 + 0.5 - time.monotonic()))
+    ended = p.post("40")
+    print(f"relayed GETs held {[round(h, 3) for h in held]} s until the ping; "
+          f"{time.monotonic() - t_silent:.2f} s after its last pong the silent session "
+          f"answers {ended.status_code} {ended.text}")
+    assert all(STRICT_PING_MS / 1000 * 0.5 < h < STRICT_PING_MS / 1000 * 2 + 0.3 for h in held), held
+    assert ended.status_code == 400 and engine_error(ended) == UNKNOWN_SID, ended.text
+
+
+def held_get_abandoned(node, sid: str, room: str) -> None:
+    """Sends a polling GET for `sid` on a raw socket to `node` and closes the socket while
+    the GET is held (as a browser tab that goes away)."""
+    s = socket.create_connection((node.host, node.port), timeout=WAIT)
+    try:
+        s.sendall(f"GET /socket.io/?EIO=4&transport=polling&roomid={room}&sid={sid} HTTP/1.1\r\n"
+                  f"Host: {node.host}:{node.port}\r\n\r\n".encode())
+        s.settimeout(HELD_S)
+        try:
+            data = s.recv(4096)
+            raise AssertionError(f"the GET was not held: {data!r}")
+        except socket.timeout:
+            pass
+    finally:
+        s.close()
+
+
+def test_client_gone_while_relayed_poll_held_ends_the_session_as_locally(strict):
+    """A polling client whose held GET's connection closes is gone (the Node server's rule):
+    its session ends and its room hears it quit, whether the GET was held on the owner or
+    relayed (the relay cancels it on the owner)."""
+    outcome = {}
+    for via in ("a1", "a2"):
+        room = unique_room("gone")
+        # websocket-client sends an Origin of its own, which this cluster refuses: polling.
+        watcher = strict.client("a3", room, transports=("polling",))
+        watcher.join("watcher")
+        p = RoutedPolling(strict["a1"], [strict["a3"]], room)
+        p.open()
+        p.connect_sio()
+        p.send(join_packet("leaver"))
+        p.collect_until(lambda g: any('"username":"leaver"' in x for x in g))
+        t0 = time.monotonic()
+        held_get_abandoned(strict[via], p.sid, room)
+        watcher.wait_for(lambda evs: ("message", {"event": "broadcast_quit",
+                                                  "data": {"username": "leaver"}}) in evs,
+                         what=f"leaver's quit (GET held via {via})")
+        took = time.monotonic() - t0
+        r = p.get()
+        outcome[via] = (r.status_code, r.text)
+        print(f"GET held via {via} abandoned: quit seen after {took:.2f} s; next GET "
+              f"{r.status_code} {r.text}")
+        watcher.close()
+    assert outcome["a1"] == (400, json.dumps(UNKNOWN_SID, separators=(",", ":"))), outcome
+    assert outcome["a2"] == outcome["a1"], outcome

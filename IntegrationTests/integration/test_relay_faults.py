@@ -10,6 +10,7 @@ mesh: a session made on one node, its requests made by hand on the others.
 - A flood of concurrent relayed GETs for one session: the excess get 400, promptly, and every
   node stays healthy and relays the next session. A flood of relayed WebSockets for one session:
   one becomes its probe and upgrades it, the others are closed at once.
+- The owner hangs (SIGSTOP): relayed requests get 400 once its links fall silent.
 """
 
 from __future__ import annotations
@@ -273,3 +274,62 @@ def test_flood_of_relayed_websockets_for_one_session_one_probe_wins(mesh3):
             s.close()
     for k in NAMES:
         mesh[k].assert_healthy()
+
+
+# --------------------------------------------------------------------------------------------
+# The owner hangs
+
+MESH_PING_MS = 500   # a link silent for two intervals is closed
+
+
+@pytest.fixture
+def fast_mesh3(request):
+    return teardown(request).add(MeshCluster(NAMES, limits=FAST_LIMITS,
+                                             mesh={"ping_interval": MESH_PING_MS})).start()
+
+
+def test_owner_stopped_relayed_requests_fail_once_its_link_falls_silent(fast_mesh3):
+    """SIGSTOP the owner: its links stay open but fall silent. A poll held through a2 and a
+    POST sent through a3 afterwards both get the unknown-sid 400 once the link is judged
+    dead (two mesh ping intervals), not at some HTTP timeout; after SIGCONT the mesh heals
+    and new sessions relay again."""
+    mesh = fast_mesh3
+    room = unique_room("owner-hangs")
+    p = connected_session(mesh["a1"], [mesh["a3"]], room, "hank")
+    via_a2 = RoutedPolling(mesh["a1"], [mesh["a2"]], room)
+    via_a2.sid = p.sid
+    held = HeldGet(via_a2, timeout=WAIT + 5)
+    time.sleep(HELD_S)
+    t_stop = time.monotonic()
+    mesh["a1"].sigstop()
+    try:
+        t_post = time.monotonic()
+        posted = p.post(say_packet("into the void"), timeout=WAIT + 5)
+        post_took = time.monotonic() - t_post
+        r = held.wait(WAIT + 6)
+        held_took = time.monotonic() - t_stop
+    finally:
+        mesh["a1"].sigcont()
+    silence_s = 2 * MESH_PING_MS / 1000
+    print(f"a1 stopped: the poll held through a2 answered {r.status_code} {r.text} after "
+          f"{held_took:.2f} s; a POST through a3 answered {posted.status_code} {posted.text} "
+          f"after {post_took:.2f} s (links judged dead after {silence_s:.1f} s of silence)")
+    for reply in (r, posted):
+        assert reply.status_code == 400 and engine_error(reply) == UNKNOWN_SID, reply.text
+    assert held_took < silence_s + 2.0, held_took
+    assert post_took < silence_s + 2.0, post_took
+
+    healed = mesh.wait_mesh(timeout=10)
+    q = connected_session(mesh["a1"], [mesh["a2"], mesh["a3"]], unique_room("after-stop"), "ivy")
+    q.send(say_packet("relayed again"))
+    got = q.collect_until(lambda g: any('"text":"relayed again"' in x for x in g))
+    # The first session: its owner kept it (only the relay's links were lost). Whether the
+    # POST answered 400 was carried out anyway shows in its packets.
+    again = p.post(say_packet("still there?"))
+    old_state = f"{again.status_code} {again.text}"
+    if again.status_code == 200:
+        packets = p.collect_until(lambda g: any("still there?" in x for x in g))
+        old_state += f", its packets {packets}"
+    print(f"mesh healed {healed:.2f} s after SIGCONT; a new session relays {got[-1]!r}; "
+          f"the first session now answers {old_state}")
+    assert say_msg_packet("ivy", "relayed again") in got
