@@ -112,6 +112,9 @@ def message(event: str, **data) -> str:
     return sio_event("message", {"event": event, "data": data})
 
 
+BINARY_SAY = '451-%d["say",{"text":{"_placeholder":true,"num":0}}]'
+
+
 def chat_script(home, route, room: str) -> tuple[Transcript, list[float]]:
     """Handshake on `home`; every later request on the next node of `route`: connect, join,
     a say while a GET is held, three says in one POST, two refused events, and the close
@@ -135,6 +138,9 @@ def chat_script(home, route, room: str) -> tuple[Transcript, list[float]]:
     t.post(say_packet("x" * 5000, ack=3))
     t.get_until(lambda pkts: any(p.startswith("432") for p in pkts) and
                 any(p.startswith("433") for p in pkts))
+    # A binary event (one attachment, base64 in the payload): a say whose text is binary.
+    t.post(BINARY_SAY % 4 + RS + "bAQI=")
+    t.get_until(lambda pkts: any(p.startswith("434") for p in pkts))
     held.append(t.held_then(lambda: t.post("1")))
     t.take(poll.get())
     t.post(say_packet("after close"), expect_ok=False)
@@ -195,12 +201,21 @@ def upgrade_script(home, route, ws_node, room: str) -> list[str]:
         assert r.status_code == 200, (r.status_code, r.text)
         got += r.text.split(RS)
         ws.send("5")
-        ws.send(join_packet("upgrader", ack=7))
-        ws.send(say_packet("over the socket"))
-        want = message("broadcast_say", username="upgrader", text="over the socket")
-        while want not in got:
-            ws.settimeout(WAIT)
-            got.append(ws.recv())
+        ws.settimeout(WAIT)
+        # One event at a time: replies to events read in one tick overtake that tick's room
+        # broadcasts (they are framed once at its end), locally too.
+        for frames, until in (
+                ([join_packet("upgrader", ack=7)], message("join", username="upgrader")),
+                ([say_packet("over the socket")],
+                 message("broadcast_say", username="upgrader", text="over the socket")),
+                ([BINARY_SAY % 8, b"\x01\x02"], "438")):
+            for f in frames:
+                if isinstance(f, bytes):
+                    ws.send_binary(f)
+                else:
+                    ws.send(f)
+            while not any(str(x).startswith(until) for x in got):
+                got.append(ws.recv())
         # After the upgrade, polling is over for this session.
         r = poll.get()
         got.append(f"GET {r.status_code}")
