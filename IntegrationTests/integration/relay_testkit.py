@@ -214,6 +214,11 @@ def relay_counts(node) -> dict[tuple[str, str], float]:
     return out
 
 
+def relay_latency_count(node) -> float:
+    """How many relayed GETs and POSTs `node` timed (chatmesh_relay_latency_seconds_count)."""
+    return node.metrics().total("chatmesh_relay_latency_seconds_count")
+
+
 def relay_total(node) -> float:
     return sum(relay_counts(node).values())
 

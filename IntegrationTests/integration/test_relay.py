@@ -25,7 +25,7 @@ from chatmesh_testkit import (RS, WAIT, Polling, record_figure, sio_event, wait_
 from mesh_testkit import FAST_LIMITS, module_mesh, unique_room, wait_until
 from relay_testkit import (UNKNOWN_SID, HeldGet, Route, RoutedPolling, counts_delta,
                            engine_error, join_packet, node_tags, percentile, random_sid,
-                           relay_counts, say_packet, unused_tag)
+                           relay_counts, relay_latency_count, say_packet, unused_tag)
 
 NAMES = ["a1", "a2", "a3"]
 HELD_S = 0.3  # how long a GET is left held before the packet it waits for is made
@@ -156,13 +156,15 @@ def test_polling_alternating_between_three_nodes_gives_the_single_node_stream(me
     pinned_route, alternating_route = routes(mesh)
     pinned, pinned_held = chat_script(mesh["a1"], pinned_route, unique_room("pinned"))
     before = {n: relay_counts(mesh[n]) for n in NAMES}
+    timed_before = {n: relay_latency_count(mesh[n]) for n in NAMES}
     route = Route(alternating_route)
     alternating, alt_held = chat_script(mesh["a1"], route, unique_room("alternating"))
     after = {n: relay_counts(mesh[n]) for n in NAMES}
+    timed = {n: relay_latency_count(mesh[n]) - timed_before[n] for n in NAMES}
     relayed = sum(1 for n in route.sent if n != "a1")
     deltas = {n: counts_delta(before[n], after[n]) for n in NAMES}
     print(f"requests by node {dict((n, route.sent.count(n)) for n in NAMES)}; relay counters "
-          f"{deltas}; GETs held {pinned_held} (pinned) {alt_held} (alternating)")
+          f"{deltas}; relay latencies timed {timed}; GETs held {pinned_held} (pinned) {alt_held} (alternating)")
     print("\n".join(f"  {a!r:.110}   |   {b!r:.110}" for a, b in
                     zip(pinned.items, alternating.items)))
 
@@ -180,6 +182,8 @@ def test_polling_alternating_between_three_nodes_gives_the_single_node_stream(me
     owner_side = sum(deltas["a1"].values())
     assert relay_side == relayed, (relayed, deltas)
     assert owner_side == relayed, (relayed, deltas)
+    # The relay side times each one (request sent -> reply received); the owner times none.
+    assert timed["a2"] + timed["a3"] == relayed and timed["a1"] == 0, timed
 
 
 def upgrade_script(home, route, ws_node, room: str) -> list[str]:
