@@ -11,6 +11,7 @@ requests alternate between the nodes is printed beside the same client pinned to
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -329,6 +330,60 @@ def test_post_over_max_payload_gets_413_relayed_as_locally(mesh):
         print(f"POST over max_payload via {via}: {r.status_code} {r.text[:80]}; then GET {then}")
     assert seen["a1"][0] == 413, seen
     assert seen["a2"] == seen["a1"], seen
+
+
+def test_post_just_under_max_payload_is_relayed_whole(mesh):
+    """A 999,000-byte POST (one say far over text_max) crosses the mesh whole: the owner
+    answers it with text_too_long, as for a local one."""
+    acks = {}
+    for via in ("a1", "a2"):
+        p = RoutedPolling(mesh["a1"], [mesh[via]], unique_room("near-max"))
+        p.open()
+        p.connect_sio()
+        p.send(join_packet("big"))
+        p.collect_until(lambda g: any('"event":"join"' in x for x in g))
+        body = say_packet("y" * 998_900, ack=5)
+        assert len(body) < 1_000_000
+        r = p.post(body)
+        assert (r.status_code, r.text) == (200, "ok"), (via, r.status_code, r.text[:200])
+        acks[via] = p.collect_until(lambda g: any(x.startswith("435") for x in g))
+        p.post("1")
+    print(f"acks {acks}")
+    assert '"text_too_long"' in acks["a1"][0], acks
+    assert acks["a2"] == acks["a1"]
+
+
+def test_websocket_message_over_max_payload_closes_1009_relayed_as_locally(mesh):
+    closes = {}
+    for via in ("a1", "a2"):
+        p = RoutedPolling(mesh["a1"], [mesh[via]], unique_room("ws-big"))
+        p.open()
+        p.connect_sio()
+        ws = ws_connect(mesh[via], p.roomid, sid=p.sid)
+        try:
+            ws.send("2probe")
+            ws.settimeout(WAIT)
+            assert ws.recv() == "3probe"
+            ws.send("5")
+            # The head of a text frame one byte over max_payload: refused on its length alone.
+            ws.sock.sendall(bytes([0x81, 0x80 | 127]) + (1_000_001).to_bytes(8, "big") +
+                            os.urandom(4) + b"4" * 100)
+            code = None
+            deadline = time.monotonic() + WAIT
+            while code is None and time.monotonic() < deadline:
+                try:
+                    op, data = ws.recv_data(control_frame=True)
+                except (websocket.WebSocketConnectionClosedException, ConnectionError, OSError):
+                    code = "closed without a close frame"
+                    break
+                if op == websocket.ABNF.OPCODE_CLOSE:
+                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else "no code"
+            closes[via] = code
+        finally:
+            ws.close()
+    print(f"WebSocket message over max_payload: close {closes}")
+    assert closes["a1"] == 1009, closes
+    assert closes["a2"] == closes["a1"], closes
 
 
 # --------------------------------------------------------------------------------------------
