@@ -27,7 +27,15 @@ final class ServerMetrics: Sendable {
     /// Bootstraps swift-metrics with a Prometheus backend once per process.
     static let sharedRegistry: PrometheusCollectorRegistry = {
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // A relayed long-poll is held up to the ping interval (25 s by default): the default
+        // buckets end at 10 s, which would put every held GET in +Inf.
+        factory.durationHistogramBuckets["chatmesh_relay_latency_seconds"] = [
+            .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+            .seconds(2.5), .seconds(5), .seconds(10), .seconds(20), .seconds(30), .seconds(60),
+        ]
+        MetricsSystem.bootstrap(factory)
         return registry
     }()
 
