@@ -11,10 +11,13 @@ mesh: a session made on one node, its requests made by hand on the others.
   node stays healthy and relays the next session. A flood of relayed WebSockets for one session:
   one becomes its probe and upgrades it, the others are closed at once.
 - The owner hangs (SIGSTOP): relayed requests get 400 once its links fall silent.
+- A client that stops reading its relayed WebSocket is cut off at outbound_buffer; the room
+  goes on.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -333,3 +336,75 @@ def test_owner_stopped_relayed_requests_fail_once_its_link_falls_silent(fast_mes
     print(f"mesh healed {healed:.2f} s after SIGCONT; a new session relays {got[-1]!r}; "
           f"the first session now answers {old_state}")
     assert say_msg_packet("ivy", "relayed again") in got
+
+
+# --------------------------------------------------------------------------------------------
+# A client behind a relayed WebSocket that stops reading
+
+FLOOD_TEXT = 30000       # characters per say (text_max raised for this test)
+FLOOD_MAX_SAYS = 700     # 21 MB at most; kernel buffers on both hops hold a few MB
+FLOOD_ROUND = 2          # says per round, read by the live members before the next round
+
+
+def flood_says(events) -> int:
+    return sum(1 for e, a in events if e == "message" and isinstance(a, dict) and
+               a.get("event") == "broadcast_say" and len(a["data"].get("text", "")) == FLOOD_TEXT)
+
+
+@pytest.fixture
+def tight_mesh3(request):
+    return teardown(request).add(MeshCluster(NAMES, limits={
+        "outbound_buffer": 65536, "say_rate": 100000, "say_burst": 100000,
+        "text_max": FLOOD_TEXT})).start()
+
+
+def test_relayed_websocket_client_that_stops_reading_is_cut_and_the_room_goes_on(tight_mesh3):
+    """The session lives on a1, its WebSocket on a2 (relayed), and its client never reads. A
+    flood in its room passes outbound_buffer: the session is cut off, as a local one is, while
+    the members that read get every say in order and every node stays healthy."""
+    mesh = tight_mesh3
+    room = unique_room("slow-relayed")
+    p = connected_session(mesh["a1"], [mesh["a3"]], room, "slow")
+    held = HeldGet(p)
+    time.sleep(HELD_S)
+    ws = ws_connect(mesh["a2"], room, sid=p.sid,
+                    sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    try:
+        ws.send("2probe")
+        ws.settimeout(WAIT)
+        assert ws.recv() == "3probe"
+        assert held.wait().text == "6"
+        ws.send("5")
+        observer = mesh.client("a1", room)
+        observer.join("observer")
+        flooder = mesh.client("a3", room)
+        flooder.join("flooder")
+        base = len(observer.snapshot())
+        conns = mesh["a1"].healthz()["connections"]
+        sent = 0
+        cut_at = None
+        t0 = time.monotonic()
+        while sent < FLOOD_MAX_SAYS and (cut_at is None or sent < cut_at + 10):
+            for _ in range(FLOOD_ROUND):
+                flooder.say(f"{sent:05d}" + "f" * (FLOOD_TEXT - 5))
+                sent += 1
+            observer.wait_for(lambda e, n=sent: flood_says(e[base:]) >= n, timeout=10,
+                              what=f"flood say {sent - 1}")
+            if cut_at is None and mesh["a1"].healthz()["connections"] < conns:
+                cut_at = sent
+        took = time.monotonic() - t0
+        got = [a["data"]["text"][:5] for e, a in observer.snapshot()[base:]
+               if e == "message" and a.get("event") == "broadcast_say"]
+        print(f"the relayed WebSocket that never reads was cut after {cut_at} says of "
+              f"{FLOOD_TEXT} characters ({took:.1f} s); the observer got {len(got)} of {sent}")
+        assert cut_at is not None, f"still connected after {sent} says"
+        assert got == [f"{i:05d}" for i in range(sent)], "the observer missed or reordered says"
+        wait_closed(ws, timeout=15)   # drains what the kernel held, then sees the close
+        for n in NAMES:
+            h = mesh[n].assert_healthy()
+            assert h["mesh"]["peers_up"] == sorted(x for x in NAMES if x != n), h
+        observer.say("after the flood")
+        flooder.wait_for(lambda e: any(isinstance(a, dict) and a.get("data", {}).get("text") ==
+                                       "after the flood" for _, a in e), what="a say after")
+    finally:
+        ws.close()
