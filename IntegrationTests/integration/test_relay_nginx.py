@@ -146,3 +146,40 @@ def test_hundred_clients_mixed_transports_chat_through_round_robin(fronted):
     assert all(owners.get(n, 0) > 0 for n in NAMES), f"a node made no session: {owners}"
     assert all(nodes_hit.get(n, 0) > 0 for n in NAMES), nodes_hit
     assert all(relayed[n] > 0 for n in NAMES), f"a node relayed nothing: {relayed}"
+
+
+def test_numbered_says_arrive_complete_and_in_order_through_round_robin(fronted):
+    """Three senders (one per transport) through the round-robin front, 200 numbered says
+    each, as fast as they go; six members (two per transport) get every sender's says
+    complete and in order, although each sender's POSTs and each member's GETs are spread
+    over the nodes."""
+    mesh, front = fronted
+    log = ClientLog()
+    room = unique_room("order")
+    n = 200
+    members = [mesh.sio(front.http, room, f"m-{kind}-{i}", transports=TRANSPORTS[kind],
+                        client_kw=log.client_kw()) for kind in KINDS for i in range(2)]
+    senders = [mesh.sio(front.http, room, f"s-{kind}", transports=TRANSPORTS[kind],
+                        client_kw=log.client_kw()) for kind in KINDS]
+    everyone = members + senders
+    for c in everyone:   # everyone has heard the last joiner: the room is set up everywhere
+        c.wait(lambda c=c: c.saw("join", senders[-1].username), WAIT_S, "the last join")
+    t0 = time.monotonic()
+    for i in range(n):
+        for s in senders:
+            s.sio.emit("say", {"text": f"{s.username}:{i}"})
+
+    def numbers(c, sender):
+        return [int(t.split(":", 1)[1]) for _, u, t in c.says() if u == sender.username]
+
+    for c in everyone:
+        c.wait(lambda c=c: all(len(numbers(c, s)) >= n for s in senders), WAIT_S * 2,
+               f"{c.username}: every numbered say")
+    took = time.monotonic() - t0
+    time.sleep(0.3)
+    bad = {(c.username, s.username): numbers(c, s)[:10] for c in everyone for s in senders
+           if numbers(c, s) != list(range(n))}
+    print(f"{len(senders)} senders x {n} says to {len(everyone)} members through round-robin "
+          f"nginx in {took:.2f} s; transports { {c.username: c.sio.transport() for c in everyone} }")
+    assert not bad, f"incomplete or out of order: {bad}"
+    assert not log.unknown_sid() and not log.refusals, (log.unknown_sid(), log.refusals)
