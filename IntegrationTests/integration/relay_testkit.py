@@ -64,6 +64,17 @@ def node_tags(mesh) -> dict[str, str]:
     return tags
 
 
+def tag_for(node_name: str) -> str:
+    """The tag docs/RELAY.md gives a node: 24 bits of FNV-1a (64-bit, xor-folded to 24) over
+    its UTF-8 name, as 4 base64url characters. For nodes that cannot be asked (not running);
+    the suites check it against the tags the running nodes hand out."""
+    h = 0xcbf29ce484222325
+    for b in node_name.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    bits = (h ^ (h >> 24) ^ (h >> 48)) & 0xFFFFFF
+    return base64.urlsafe_b64encode(bits.to_bytes(3, "big")).decode()
+
+
 def owner_of(tags: dict[str, str], sid: str) -> str | None:
     return next((n for n, t in tags.items() if t == tag_of(sid)), None)
 

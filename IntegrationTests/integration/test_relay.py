@@ -26,7 +26,7 @@ from chatmesh_testkit import (RS, WAIT, Polling, record_figure, sio_event, wait_
 from mesh_testkit import FAST_LIMITS, module_mesh, unique_room, wait_until
 from relay_testkit import (UNKNOWN_SID, HeldGet, Route, RoutedPolling, counts_delta,
                            engine_error, join_packet, node_tags, percentile, random_sid,
-                           relay_counts, relay_latency_count, say_packet, unused_tag)
+                           relay_counts, relay_latency_count, say_packet, tag_for, unused_tag)
 
 NAMES = ["a1", "a2", "a3"]
 HELD_S = 0.3  # how long a GET is left held before the packet it waits for is made
@@ -151,6 +151,7 @@ def chat_script(home, route, room: str) -> tuple[Transcript, list[float]]:
 def test_sids_are_twenty_base64url_characters_with_a_tag_per_node(tags):
     print(f"tags {tags}")
     assert sorted(tags) == NAMES
+    assert tags == {n: tag_for(n) for n in NAMES}, "the tags are not the documented FNV-1a ones"
 
 
 def test_polling_alternating_between_three_nodes_gives_the_single_node_stream(mesh, tags):

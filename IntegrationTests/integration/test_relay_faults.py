@@ -13,6 +13,7 @@ mesh: a session made on one node, its requests made by hand on the others.
 - The owner hangs (SIGSTOP): relayed requests get 400 once its links fall silent.
 - A client that stops reading its relayed WebSocket is cut off at outbound_buffer; the room
   goes on.
+- A sid naming a node of cluster.conf that is not running gets 400 at once.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ import time
 
 import pytest
 import requests
+import websocket
 
 from chatmesh_testkit import WAIT, sio_event, wait_closed, ws_connect
 from harness.cluster import teardown
 from mesh_testkit import FAST_LIMITS, MeshCluster, unique_room, wait_until
 from nginx_testkit import nginx_available, start_fronted_mesh
 from relay_testkit import (UNKNOWN_SID, ClientLog, HeldGet, RoutedPolling, counts_delta,
-                           engine_error, join_packet, node_tags, owner_of, relay_counts,
-                           say_packet)
+                           engine_error, join_packet, node_tags, owner_of, random_sid,
+                           relay_counts, say_packet, tag_for)
 
 NAMES = ["a1", "a2", "a3"]
 PROMPT_S = 3.0   # the issue's "prompt error"
@@ -408,3 +410,38 @@ def test_relayed_websocket_client_that_stops_reading_is_cut_and_the_room_goes_on
                                        "after the flood" for _, a in e), what="a say after")
     finally:
         ws.close()
+
+
+# --------------------------------------------------------------------------------------------
+# An owner that never came up
+
+
+def test_sid_of_a_listed_node_that_is_not_running_gets_400_at_once(request):
+    """a3 is in cluster.conf but was never started: a sid with its tag names a node of the
+    cluster whose link is down. Every node answers the unknown-sid 400 at once (GET, POST
+    and WebSocket), rather than waiting for a link that may never come."""
+    mesh = teardown(request).add(MeshCluster(["a1", "a2"], phantoms=["a3"])).start()
+    tags = node_tags(mesh)
+    assert tags == {n: tag_for(n) for n in ("a1", "a2")}, tags
+    sid = random_sid(tag_for("a3"))
+    for name in ("a1", "a2"):
+        p = RoutedPolling(mesh[name], [mesh[name]], "r1")
+        p.sid = sid
+        for what, call in (("GET", p.get), ("POST", lambda: p.post("40"))):
+            t0 = time.monotonic()
+            r = call()
+            took = time.monotonic() - t0
+            print(f"{what} with a3's tag on {name}: {r.status_code} {r.text} in {took * 1000:.1f} ms")
+            assert r.status_code == 400 and engine_error(r) == UNKNOWN_SID, (name, what, r.text)
+            assert took < 1.0, (name, what, took)
+        t0 = time.monotonic()
+        try:
+            ws = ws_connect(mesh[name], "r1", sid=sid)
+        except websocket.WebSocketBadStatusException as e:
+            assert e.status_code == 400, e
+        else:
+            frames = wait_closed(ws, timeout=2.0)
+            ws.close()
+            assert frames == [], frames
+        assert time.monotonic() - t0 < 2.0
+        mesh[name].assert_healthy()
