@@ -79,14 +79,14 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
                 changes.append(ConfigChange(
                     subject: .nodeAdded, section: "node", node: name, oldValue: nil, newValue: added.listen.description,
                     classification: isLocal ? .needsRestart : .live, restartOn: isLocal ? name : nil,
-                    note: isLocal ? "it is new: start it" : "peers dial it"))
+                    note: isLocal ? "it is new; start it" : "peers dial it"))
             case (_?, nil):
                 // Peers close its links with GOODBYE and drop its interest table; the node itself
                 // cannot leave a cluster by reloading, it must be stopped.
                 changes.append(ConfigChange(
                     subject: .nodeRemoved, section: "node", node: name, oldValue: old.node(named: name)?.listen.description, newValue: nil,
                     classification: isLocal ? .needsRestart : .live, restartOn: isLocal ? name : nil,
-                    note: isLocal ? "it leaves the cluster: stop it" : "peers close its links"))
+                    note: isLocal ? "it leaves the cluster; stop it" : "peers close its links"))
             case (let before?, let after?):
                 // A node's own listen / mesh sockets and its HTTPS certificate are bound at start,
                 // so they need that node's restart; every other node only reads them (to dial
@@ -161,10 +161,9 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
 
     static func milliseconds(_ time: TimeAmount) -> String { String(time.wholeMilliseconds) }
 
+    /// The secret alone: `secret_file` (where it was read from) is live, so it takes the new path.
     static let keepOldSecret: @Sendable (inout ClusterConfig, ClusterConfig) -> Void = { config, old in
         config.secret = old.secret
-        config.secretFile = old.secretFile
-        config.secretLine = old.secretLine
     }
     static let keepOldRedisConnection: @Sendable (inout ClusterConfig, ClusterConfig) -> Void = { config, old in
         config.redisURL = old.redisURL

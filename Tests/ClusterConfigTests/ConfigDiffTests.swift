@@ -149,9 +149,26 @@ import Darwin
         #expect(!diff.description.contains("password@"))
     }
 
-    @Test func drainTimeoutAndSecretFilePathChangeLive() throws {
+    @Test func drainTimeoutChangesLive() throws {
         let diff = ConfigDiff(old: try Self.config(), new: try Self.config("[cluster]\ndrain_timeout = 3000\n" + Self.base.replacingOccurrences(of: "[cluster]\n", with: "")), localNode: "a1")
         #expect(Self.lines(diff) == ["[cluster] drain_timeout: 10000 -> 3000 (live)"])
+    }
+
+    /// Where the secret is read from is only a path; what the file holds is compared as `secret`.
+    @Test func secretFileMoveIsLiveAndItsContentIsComparedAsTheSecret() throws {
+        var old = try Self.config()
+        old.secretFile = "/etc/chatmesh/secret"
+        var moved = old
+        moved.secretFile = "/etc/chatmesh/secret.d/key"
+        #expect(Self.lines(ConfigDiff(old: old, new: moved, localNode: "a1")) == ["[cluster] secret_file: /etc/chatmesh/secret -> /etc/chatmesh/secret.d/key (live)"])
+
+        var rotated = moved
+        rotated.secret = "0123456789abcdef0123456789abcdef-second"
+        let diff = ConfigDiff(old: old, new: rotated, localNode: "a1")
+        #expect(diff.changes.map(\.name) == ["[cluster] secret", "[cluster] secret_file"])
+        #expect(diff.appliedConfig.secret == old.secret)
+        #expect(diff.appliedConfig.secretFile == rotated.secretFile)
+        #expect(ConfigDiff(old: old, new: diff.appliedConfig, localNode: "a1").changes == diff.liveChanges)
     }
 
     // MARK: needs restart
@@ -266,10 +283,10 @@ import Darwin
     @Test func theLocalNodeAddedOrRemovedNeedsItsStartOrStop() throws {
         let withoutA3 = try Self.config(Self.base.replacingOccurrences(of: "[node a3]\nlisten = 127.0.0.1:8003\nmesh = 127.0.0.1:7003", with: ""))
         let removal = ConfigDiff(old: try Self.config(), new: withoutA3, localNode: "a3")
-        #expect(Self.lines(removal) == ["node a3 removed (needs restart on a3: it leaves the cluster: stop it)"])
+        #expect(Self.lines(removal) == ["node a3 removed (needs restart on a3: it leaves the cluster; stop it)"])
         #expect(removal.appliedConfig.node(named: "a3") != nil, "a running node keeps its own entry until it is stopped")
         let addition = ConfigDiff(old: withoutA3, new: try Self.config(), localNode: "a3")
-        #expect(Self.lines(addition) == ["node a3 added (needs restart on a3: it is new: start it)"])
+        #expect(Self.lines(addition) == ["node a3 added (needs restart on a3: it is new; start it)"])
     }
 
     // MARK: order, coverage, appliedConfig
