@@ -146,6 +146,7 @@ def test_hundred_clients_mixed_transports_chat_through_round_robin(fronted):
     assert all(owners.get(n, 0) > 0 for n in NAMES), f"a node made no session: {owners}"
     assert all(nodes_hit.get(n, 0) > 0 for n in NAMES), nodes_hit
     assert all(relayed[n] > 0 for n in NAMES), f"a node relayed nothing: {relayed}"
+    mesh.close_clients()   # the module's next test starts without them
 
 
 def test_numbered_says_arrive_complete_and_in_order_through_round_robin(fronted):
