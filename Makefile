@@ -5,7 +5,7 @@ SWIFT ?= swift
 BIN := .build/debug/chatmesh
 PYTEST := .venv/bin/pytest
 
-.PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench fuzz fuzz-check \
+.PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench bench-scale fuzz fuzz-check \
 	sanitize sanitize-address sanitize-thread asan-integration asan-integration-core asan-integration-security asan-faults asan-browser \
 	tsan-build-and-unit tsan-integration tsan-integration-a tsan-integration-b
 
@@ -130,6 +130,15 @@ browser-test: build test-deps
 bench: build-deps
 	$(SWIFT) build -c release
 	python3 bench/run.py $(BENCH_ARGS)
+
+# The full mesh as it grows (bench/scale.py, docs/SCALE.md): 10, 25 and 50 nodes on this machine,
+# one event loop each: time to full mesh, RSS per node and per link, idle (heartbeat) CPU, CPU
+# per delivery with a room on 2, 10 and all N nodes, a restart and a SNAPSHOT storm with 10,000
+# rooms (~5 min on 2 cores). Prints a table; bench/results/scale.json. Not part of `make test`.
+# SCALE_ARGS="--nodes 10,25,50,100 --phases form,idle" for more or fewer nodes and phases.
+bench-scale: build-deps
+	$(SWIFT) build -c release
+	python3 bench/scale.py $(SCALE_ARGS)
 
 # libFuzzer over every decoder (Fuzz/: one target each), FUZZ_SECONDS per target (~10 min at the
 # default 60), after a sanitizer build into .build-fuzz. Not part of `make test`. Fails if any
