@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import Testing
 @testable import ClusterConfig
@@ -356,6 +357,40 @@ import Darwin
             #expect(ConfigDiff(old: old, new: diff.appliedConfig, localNode: local).changes == diff.liveChanges, "local \(local)")
             #expect(ConfigDiff(old: diff.appliedConfig, new: new, localNode: local).changes.map(\.name) == diff.restartChanges.map(\.name), "local \(local)")
         }
+    }
+
+    /// docs/CONFIG.md "What a reload changes" lists every key once, classified as the code does.
+    @Test func reloadTableInConfigReferenceMatchesTheRules() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("docs/CONFIG.md"), encoding: .utf8)
+        let section = try #require(text.components(separatedBy: "\n## What a reload changes\n").dropFirst().first)
+            .components(separatedBy: "\n## ").first ?? ""
+        var documented: [String: String] = [:]  // "[limits] say_rate" → "live" / "needs restart, every node" / …
+        for row in section.split(separator: "\n") where row.hasPrefix("| `[") {
+            let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            try #require(cells.count == 3, "row \(row)")
+            let spans = cells[0].split(separator: "`", omittingEmptySubsequences: false).enumerated()
+                .filter { $0.offset % 2 == 1 }.map { String($0.element) }
+            let header = spans[0] == "[node NAME]" ? "[node]" : spans[0]
+            for key in spans.dropFirst() {
+                #expect(documented.updateValue(cells[1], forKey: "\(header) \(key)") == nil, "\(header) \(key) is listed twice")
+            }
+        }
+        for configSection in ConfigSection.all {
+            for key in configSection.keys {
+                let effect = documented.removeValue(forKey: "[\(configSection.name)] \(key)")
+                let expected: String
+                if configSection.name == "node" {
+                    expected = "needs restart on that node; live on the others"
+                } else if let rule = ConfigDiff.rules.first(where: { $0.section == configSection.name && $0.key == key }) {
+                    if case .live = rule.effect { expected = "live" } else { expected = "needs restart, every node" }
+                } else {
+                    continue  // everyKeyOfEverySectionHasARule names it
+                }
+                #expect(effect == expected, "docs/CONFIG.md says \(configSection.title) \(key) is \(effect ?? "not listed"), the code: \(expected)")
+            }
+        }
+        #expect(documented.isEmpty, "docs/CONFIG.md lists keys the parser does not accept: \(documented.keys.sorted())")
     }
 
     // MARK: through files
