@@ -20,9 +20,11 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
     /// (`[node NAME]` changes by node name, then key).
     public let changes: [ConfigChange]
     /// The config a reloading `localNode` runs: `new`, except that every `.needsRestart` setting
-    /// keeps its `old` value (and a removed local node keeps its old entry). It is not
+    /// keeps its `old` value, and so does the local node's own entry (kept even when `new`
+    /// removes it; with no local node, every `[node NAME]` entry is `new`'s). It is not
     /// re-validated: a value kept from `old` may disagree with a rule between keys of `new` (for
-    /// example a kept `fanout = mesh` beside a node that `new` gives no mesh address).
+    /// example a kept `fanout = mesh` beside a node that `new` gives no mesh address, or the
+    /// local node's kept address reused by another node in `new`).
     public let appliedConfig: ClusterConfig
 
     public init(old: ClusterConfig, new: ClusterConfig, localNode: String?) {
