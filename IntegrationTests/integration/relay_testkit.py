@@ -160,6 +160,18 @@ class RoutedPolling(Polling):
         return other
 
 
+def connected_session(home, route, room: str, username: str | None = None) -> RoutedPolling:
+    """A polling session made on `home`, Socket.IO-connected (and joined as `username`) with
+    its requests on `route`."""
+    p = RoutedPolling(home, route, room)
+    p.open()
+    p.connect_sio()
+    if username:
+        p.send(join_packet(username))
+        p.collect_until(lambda g: any('"event":"join"' in x and username in x for x in g))
+    return p
+
+
 class HeldGet:
     """A GET made from a thread (it may be held by the owner); `wait()` gives its response
     (or raises what the request raised) and how long it took."""

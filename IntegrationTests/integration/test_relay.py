@@ -24,9 +24,10 @@ import websocket
 from chatmesh_testkit import (RS, WAIT, Polling, record_figure, sio_event, wait_closed,
                               ws_connect)
 from mesh_testkit import FAST_LIMITS, module_mesh, unique_room, wait_until
-from relay_testkit import (UNKNOWN_SID, HeldGet, Route, RoutedPolling, counts_delta,
-                           engine_error, join_packet, node_tags, percentile, random_sid,
-                           relay_counts, relay_latency_count, say_packet, tag_for, unused_tag)
+from relay_testkit import (UNKNOWN_SID, HeldGet, Route, RoutedPolling, connected_session,
+                           counts_delta, engine_error, join_packet, node_tags, percentile,
+                           random_sid, relay_counts, relay_latency_count, say_packet, tag_for,
+                           unused_tag)
 
 NAMES = ["a1", "a2", "a3"]
 HELD_S = 0.3  # how long a GET is left held before the packet it waits for is made
@@ -470,13 +471,15 @@ def test_say_delivery_latency_alternating_vs_pinned(mesh, tags):
 GOOD_ORIGIN = "http://good.example"
 EVIL_ORIGIN = "http://evil.example"
 STRICT_PING_MS = 500
+STRICT_UPGRADE_MS = 600
 
 
 @pytest.fixture(scope="module")
 def strict(request):
     return module_mesh(request, NAMES,
                        engineio={"ping_interval": STRICT_PING_MS, "ping_timeout": STRICT_PING_MS,
-                                 "allowed_origins": GOOD_ORIGIN},
+                                 "allowed_origins": GOOD_ORIGIN,
+                                 "upgrade_timeout": STRICT_UPGRADE_MS},
                        limits={"say_rate": 1, "say_burst": 3})
 
 
@@ -606,3 +609,68 @@ def test_client_gone_while_relayed_poll_held_ends_the_session_as_locally(strict)
         watcher.close()
     assert outcome["a1"] == (400, json.dumps(UNKNOWN_SID, separators=(",", ":"))), outcome
     assert outcome["a2"] == outcome["a1"], outcome
+
+
+def probe_upgrade(node, poll: RoutedPolling, finish: bool = True):
+    """A WebSocket for `poll`'s session on `node` (no Origin header): 2probe/3probe, the held
+    GET released with a noop, then `5` if `finish`. Returns the socket."""
+    held = HeldGet(poll)
+    time.sleep(HELD_S)
+    ws = ws_connect(node, poll.roomid, sid=poll.sid, suppress_origin=True)
+    ws.send("2probe")
+    ws.settimeout(WAIT)
+    assert ws.recv() == "3probe"
+    r = held.wait()
+    assert (r.status_code, r.text) == (200, "6"), (r.status_code, r.text)
+    if finish:
+        ws.send("5")
+    return ws
+
+
+def test_client_closing_its_relayed_websocket_ends_the_session_as_locally(strict):
+    outcome = {}
+    for via in ("a1", "a2"):
+        room = unique_room("ws-gone")
+        watcher = strict.client("a3", room, transports=("polling",))
+        watcher.join("watcher")
+        p = connected_session(strict["a1"], [strict["a3"]], room, "wsq")
+        ws = probe_upgrade(strict[via], p)
+        ws.send(say_packet("about to go"))
+        watcher.wait_for(lambda evs: any(isinstance(a, dict) and a.get("data", {}).get("text") ==
+                                         "about to go" for _, a in evs), what="the last say")
+        t0 = time.monotonic()
+        ws.close()
+        watcher.wait_for(lambda evs: ("message", {"event": "broadcast_quit",
+                                                  "data": {"username": "wsq"}}) in evs,
+                         what=f"wsq's quit (WebSocket on {via})")
+        took = time.monotonic() - t0
+        r = p.post("40")
+        outcome[via] = (r.status_code, r.text)
+        print(f"WebSocket on {via} closed by the client: quit seen after {took:.2f} s; "
+              f"then POST {r.status_code} {r.text}")
+        watcher.close()
+    assert outcome["a1"][0] == 400, outcome
+    assert outcome["a2"] == outcome["a1"], outcome
+
+
+def test_unfinished_relayed_upgrade_times_out_and_polling_goes_on(strict):
+    """A relayed probe that never sends 5: after upgrade_timeout the owner drops it (its
+    WebSocket is closed) and the session goes on over polling, as for a local probe."""
+    result = {}
+    for via in ("a1", "a2"):
+        p = connected_session(strict["a1"], [strict["a3"]], unique_room("no-5"), "slowpoke")
+        ws = probe_upgrade(strict[via], p, finish=False)
+        t0 = time.monotonic()
+        try:
+            wait_closed(ws, timeout=STRICT_UPGRADE_MS / 1000 + 3)
+            closed_after = time.monotonic() - t0
+        finally:
+            ws.close()
+        p.send(say_packet("still polling"))
+        got = p.collect_until(lambda g: any('"text":"still polling"' in x for x in g))
+        result[via] = [x for x in got if x not in ("2", "6")]
+        print(f"probe on {via} without 5: closed after {closed_after:.2f} s; polling then got "
+              f"{result[via]}")
+        assert closed_after < STRICT_UPGRADE_MS / 1000 + 1.5, closed_after
+        p.post("1")
+    assert result["a2"] == result["a1"], result

@@ -30,25 +30,13 @@ from chatmesh_testkit import WAIT, sio_event, wait_closed, ws_connect
 from harness.cluster import teardown
 from mesh_testkit import FAST_LIMITS, MeshCluster, unique_room, wait_until
 from nginx_testkit import nginx_available, start_fronted_mesh
-from relay_testkit import (UNKNOWN_SID, ClientLog, HeldGet, RoutedPolling, counts_delta,
-                           engine_error, join_packet, node_tags, owner_of, random_sid,
+from relay_testkit import (UNKNOWN_SID, ClientLog, HeldGet, RoutedPolling, connected_session,
+                           counts_delta, engine_error, node_tags, owner_of, random_sid,
                            relay_counts, say_packet, tag_for)
 
 NAMES = ["a1", "a2", "a3"]
 PROMPT_S = 3.0   # the issue's "prompt error"
 HELD_S = 0.3
-
-
-def connected_session(home, route, room: str, username: str | None = None) -> RoutedPolling:
-    """A polling session made on `home`, Socket.IO-connected (and joined as `username`) with
-    its requests on `route`."""
-    p = RoutedPolling(home, route, room)
-    p.open()
-    p.connect_sio()
-    if username:
-        p.send(join_packet(username))
-        p.collect_until(lambda g: any('"event":"join"' in x and username in x for x in g))
-    return p
 
 
 def say_msg_packet(username: str, text: str) -> str:
