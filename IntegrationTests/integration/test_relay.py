@@ -3,9 +3,12 @@ and WebSocket against a 3-node mesh.
 
 A session is made on a1; then each of its polling requests goes to the next of a2, a3, a1 (so
 two in three are relayed), and the packet stream it gets must be exactly the one a session
-pinned to a1 gets for the same script. Sids that name no node, or a node that does not have
-them, get the usual 400 promptly (the owner's, relayed). The latency of a polling client whose
-requests alternate between the nodes is printed beside the same client pinned to its owner.
+pinned to a1 gets for the same script; so must the polling -> WebSocket upgrade with the
+WebSocket on another node. Sids that name no node, or a node that does not have them, get the
+usual 400 promptly (the owner's, relayed). The owner's rules hold for relayed requests:
+max_payload, Origin and CORS, rate limits, the heartbeat, a client that goes away, a WebSocket
+closed or never finished. The latency of a polling client whose requests alternate between
+the nodes is printed beside the same client pinned to its owner. Redis mode does not relay.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import websocket
 from chatmesh_testkit import (RS, WAIT, Polling, record_figure, sio_event, wait_closed,
                               ws_connect)
 from mesh_testkit import FAST_LIMITS, module_mesh, unique_room, wait_until
+from redis_testkit import cluster_factory, redis_factory, redis_server  # noqa: F401 (fixtures)
 from relay_testkit import (UNKNOWN_SID, HeldGet, Route, RoutedPolling, connected_session,
                            counts_delta, engine_error, join_packet, node_tags, percentile,
                            random_sid, relay_counts, relay_latency_count, say_packet, tag_for,
@@ -674,3 +678,23 @@ def test_unfinished_relayed_upgrade_times_out_and_polling_goes_on(strict):
         assert closed_after < STRICT_UPGRADE_MS / 1000 + 1.5, closed_after
         p.post("1")
     assert result["a2"] == result["a1"], result
+
+
+# --------------------------------------------------------------------------------------------
+# Redis mode does not relay (docs/RELAY.md: keep ip_hash there)
+
+
+def test_redis_mode_answers_another_nodes_sid_with_400_and_relays_nothing(redis_server,
+                                                                          cluster_factory):
+    c = cluster_factory("redis", redis=redis_server, names=("a1", "a2"))
+    p = RoutedPolling(c["a1"], [c["a2"]], unique_room("redis"))
+    p.open()
+    t0 = time.monotonic()
+    r = p.post("40")
+    took = time.monotonic() - t0
+    print(f"redis mode: a1's session POSTed on a2: {r.status_code} {r.text} in {took * 1000:.1f} ms")
+    assert r.status_code == 400 and engine_error(r) == UNKNOWN_SID, r.text
+    assert took < 1.0, took
+    assert all(sum(relay_counts(c[n]).values()) == 0 for n in ("a1", "a2"))
+    p.route = Route([c["a1"]])   # on its own node the session is fine
+    p.connect_sio()
