@@ -134,7 +134,7 @@ bench: build-deps
 # The full mesh as it grows (bench/scale.py, docs/SCALE.md): 10, 25 and 50 nodes on this machine,
 # one event loop each: time to full mesh, RSS per node and per link, idle (heartbeat) CPU, CPU
 # per delivery with a room on 2, 10 and all N nodes, a restart and a SNAPSHOT storm with 10,000
-# rooms (~5 min on 2 cores). Prints a table; bench/results/scale.json. Not part of `make test`.
+# rooms (~3 min on 2 cores). Prints a table; bench/results/scale.json. Not part of `make test`.
 # SCALE_ARGS="--nodes 10,25,50,100 --phases form,idle" for more or fewer nodes and phases.
 bench-scale: build-deps
 	$(SWIFT) build -c release

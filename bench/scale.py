@@ -2,9 +2,10 @@
 """`make bench-scale`: what the full mesh costs as it grows. N `chatmesh serve` nodes on this
 machine (loopback, one event loop each: --threads 1), for each N of --nodes (default 10,25,50):
 
-    python3 bench/scale.py --nodes 10,25,50      # ~6 min on 2 cores with the release build
+    python3 bench/scale.py --nodes 10,25,50      # ~3 min on 2 cores with the release build
     python3 bench/scale.py --nodes 10 --rooms 2000 --idle-seconds 3 --duration 2   # a smoke run
     python3 bench/scale.py --nodes 100 --phases form,idle     # only formation and idle cost
+    python3 bench/scale.py --nodes 3 --baseline 0 --phases form,oversize --mesh max_frame=1100000
 
 Phases (--phases, all by default):
   form     every node spawned at once; seconds until every node's /healthz lists all N-1 peers
@@ -27,6 +28,10 @@ Phases (--phases, all by default):
            next to its size computed from the room names); then every node but the first is
            restarted at once (a SNAPSHOT storm: the first node sends its rooms N-1 times), and
            the seconds until the mesh is whole again and the first node's bytes out.
+  oversize (not by default: it shows a failure) --rooms rooms on the first node with ids long
+           enough that their SNAPSHOT exceeds [mesh] max_frame (so pass --mesh max_frame=…
+           below rooms × 130), then the last node restarts: for --idle-seconds, how often its
+           link to the first node is refused (`bad_frame`) and comes up again.
 
 Prints a table (and docs/SCALE.md's figures come from it); everything goes to
 bench/results/scale.json. Every process is started and stopped here by pid, also on failure.
@@ -444,6 +449,43 @@ def phase_rejoin(c: ScaleCluster, args) -> dict:
     return res
 
 
+def phase_oversize(c: ScaleCluster, args) -> dict:
+    max_frame = int(args.mesh.get("max_frame", 4194304))
+    id_len = min(128, -(-max_frame // args.rooms))  # ceil: the ids' bytes alone exceed max_frame
+    prefix = "x" * (id_len - len(str(args.rooms - 1)))
+    size = 4 + 1 + 4 + sum(2 + len(f"{prefix}{i}") for i in range(args.rooms))
+    if size - 4 <= max_frame:
+        raise RuntimeError(f"{args.rooms} rooms of 128-byte ids make a {size}-byte SNAPSHOT, within max_frame "
+                           f"{max_frame}: pass --mesh max_frame=<smaller> (above [engineio] max_payload + 1024)")
+    first, last = c.nodes[0], c.nodes[-1]
+    holder = popen([str(args.binary), "bench", "--json-only", "--targets", f"127.0.0.1:{first.port}",
+                    "--idle", str(args.rooms), "--rooms", str(args.rooms), "--room-prefix", prefix,
+                    "--connect-rate", "5000", "--connect-timeout", "60"],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    LIVE.append(holder)
+    try:
+        if not holder.stdout.readline().decode().startswith("{"):
+            raise RuntimeError(f"room holder: no ready line (exit {holder.poll()})")
+        time.sleep(args.settle)
+        last.stop()
+        t0 = c.spawn([last])
+        time.sleep(args.idle_seconds)
+        m_last, m_first = c.metrics([last])[0], c.metrics([first])[0]
+        watched = time.monotonic() - t0
+        refused = rejects([m_last]).get("bad_frame", 0)
+        res = {"max_frame": max_frame, "snapshot_frame_bytes": size, "watched_s": round(watched, 1),
+               "bad_frame_refusals": int(refused), "refusals_per_s": round(refused / watched, 1),
+               "link_ups_from_first": int(m_last.get("chatmesh_mesh_link_ups_total", peer=first.name) or 0),
+               "first_in_peers_up": first.name in c.peers_up(last)}
+        log(f"  N={c.n}: SNAPSHOT of {size} B over max_frame {max_frame}: {last.name} refused {first.name}'s link "
+            f"{int(refused)} times in {watched:.1f} s ({res['link_ups_from_first']} link ups)")
+        c.check_alive()
+        return res
+    finally:
+        stop_process(holder)
+        LIVE.remove(holder)
+
+
 # ------------------------------------------------------------------------------------------------
 
 def run_n(args, n: int, phases: set[str]) -> dict:
@@ -459,6 +501,8 @@ def run_n(args, n: int, phases: set[str]) -> dict:
             res["deliver"] = phase_deliver(c, args, res.get("idle"))
         if "rejoin" in phases:
             res["rejoin"] = phase_rejoin(c, args)
+        if "oversize" in phases:
+            res["oversize"] = phase_oversize(c, args)
     except Exception as e:  # noqa: BLE001 - recorded, the other N still run
         failed = True
         res["error"] = str(e)[:4000]
