@@ -541,7 +541,7 @@ def table(results: list[dict], baseline: dict | None) -> str:
                      *[fmt(x.get("net_cpu_us_per_delivery"), ".2f") for x in dv],
                      "·".join(fmt(x.get("pubs_forwarded_per_say"), ".1f") for x in dv),
                      fmt(j.get("restart_snapshot_received_s"), ".2f"), fmt(j.get("snapshot_bytes_measured")),
-                     fmt(j.get("storm_whole_mesh_s"), ".2f")])
+                     fmt(j.get("storm_snapshots_received_s"), ".2f")])
         if r.get("error"):
             rows.append([str(n), "FAILED: " + r["error"].splitlines()[0][:200]] + [""] * (len(head) - 2))
     widths = [max(len(row[k]) for row in rows) for k in range(len(head))]
