@@ -493,12 +493,18 @@ def cors(r: requests.Response) -> dict:
 
 def test_origin_and_cors_of_relayed_requests_are_the_owners(strict):
     """A relayed request is judged by the owner with the client's Origin: a foreign origin is
-    refused as locally, and an allowed one gets the same CORS headers."""
+    refused as locally, and an allowed one gets the same CORS headers (the preflight too,
+    whichever node answers it)."""
     seen = {}
     for via in ("a1", "a2"):
         p = RoutedPolling(strict["a1"], [strict[via]], unique_room("origin"))
         p.open()
         out = {}
+        for origin in (GOOD_ORIGIN, EVIL_ORIGIN):   # a browser's CORS preflight of its POST
+            r = p.http.options(p.url(), timeout=WAIT, headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type"})
+            out[f"OPTIONS {origin}"] = (r.status_code, r.text, cors(r))
         for origin in (GOOD_ORIGIN, EVIL_ORIGIN):
             r = p.http.post(p.url(), data="40", timeout=WAIT,
                             headers={"Origin": origin, "Content-Type": "text/plain;charset=UTF-8"})
