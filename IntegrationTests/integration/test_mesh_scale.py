@@ -1,8 +1,10 @@
-"""A 10-node full mesh on one machine, each node on one event loop (`--threads 1`): it forms
-(every node links to all 9 others, once each), the chat protocol crosses nodes 1, 5 and 10,
-and a say is forwarded only to the nodes with members of its room, not to all N-1.
+"""A full mesh on one machine, each node on one event loop (`--threads 1`): 10 nodes in the
+integration run (~2 s), 50 with CHATMESH_FULL_SCALE=1 (opt-in like the other full-scale tests).
+It forms (every node links to all N-1 others, once each), the chat protocol crosses nodes 1,
+N/2 and N, and a say is forwarded only to the nodes with members of its room, not to all N-1.
 The 10 / 25 / 50-node figures are bench/scale.py's (`make bench-scale`, docs/SCALE.md)."""
 
+import os
 import time
 
 import pytest
@@ -12,31 +14,39 @@ from harness.cluster import teardown
 from mesh_testkit import FAST_LIMITS, MeshCluster, rejects, unique_room
 
 M = "message"
-NAMES = [f"a{i:02d}" for i in range(1, 11)]  # zero-padded: the name order is the number order
 SETTLE = 0.3  # s for a SUB to reach the other nodes after a room's first local join
+FULL_SCALE = os.environ.get("CHATMESH_FULL_SCALE") == "1"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[
+    10, pytest.param(50, marks=pytest.mark.skipif(
+        not FULL_SCALE, reason="50 nodes (~1.5 GB of debug processes): CHATMESH_FULL_SCALE=1"))])
 def mesh(request):
-    c = teardown(request, "module").add(MeshCluster(NAMES, limits=FAST_LIMITS))
+    n = request.param
+    names = [f"a{i:02d}" for i in range(1, n + 1)]  # zero-padded: name order is number order
+    c = teardown(request, "module").add(MeshCluster(names, limits=FAST_LIMITS))
     for node in c.nodes.values():
         node.args = ["--threads", "1"]
     t0 = time.monotonic()
-    c.start(timeout=30)
-    print(f"\n10-node mesh (45 links) whole {time.monotonic() - t0:.2f} s after the first spawn")
+    c.spawn()
+    for node in c.nodes.values():
+        node.wait_healthy(60)
+    c.wait_mesh(timeout=60)
+    print(f"\n{n}-node mesh ({n * (n - 1) // 2} links) whole {time.monotonic() - t0:.2f} s after the first spawn")
     return c
 
 
-def test_ten_nodes_form_the_full_mesh_each_link_once(mesh):
+def test_every_node_links_to_every_other_once(mesh):
+    names = list(mesh.nodes)
     for name, node in mesh.nodes.items():
         up, down = node.peers()
-        assert up == sorted(set(NAMES) - {name}) and down == [], (name, up, down)
+        assert up == sorted(set(names) - {name}) and down == [], (name, up, down)
         m = node.metrics()
-        assert m.get("chatmesh_mesh_peers_up") == 9, name
+        assert m.get("chatmesh_mesh_peers_up") == len(names) - 1, name
         # One link-up per peer: a link that came up twice would be a reconnect storm.
         ups = {dict(labels)["peer"]: v for (n, labels), v in m.samples.items()
                if n == "chatmesh_mesh_link_ups_total"}
-        assert ups == {p: 1.0 for p in NAMES if p != name}, (name, ups)
+        assert ups == {p: 1.0 for p in names if p != name}, (name, ups)
         refused = {reason: v for reason, v in rejects(node).items() if v}
         assert refused == {}, (name, refused)
 
@@ -47,12 +57,15 @@ def forwarded(node) -> tuple[float, float]:
             m.get("chatmesh_mesh_pubs_suppressed_total") or 0.0)
 
 
-def test_chat_crosses_nodes_1_5_and_10_and_reaches_only_member_nodes(mesh):
+def test_chat_crosses_nodes_1_middle_and_last_and_reaches_only_member_nodes(mesh):
+    names = list(mesh.nodes)
+    n = len(names)
+    first, middle, last = names[0], names[n // 2 - 1], names[-1]  # a01, a05, a10 / a01, a25, a50
     room, other = unique_room("scale"), unique_room("scale-other")
-    alice = mesh.client("a01", room)
-    bob = mesh.client("a05", room)
-    carol = mesh.client("a10", room)
-    dave = mesh.client("a05", other)  # same node as bob, another room: hears nothing of `room`
+    alice = mesh.client(first, room)
+    bob = mesh.client(middle, room)
+    carol = mesh.client(last, room)
+    dave = mesh.client(middle, other)  # bob's node, another room: hears nothing of `room`
     dave.join("dave")
     alice.join("alice")
     time.sleep(SETTLE)
@@ -65,20 +78,22 @@ def test_chat_crosses_nodes_1_5_and_10_and_reaches_only_member_nodes(mesh):
     time.sleep(SETTLE)
 
     # Each say reaches every member before the next is said (each travels its own links).
-    before = {n: forwarded(mesh[n]) for n in ("a01", "a05", "a10")}
-    for member, text, counts in ((alice, "from a01", (4, 3, 2)), (bob, "from a05", (5, 4, 3)),
-                                 (carol, "from a10", (6, 5, 4))):
+    members = (first, middle, last)
+    before = {x: forwarded(mesh[x]) for x in members}
+    for member, text, counts in ((alice, "from first", (4, 3, 2)), (bob, "from middle", (5, 4, 3)),
+                                 (carol, "from last", (6, 5, 4))):
         member.say(text)
         for who, count in zip((alice, bob, carol), counts):
             who.wait_count(count)
-    after = {n: forwarded(mesh[n]) for n in ("a01", "a05", "a10")}
-    # Each node's one say went to the 2 other member nodes and was held back from the other 7.
-    for n in before:
-        assert (after[n][0] - before[n][0], after[n][1] - before[n][1]) == (2, 7), (n, before[n], after[n])
+    after = {x: forwarded(mesh[x]) for x in members}
+    # Each node's one say went to the 2 other member nodes and was held back from the other N-3.
+    for x in members:
+        assert (after[x][0] - before[x][0], after[x][1] - before[x][1]) == (2, n - 3), \
+            (x, before[x], after[x])
 
     carol.disconnect()
-    says3 = [(M, say_msg("alice", "from a01")), (M, say_msg("bob", "from a05")),
-             (M, say_msg("carol", "from a10"))]
+    says3 = [(M, say_msg("alice", "from first")), (M, say_msg("bob", "from middle")),
+             (M, say_msg("carol", "from last"))]
     assert alice.wait_count(7) == [(M, join_msg("alice")), (M, join_msg("bob")),
                                    (M, join_msg("carol"))] + says3 + [(M, quit_msg("carol"))]
     assert bob.wait_count(6) == [(M, join_msg("bob")), (M, join_msg("carol"))] + says3 + \
@@ -86,5 +101,5 @@ def test_chat_crosses_nodes_1_5_and_10_and_reaches_only_member_nodes(mesh):
     assert carol.snapshot() == [(M, join_msg("carol"))] + says3
     time.sleep(SETTLE)
     assert dave.snapshot() == [(M, join_msg("dave"))]
-    print("a01/a05/a10: joins, says and the quit crossed the 10-node mesh; each say went to "
-          "2 member nodes, 7 held back")
+    print(f"{first}/{middle}/{last}: joins, says and the quit crossed the {n}-node mesh; each say "
+          f"went to 2 member nodes, {n - 3} held back")
