@@ -317,6 +317,45 @@ def test_sid_of_another_node_gets_the_owners_400_relayed_promptly(mesh, tags):
     assert d2.get(("get", "unknown_sid")) == 1 and d2.get(("post", "unknown_sid")) == 1, d2
 
 
+# Bad requests that name a live session: (method, query, body, same answer as the owner's).
+# Only polling GET and POST and WebSocket upgrades are relayed (docs/RELAY.md); a node answers
+# the others itself, with a 400 of its own, so for them only the outcome for the session is
+# compared.
+BAD_REQUESTS = [
+    ("POST", "EIO=4&transport=polling", "garbage\x1e\x1e", True),
+    ("POST", "EIO=4&transport=polling", "", True),
+    ("GET", "EIO=3&transport=polling", None, True),
+    ("GET", "EIO=4&transport=flash", None, True),
+    ("HEAD", "EIO=4&transport=polling", None, True),
+    ("GET", "EIO=4&transport=websocket", None, False),    # no Upgrade header
+    ("POST", "EIO=4&transport=websocket", "40", False),
+    ("PUT", "EIO=4&transport=polling", "40", False),
+    ("DELETE", "EIO=4&transport=polling", None, False),
+]
+
+
+@pytest.mark.parametrize("method,query,body,same", BAD_REQUESTS,
+                         ids=[f"{m}-{q.split('&')[1]}-{b!r}" for m, q, b, _ in BAD_REQUESTS])
+def test_bad_request_for_a_live_session_is_answered_as_on_the_owner(mesh, method, query, body,
+                                                                     same):
+    seen = {}
+    for via in ("a1", "a2"):
+        p = RoutedPolling(mesh["a1"], [mesh["a1"]], unique_room("bad"))
+        p.open()
+        url = f"{mesh[via].http}/socket.io/?{query}&roomid={p.roomid}&sid={p.sid}"
+        r, took = timed(lambda: p.http.request(method, url, data=body, timeout=WAIT))
+        after = p.post("40")   # on the owner: did the bad request end the session?
+        seen[via] = (r.status_code, r.text, after.status_code)
+        assert took < 1.0, (via, took)
+        p.post("1")
+    print(f"{method} {query} {body!r}: on the owner {seen['a1']}, on a2 {seen['a2']}")
+    assert seen["a1"][0] == 400, seen
+    if same:
+        assert seen["a2"] == seen["a1"], seen
+    else:
+        assert (seen["a2"][0], seen["a2"][2]) == (seen["a1"][0], seen["a1"][2]), seen
+
+
 # --------------------------------------------------------------------------------------------
 # Limits the owner applies hold for relayed requests
 
