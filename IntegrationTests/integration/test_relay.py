@@ -609,7 +609,7 @@ def test_heartbeat_through_relays_keeps_the_session_and_silence_ends_it(strict):
     print(f"relayed GETs held {[round(h, 3) for h in held]} s until the ping; "
           f"{time.monotonic() - t_silent:.2f} s after its last pong the silent session "
           f"answers {ended.status_code} {ended.text}")
-    assert all(STRICT_PING_MS / 1000 * 0.5 < h < STRICT_PING_MS / 1000 * 2 + 0.3 for h in held), held
+    assert all(STRICT_PING_MS / 1000 * 0.5 < h < STRICT_PING_MS / 1000 * 2 + 1.0 for h in held), held
     assert ended.status_code == 400 and engine_error(ended) == UNKNOWN_SID, ended.text
 
 
