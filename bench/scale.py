@@ -545,7 +545,21 @@ def table(results: list[dict], baseline: dict | None) -> str:
         if r.get("error"):
             rows.append([str(n), "FAILED: " + r["error"].splitlines()[0][:200]] + [""] * (len(head) - 2))
     widths = [max(len(row[k]) for row in rows) for k in range(len(head))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+    text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+    slope = rss_per_link(results)
+    if slope:
+        text += (f"\nRSS per link end from N={slope[0]} to N={slope[1]}: {slope[2]:.1f} KiB (RSS/link above is "
+                 f"against the 2-node baseline: a few links' worth is within the ±200 KiB that RSS varies)")
+    return text
+
+
+def rss_per_link(results: list[dict]) -> tuple[int, int, float] | None:
+    """KiB of RSS per link end between the smallest and the largest N of the run (≥ 10 nodes)."""
+    pts = sorted((r["nodes"], r["form"]["rss_kib_mean"]) for r in results if "form" in r and r["nodes"] >= 10)
+    if len(pts) < 2 or pts[-1][0] == pts[0][0]:
+        return None
+    (n0, r0), (n1, r1) = pts[0], pts[-1]
+    return n0, n1, (r1 - r0) / (n1 - n0)
 
 
 def main() -> int:
@@ -601,7 +615,8 @@ def main() -> int:
            "cores": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in load0],
            "machine_busy_pct": busy, "machine_steal_pct": steal,
            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-           "baseline": baseline, "results": results, "table": text}
+           "baseline": baseline, "results": results, "table": text,
+           "rss_kib_per_link_end": (lambda x: round(x[2], 1) if x else None)(rss_per_link(results))}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n")
