@@ -258,6 +258,35 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
+# Room interest across the mesh
+
+
+def settle_room(members, owner_of_client, timeout: float = 10.0) -> int:
+    """Waits until every node that owns a member of the room knows every other such node's
+    interest in it (a SUB crosses the mesh a little after the join that caused it): one member
+    per owning node says "probe-<k>" until every member has heard a probe from each of them.
+    `members` are SioClients of one room; `owner_of_client(c)` names a member's node. Returns
+    the probe rounds it took. Probe says start with "probe-", so tests can leave them out."""
+    probers = {}
+    for c in members:
+        probers.setdefault(owner_of_client(c), c)
+    deadline = time.monotonic() + timeout
+    k = 0
+    while True:
+        for c in probers.values():
+            c.sio.emit("say", {"text": f"probe-{k}"})
+        k += 1
+        round_end = min(deadline, time.monotonic() + 0.5)
+        while time.monotonic() < round_end:
+            if all(any(u == p.username and t.startswith("probe-") for _, u, t in c.says())
+                   for c in members for p in probers.values()):
+                return k
+            time.sleep(0.02)
+        assert time.monotonic() < deadline, \
+            f"room interest never settled: probers {[p.username for p in probers.values()]}"
+
+
+# --------------------------------------------------------------------------------------------
 # What python-socketio clients logged, and the refusals they got
 
 

@@ -86,6 +86,10 @@ def test_owner_killed_while_relayed_poll_held_prompt_400_and_client_reconnects(f
     alice.wait_joined(2, timeout=15)
     t_alice_back = alice.join_acks[-1][0] - t_kill
     new_owner = owner_of(tags, alice.sio.eio.sid)
+    # Bob hears alice's re-join (bob joined after her first join): her new node's interest in
+    # the room, sent before that join on the same link, has reached bob's node, so bob's next
+    # say reaches her.
+    bob.wait(lambda: bob.saw("join", "alice"), what="alice's re-join")
     bob.sio.emit("say", {"text": "after"})
     alice.wait(lambda: alice.saw("broadcast_say", "bob", "after"), what="bob's say after")
     alice.sio.emit("say", {"text": "alice is back"})

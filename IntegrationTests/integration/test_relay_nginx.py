@@ -18,7 +18,7 @@ import pytest
 from harness.cluster import teardown
 from nginx_testkit import FAST_LIMITS, nginx_available, start_fronted_mesh, unique_room
 from relay_testkit import (ClientLog, access_entries, node_of_upstream, node_tags, owner_of,
-                           relay_counts)
+                           relay_counts, settle_room)
 
 pytestmark = pytest.mark.skipif(not nginx_available(), reason="nginx not installed")
 
@@ -89,6 +89,8 @@ def test_hundred_clients_mixed_transports_chat_through_round_robin(fronted):
     for c in clients:
         owner = owner_of(tags, c.sio.eio.sid)
         owners[owner] = owners.get(owner, 0) + 1
+    probe_rounds = [settle_room(members, lambda c: owner_of(tags, c.sio.eio.sid))
+                    for members in by_room.values()]
 
     # Every member's say reaches every member of its room exactly once, and no other room.
     t1 = time.monotonic()
@@ -135,7 +137,8 @@ def test_hundred_clients_mixed_transports_chat_through_round_robin(fronted):
             if d:
                 relay_kinds[(kind, result)] = relay_kinds.get((kind, result), 0) + d
     print(f"{len(clients)} clients ({ {k: sum(1 for x in plan if x[2] == k) for k in KINDS} }) "
-          f"connected and joined in {t_connected:.1f} s; sessions by owner {owners}; "
+          f"connected and joined in {t_connected:.1f} s; sessions by owner {owners}; room "
+          f"interest settled in {max(probe_rounds)} probe round(s) at most; "
           f"{len(clients)} says x {PER_ROOM} members delivered in {t_says:.2f} s; nginx sent "
           f"{len(entries)} requests by node {nodes_hit}; relayed (both sides) {relayed} "
           f"{relay_kinds}; refusals {len(refused)}; client log lines {len(log.lines)}")
@@ -163,8 +166,8 @@ def test_numbered_says_arrive_complete_and_in_order_through_round_robin(fronted)
     senders = [mesh.sio(front.http, room, f"s-{kind}", transports=TRANSPORTS[kind],
                         client_kw=log.client_kw()) for kind in KINDS]
     everyone = members + senders
-    for c in everyone:   # everyone has heard the last joiner: the room is set up everywhere
-        c.wait(lambda c=c: c.saw("join", senders[-1].username), WAIT_S, "the last join")
+    tags = node_tags(mesh)
+    settle_room(everyone, lambda c: owner_of(tags, c.sio.eio.sid))
     t0 = time.monotonic()
     for i in range(n):
         for s in senders:
