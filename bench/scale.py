@@ -278,10 +278,11 @@ def phase_idle(c: ScaleCluster, args) -> dict:
     return res
 
 
-def run_client(args, cmd: list[str], name: str, timeout: float, on_mark=None) -> dict:
-    """Runs `chatmesh bench` to its end; `on_mark(line)` is called when it says its measured
-    window opens and closes (stderr), so counters can be sampled exactly around it."""
-    out_path = Path(tempfile.gettempdir()) / f"{name}.{os.getpid()}.log"
+def run_client(log_dir: Path, cmd: list[str], name: str, timeout: float, on_mark=None) -> dict:
+    """Runs `chatmesh bench` to its end, its stderr in `log_dir`/`name`.log (the cluster's dir:
+    kept when the run fails); `on_mark(line)` is called when it says its measured window opens
+    and closes, so counters can be sampled exactly around it."""
+    out_path = log_dir / f"{name}.log"
     with open(out_path, "wb") as errf:
         proc = popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         LIVE.append(proc)
@@ -327,7 +328,7 @@ def phase_deliver(c: ScaleCluster, args, idle: dict | None) -> dict:
                "--rate", str(args.rate), "--duration", str(args.duration), "--warmup", str(args.warmup),
                "--drain", "1", "--payload", "64", "--room-prefix", f"deliver-{k}-of-{c.n}-",
                "--connect-timeout", "30", "--server-pids", ",".join(map(str, c.pids()))]
-        r = run_client(args, cmd, f"scale-deliver-{c.n}-{k}", args.duration + args.warmup + 120, on_mark)
+        r = run_client(c.dir, cmd, f"client-deliver-{k}", args.duration + args.warmup + 120, on_mark)
         c.check_alive()
         forwarded = marks.get("# window closed", 0.0) - marks.get("# window open", 0.0)
         says = r.get("sent") or 0  # says sent in the measured window
