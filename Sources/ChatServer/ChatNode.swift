@@ -1,6 +1,8 @@
 import ChatCore
 import ClusterConfig
+import Dispatch
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -20,6 +22,12 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
     private let fanout: any Fanout
     /// Connection-state recovery (`[recovery] enabled = on`), on `loops[0]`.
     private let recovery: RecoveryStore?
+    /// The config the node runs: the one it started with, then what each reload applied.
+    private let running: NIOLockedValueBox<ClusterConfig>
+    /// Hands a reloaded config to the fanout (the mesh dials added peers, closes removed
+    /// ones, takes new link settings); nil when the fanout has nothing to reload.
+    private let reloadFanout: FanoutFactory.Reload?
+    private let metrics: ServerMetrics
 
     public init(config: ClusterConfig, node: NodeEntry, threads: Int? = nil, logger: Logger) {
         self.nodeName = node.name
@@ -28,12 +36,15 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
         let metrics = ServerMetrics(recovery: config.recovery.enabled)
+        self.metrics = metrics
+        self.running = NIOLockedValueBox(config)
         let loops = Array(group.makeIterator())
         // One number per process start: the mesh announces it, and recovery's offsets name
         // this process's messages by it, so a restarted node is a new origin.
         let epoch = UInt64.random(in: 1...UInt64.max)
-        let fanout = FanoutFactory.make(config: config, node: node, eventLoop: loops[0], epoch: epoch, logger: logger)
+        let (fanout, reloadFanout) = FanoutFactory.make(config: config, node: node, eventLoop: loops[0], epoch: epoch, logger: logger)
         self.fanout = fanout
+        self.reloadFanout = reloadFanout
         // On the fanout's loop, where every fanout delivers (see docs/RECOVERY.md).
         let recovery = metrics.recovery.map { recoveryMetrics in
             let settings = config.recovery
@@ -176,4 +187,134 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         try? group.syncShutdownGracefully()
         logger.info("stopped")
     }
+}
+
+// MARK: reloading cluster.conf (SIGHUP)
+
+extension ChatNode {
+    /// The config the node runs now (the start config, then what reloads applied).
+    public var runningConfig: ClusterConfig { running.withLockedValue { $0 } }
+
+    /// A reloaded cluster.conf that could not be loaded: the node says why and runs on.
+    public func reloadRejected(_ problem: String) {
+        logger.error("reload rejected, the running config stays: \(problem)")
+        metrics.countReload(applied: false)
+    }
+
+    /// Takes a reloaded cluster.conf that loaded cleanly: logs every change, one line each,
+    /// saying whether it is applied now or needs a restart; applies what it can; and runs on
+    /// `ConfigDiff.appliedConfig` less what it did not apply (so the next reload reports those
+    /// again). Blocks until the fanout has taken the change (at most `fanoutTimeout`): call it
+    /// off the event loops.
+    /// - Returns: whether it was applied (false: the fanout refused or timed out).
+    @discardableResult
+    public func reload(to loaded: ClusterConfig, fanoutTimeout: TimeAmount = .seconds(10)) -> Bool {
+        let old = runningConfig
+        let diff = ConfigDiff(old: old, new: loaded, localNode: nodeName)
+        if diff.isEmpty {
+            logger.info("reload: no changes")
+            metrics.countReload(applied: true)
+            return true
+        }
+        var target = diff.appliedConfig
+        var fanoutChanged = false
+        for change in diff.changes {
+            guard change.classification == .live else {
+                logger.notice("reload: \(change)")
+                continue
+            }
+            if appliesLive(change, in: old) {
+                if change.section == "node" || change.section == "mesh" { fanoutChanged = fanoutChanged || reloadFanout != nil }
+                logger.info("reload: \(change)")
+            } else {
+                var kept = change
+                kept.classification = .needsRestart
+                kept.restartOn = nodeName
+                kept.note = notAppliedNote(change)
+                logger.notice("reload: \(kept)")
+            }
+        }
+        Self.keepNotApplied(&target, old: old, meshReloads: reloadFanout != nil)
+        if fanoutChanged, let reloadFanout {
+            switch waitFor(reloadFanout(target), timeout: fanoutTimeout) {
+            case .success(let report):
+                logger.info("reload: fanout \(report)")
+            case .failure(let error):
+                // The links are as they were: keep the old peers and link settings, so the
+                // next reload tries the same change again.
+                target.nodes = old.nodes
+                target.mesh = old.mesh
+                running.withLockedValue { $0 = target }
+                logger.error("reload: the fanout did not take the new config, peers and [mesh] stay as they were: \(error)")
+                metrics.countReload(applied: false)
+                return false
+            }
+        }
+        running.withLockedValue { $0 = target }
+        metrics.countReload(applied: true)
+        logger.info("reload applied", metadata: [
+            "changes": "\(diff.changes.count)", "needs_restart": "\(diff.restartChanges.count)",
+        ])
+        return true
+    }
+
+    /// Whether this node applies a change `ConfigDiff` calls live. The client-side settings
+    /// (`[engineio]`, `[limits]`, `[recovery]` bounds, `[redis]` buffer) are read from the
+    /// start config by the running sessions and handlers: this version does not swap them, so
+    /// they wait for a restart and the reload says so.
+    private func appliesLive(_ change: ConfigChange, in old: ClusterConfig) -> Bool {
+        switch change.section {
+        case "cluster":
+            // secret_file: only where the secret came from; drain_timeout: read at SIGTERM
+            // from `runningConfig`.
+            return true
+        case "node", "mesh":
+            // Redis mode has no links to change; the mesh takes them through its reload.
+            return old.fanout == .redis || reloadFanout != nil
+        default:
+            return false
+        }
+    }
+
+    private func notAppliedNote(_ change: ConfigChange) -> String {
+        switch change.section {
+        case "node", "mesh":
+            return "this node started without mesh peers, so it has no links to change; restart it"
+        default:
+            return "applies to new connections after a restart (not swapped live yet)"
+        }
+    }
+
+    /// Puts back into `config` the old values of what `appliesLive` does not apply.
+    private static func keepNotApplied(_ config: inout ClusterConfig, old: ClusterConfig, meshReloads: Bool) {
+        config.engine = old.engine
+        config.limits = old.limits
+        config.redisBuffer = old.redisBuffer
+        config.recovery = old.recovery
+        if !meshReloads && old.fanout == .mesh {
+            config.nodes = old.nodes
+            config.mesh = old.mesh
+        }
+    }
+
+    /// Waits for `future` from a thread that is not one of its loops, at most `timeout`.
+    private func waitFor(_ future: EventLoopFuture<String>, timeout: TimeAmount) -> Result<String, any Error> {
+        let outcome = NIOLockedValueBox<Result<String, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        future.whenComplete { result in
+            outcome.withLockedValue { $0 = result }
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + .nanoseconds(Int(timeout.nanoseconds))) == .success,
+              let result = outcome.withLockedValue({ $0 }) else {
+            return .failure(ReloadTimeout(after: timeout))
+        }
+        return result
+    }
+}
+
+/// The fanout did not answer a reload in time.
+struct ReloadTimeout: Error, CustomStringConvertible {
+    let after: TimeAmount
+    var description: String { "no answer within \(after.nanoseconds / 1_000_000) ms" }
 }

@@ -8,24 +8,39 @@ import RedisFanout
 /// The one place that knows the fanout adapters: it picks the one cluster.conf asks for. A
 /// new adapter is added here (and in its own module); the node only sees `any Fanout`.
 enum FanoutFactory {
+    /// Hands a reloaded config (`ConfigDiff.appliedConfig`) to the fanout; the future gives a
+    /// line for the log saying what it changed. Kept beside the node's `any Fanout`, so the
+    /// node does not learn which adapter runs.
+    typealias Reload = @Sendable (ClusterConfig) -> EventLoopFuture<String>
+
     /// fanout = redis with a Redis URL: Redis pub/sub. fanout = mesh, with a mesh address for
     /// this node and another node that has one: the broker-free mesh. Otherwise the node has
     /// no one to talk to, and its rooms stay local.
     /// `epoch` is the process's: the mesh handshake announces it, and recovery derives this
     /// node's message origin from it, so both must be the same number.
-    static func make(config: ClusterConfig, node: NodeEntry, eventLoop: any EventLoop, epoch: UInt64, logger: Logger) -> any Fanout {
+    /// The reload closure is nil when the fanout has nothing a reload changes (Redis: the
+    /// connection needs a restart; a single node: no links).
+    static func make(config: ClusterConfig, node: NodeEntry, eventLoop: any EventLoop, epoch: UInt64, logger: Logger) -> (fanout: any Fanout, reload: Reload?) {
         if config.fanout == .redis, let url = config.redisURL {
-            return RedisFanout(
+            let fanout = RedisFanout(
                 url: url, tls: config.redisTLS, channelPrefix: config.channelPrefix,
                 bufferMessages: config.redisBuffer.bufferMessages, bufferTime: config.redisBuffer.bufferTime,
                 eventLoop: eventLoop, logger: logger
             )
+            return (fanout, nil)
         }
         let hasMeshPeer = config.nodes.contains { $0.name != node.name && $0.mesh != nil }
         if config.fanout == .mesh, node.mesh != nil, hasMeshPeer {
-            return MeshFanout(config: config, localNode: node, eventLoop: eventLoop, logger: logger, epoch: epoch)
+            let mesh = MeshFanout(config: config, localNode: node, eventLoop: eventLoop, logger: logger, epoch: epoch)
+            return (mesh, meshReload(mesh))
         }
-        return LocalFanout(eventLoop: eventLoop)
+        return (LocalFanout(eventLoop: eventLoop), nil)
+    }
+
+    /// The mesh dials added peers, closes removed peers' links with GOODBYE (dropping what
+    /// they subscribed), and takes the new `[mesh]` settings.
+    static func meshReload(_ mesh: MeshFanout) -> Reload? {
+        nil
     }
 
     /// Whether the fanout hears a room only while the node has members in it (Redis pub/sub):

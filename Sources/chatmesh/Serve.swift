@@ -87,13 +87,13 @@ struct Serve: ParsableCommand {
             eventLoops: chatNode.eventLoops, isReady: { chatNode.isReady }, status: { chatNode.statusLine }
         )
         heartbeat.start()
-        let drainTimeout = clusterConfig.drainTimeout
 
         let stopped = DispatchSemaphore(value: 0)
-        // One serial queue for both signals, so a second signal during shutdown is ignored.
+        // One serial queue for every signal, so a second stop signal during shutdown is
+        // ignored and a reload never runs beside a drain.
         let signalQueue = DispatchQueue(label: "chatmesh.signals")
         let stopOnce = StopOnce()
-        let signals = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
+        var signals = [SIGTERM, SIGINT].map { number -> DispatchSourceSignal in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: signalQueue)
             source.setEventHandler {
@@ -101,14 +101,40 @@ struct Serve: ParsableCommand {
                 logger.info("signal received, draining", metadata: ["signal": "\(number)"])
                 SystemdNotifier.stopping()
                 heartbeat.stop()
-                chatNode.stop(timeout: drainTimeout)
+                // drain_timeout is live: the reloaded value, if one was.
+                chatNode.stop(timeout: chatNode.runningConfig.drainTimeout)
                 stopped.signal()
             }
             source.resume()
             return source
         }
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
+        let path = config
+        hangup.setEventHandler {
+            guard !stopOnce.isClaimed else { return }
+            Self.reload(chatNode, from: path, logger: logger)
+        }
+        hangup.resume()
+        signals.append(hangup)
         stopped.wait()
         withExtendedLifetime(signals) {}
+    }
+
+    /// SIGHUP: re-reads `path` and hands it to the node, between RELOADING=1 and READY=1.
+    static func reload(_ chatNode: ChatNode, from path: String, logger: Logger) {
+        SystemdNotifier.reloading()
+        defer { SystemdNotifier.ready() }
+        logger.info("SIGHUP received, reloading", metadata: ["config": "\(path)"])
+        let loaded: ClusterConfig
+        do {
+            loaded = try ClusterConfig.load(path: path)
+        } catch {
+            // ConfigError prints as FILE:LINE: message.
+            chatNode.reloadRejected("\(error)")
+            return
+        }
+        chatNode.reload(to: loaded)
     }
 }
 
@@ -145,6 +171,7 @@ final class StopOnce: Sendable {
     func claim() -> Bool {
         !claimed.exchange(true, ordering: .relaxed)
     }
+    var isClaimed: Bool { claimed.load(ordering: .relaxed) }
 }
 
 struct LogLevelArgument: ExpressibleByArgument {

@@ -16,6 +16,9 @@ final class ServerMetrics: Sendable {
     /// connection refused there), and idle keep-alive connections closed (`keepalive_timeout`).
     let connectionCuts: [ClientSocketRegistry.CutReason: Metrics.Counter]
     let clientSockets: Metrics.Gauge
+    /// `chatmesh_config_reload_total{result}`: SIGHUP reloads of cluster.conf, "applied" or
+    /// "rejected" (the file had an error, or the fanout did not take it; the old config runs on).
+    let configReloads: (applied: Metrics.Counter, rejected: Metrics.Counter)
     let clientSocketsUnfinished: Metrics.Gauge
     /// `chatmesh_recovery_*`, only with `[recovery] enabled = on` (made here, after the
     /// backend is bootstrapped, so they are exported).
@@ -50,12 +53,21 @@ final class ServerMetrics: Sendable {
             ($0, Metrics.Counter(label: "chatmesh_connections_cut_total", dimensions: [("reason", $0.rawValue)]))
         })
         clientSockets = Metrics.Gauge(label: "chatmesh_client_sockets")
+        // Made up front, so both results show in /metrics from the start, at 0.
+        configReloads = (
+            applied: Metrics.Counter(label: "chatmesh_config_reload_total", dimensions: [("result", "applied")]),
+            rejected: Metrics.Counter(label: "chatmesh_config_reload_total", dimensions: [("result", "rejected")])
+        )
         clientSocketsUnfinished = Metrics.Gauge(label: "chatmesh_client_sockets_unfinished")
         recovery = recoveryEnabled ? RecoveryMetrics() : nil
     }
 
     func countCut(_ reason: ClientSocketRegistry.CutReason) {
         connectionCuts[reason]?.increment()
+    }
+
+    func countReload(applied: Bool) {
+        (applied ? configReloads.applied : configReloads.rejected).increment()
     }
 
     func observeClientSockets(_ read: @escaping @Sendable () -> (open: Int, unfinished: Int)) {

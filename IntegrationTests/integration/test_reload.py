@@ -1,0 +1,170 @@
+"""Reloading cluster.conf with SIGHUP (issue 16, "Live reload").
+
+A node re-reads the file it was started with: a file with any error is rejected whole (logged
+as FILE:LINE, counted as chatmesh_config_reload_total{result="rejected"}) and the node runs on;
+a good file is diffed against the running config and the mesh takes added and removed peers
+live, with every client staying connected. Around each reload the node tells systemd
+RELOADING=1 (with MONOTONIC_USEC) and then READY=1.
+
+Every node runs on free loopback ports from a temp dir and is stopped by pid at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+from harness.node import config_text
+from mesh_testkit import mesh_factory, say_msg, unique_room, wait_until  # noqa: F401  (fixture)
+from systemd_testkit import notify_listener  # noqa: F401  (fixture)
+
+RELOAD_S = 5.0
+
+
+def reloaded(node, count: int, result: str = "applied") -> None:
+    """Waits until the node counted `count` reloads with `result`."""
+    wait_until(lambda: node.counter("chatmesh_config_reload_total", result=result) >= count,
+               timeout=RELOAD_S, what=f"{node.name}: {count} reload(s) {result}")
+
+
+def hangup(*nodes) -> None:
+    for node in nodes:
+        node.signal(signal.SIGHUP)
+
+
+def chat(sender, receiver, name: str, text: str) -> None:
+    sender.say(text)
+    receiver.wait_for(lambda evs: ("message", say_msg(name, text)) in evs, timeout=RELOAD_S,
+                      what=f"{text!r} from {name}")
+
+
+def test_a_bad_file_is_rejected_and_the_old_config_runs_on(mesh_factory, notify_listener):
+    """A syntax error, an unknown key and a bad value: each is logged at its line, counted
+    as rejected, and the node keeps serving its clients on the old config; then a good file
+    is applied, and a changed limit is reported honestly as waiting for a restart."""
+    mesh = mesh_factory(["a1"], start=False)
+    node = mesh["a1"]
+    node.env = {**os.environ, "NOTIFY_SOCKET": notify_listener.path}
+    mesh.start()
+    room = unique_room("reload-bad")
+    alice = mesh.client("a1", room)
+    bob = mesh.client("a1", room)
+    alice.join("alice")
+    bob.join("bob")
+    good = mesh.conf_path.read_text()
+    assert node.counter("chatmesh_config_reload_total", result="rejected") == 0
+    assert node.counter("chatmesh_config_reload_total", result="applied") == 0
+
+    bad_files = [
+        ("[limits\nsay_rate = 5\n", "syntax error"),
+        ("[limits]\nsay_rapidity = 5\n", "unknown key"),
+        ("[limits]\nsay_rate = lots\n", "bad value"),
+    ]
+    for count, (section, what) in enumerate(bad_files, start=1):
+        # After the good text: the error's line is past it.
+        mesh.conf_path.write_text(good + "\n" + section)
+        hangup(node)
+        reloaded(node, count, "rejected")
+        log = node.log_text(100000)
+        errors = [ln for ln in log.splitlines() if "reload rejected" in ln]
+        assert len(errors) == count, (what, errors)
+        located = re.search(re.escape(str(mesh.conf_path)) + r":(\d+): ", errors[-1])
+        assert located, (what, errors[-1])
+        assert int(located.group(1)) > good.count("\n"), (what, errors[-1], "points past the good part")
+        assert "error" in errors[-1], errors[-1]
+        assert node.counter("chatmesh_config_reload_total", result="applied") == 0
+        chat(alice, bob, "alice", f"still here after the {what}")
+
+    # systemd heard RELOADING=1 with a monotonic timestamp, then READY=1, for every reload.
+    wait_until(lambda: len(notify_listener.lines("RELOADING=1")) == 3, timeout=RELOAD_S,
+               what="three RELOADING=1")
+    stamps = [int(ln.split("=", 1)[1]) for _, _, ln in notify_listener.lines("MONOTONIC_USEC=")]
+    assert len(stamps) == 3 and stamps == sorted(stamps), stamps
+    now_us = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert all(0 < now_us - s < 60_000_000 for s in stamps), (now_us, stamps)
+    lines = [ln for _, pid, ln in notify_listener.records
+             if ln in ("RELOADING=1", "READY=1") and pid == node.pid]
+    assert lines == ["READY=1"] + ["RELOADING=1", "READY=1"] * 3, lines
+
+    # A good file is applied; a limit it changes is reported, and not called live.
+    mesh.conf_path.write_text(good + "\n[limits]\nsay_rate = 7\n")
+    hangup(node)
+    reloaded(node, 1, "applied")
+    log = node.log_text(100000)
+    change = [ln for ln in log.splitlines() if "[limits] say_rate" in ln]
+    assert change and "needs restart on a1" in change[-1] and "(live" not in change[-1], change
+    assert node.counter("chatmesh_config_reload_total", result="rejected") == 3
+    chat(bob, alice, "bob", "after the good reload")
+    assert not alice.disconnected.is_set() and not bob.disconnected.is_set()
+    assert node.alive()
+
+
+def test_a_node_added_by_reload_joins_the_mesh(mesh_factory):
+    """a1 and a2 run from a file listing only them; a3 starts from one listing all three and
+    is refused by both; SIGHUP a1 and a2 with the 3-node file: within 5 s every node has the
+    two others up, a client on a3 chats with one on a1, and no client on a1 or a2 noticed."""
+    mesh = mesh_factory(["a1", "a2", "a3"], start=False)
+    everyone = mesh.conf_path.read_text()
+    pair = mesh.dir / "pair.conf"
+    pair.write_text(config_text([mesh["a1"], mesh["a2"]], fanout="mesh", secret=mesh.secret))
+    mesh["a1"].start(pair)
+    mesh["a2"].start(pair)
+    mesh.wait_mesh(names=["a1", "a2"])
+    mesh["a3"].start()
+    room = unique_room("reload-add")
+    alice = mesh.client("a1", room)
+    bob = mesh.client("a2", room)
+    alice.join("alice")
+    bob.join("bob")
+    chat(alice, bob, "alice", "before the reload")
+    assert "a3" not in mesh["a1"].peers()[0]
+
+    pair.write_text(everyone)
+    hangup(mesh["a1"], mesh["a2"])
+    took = mesh.wait_mesh(timeout=RELOAD_S, names=["a1", "a2", "a3"])
+    print(f"\nreload -> full 3-node mesh: {took:.2f}s")
+    for name in ("a1", "a2"):
+        reloaded(mesh[name], 1)
+        assert "node a3 added (live" in mesh[name].log_text(100000)
+
+    carol = mesh.client("a3", room)
+    carol.join("carol")
+    chat(carol, alice, "carol", "hello from the new node")
+    chat(alice, carol, "alice", "welcome, a3")
+    chat(bob, carol, "bob", "a2 hears you too")
+    for client in (alice, bob):
+        assert not client.disconnected.is_set(), "a client noticed the reload"
+
+
+def test_a_node_removed_by_reload_is_cut_off(mesh_factory):
+    """Three linked nodes; a1 and a2 reload a file without a3: a3's links close (it reports
+    both down), a1 and a2 drop it from their peers, and their clients keep exchanging with
+    nothing lost."""
+    mesh = mesh_factory(["a1", "a2", "a3"])
+    room = unique_room("reload-remove")
+    alice = mesh.client("a1", room)
+    bob = mesh.client("a2", room)
+    alice.join("alice")
+    bob.join("bob")
+    chat(alice, bob, "alice", "before the removal")
+
+    mesh.conf_path.write_text(config_text([mesh["a1"], mesh["a2"]], fanout="mesh", secret=mesh.secret))
+    hangup(mesh["a1"], mesh["a2"])
+    for name in ("a1", "a2"):
+        reloaded(mesh[name], 1)
+        mesh[name].wait_health(lambda body: "a3" not in (body.get("mesh") or {}).get("peers_up", [])
+                               + (body.get("mesh") or {}).get("peers_down", []), timeout=RELOAD_S)
+    mesh["a3"].wait_health(lambda body: not (body.get("mesh") or {}).get("peers_up"), timeout=RELOAD_S)
+
+    texts = [f"after the removal {i}" for i in range(20)]
+    for text in texts:
+        alice.say(text)
+    bob.wait_for(lambda evs: all(("message", say_msg("alice", t)) in evs for t in texts),
+                 timeout=RELOAD_S, what="every say after the removal")
+    got = [e for e in bob.snapshot() if e[0] == "message" and e[1] in [say_msg("alice", t) for t in texts]]
+    assert len(got) == len(texts), "a say was delivered twice"
+    chat(bob, alice, "bob", "a2 to a1 after the removal")
+    for client in (alice, bob):
+        assert not client.disconnected.is_set(), "a client noticed the reload"
