@@ -81,7 +81,7 @@ asan-integration:
 # waiting out its partitions) runs beside the ThreadSanitizer suites at the end, and the rest
 # in two halves side by side (they wait on sockets, timers and child processes far more than
 # they compute): the TLS, security, connection-defence, systemd, recovery and relay suites
-# (the shorter half, so the recovery and relay suites go there; the relay ones take ~30 s
+# (the shorter half, so the recovery and relay suites go there; the relay ones take ~45 s
 # unsanitized), and the others.
 FAULT_SUITE := IntegrationTests/integration/test_faults_netns.py
 SECURITY_SUITES := $(wildcard IntegrationTests/integration/test_*tls*.py IntegrationTests/integration/test_check_config_security.py \
