@@ -16,17 +16,36 @@ import re
 import signal
 import time
 
-from harness.node import config_text
+import pytest
+import requests
+from types import SimpleNamespace
+
+from chatmesh_testkit import free_ports
+from harness.cluster import factory
+from harness.node import Metrics, config_text
 from mesh_testkit import mesh_factory, say_msg, unique_room, wait_until  # noqa: F401  (fixture)
 from systemd_testkit import notify_listener  # noqa: F401  (fixture)
+from test_cluster_supervisor import Cluster as SupervisedCluster, healthz, node_children
 
 RELOAD_S = 5.0
+
+
+@pytest.fixture
+def supervised(request):
+    """supervised(names=("a1", "a2")) -> a started `chatmesh cluster` (test_cluster_supervisor's)."""
+    return factory(request, lambda names=("a1", "a2"): SupervisedCluster(names=names))
 
 
 def reloaded(node, count: int, result: str = "applied") -> None:
     """Waits until the node counted `count` reloads with `result`."""
     wait_until(lambda: node.counter("chatmesh_config_reload_total", result=result) >= count,
                timeout=RELOAD_S, what=f"{node.name}: {count} reload(s) {result}")
+
+
+def reload_count(port: int, result: str) -> float:
+    """chatmesh_config_reload_total{result} of the node listening on `port`."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    return Metrics.parse(text).get("chatmesh_config_reload_total", result=result) or 0.0
 
 
 def hangup(*nodes) -> None:
@@ -168,3 +187,26 @@ def test_a_node_removed_by_reload_is_cut_off(mesh_factory):
     chat(bob, alice, "bob", "a2 to a1 after the removal")
     for client in (alice, bob):
         assert not client.disconnected.is_set(), "a client noticed the reload"
+
+
+def test_cluster_reload_starts_added_and_stops_removed_local_nodes(supervised):
+    """`chatmesh cluster` on a1 and a2; the file then lists a1 and a3: SIGHUP to the supervisor
+    stops a2, starts a3, and tells a1 (the same process) to reload."""
+    c = supervised()
+    c.wait_all_serving()
+    [a1] = node_children(c.pid, "a1")
+    [a3_port, a3_mesh] = free_ports(2)
+    nodes = [SimpleNamespace(name="a1", host="127.0.0.1", port=c.ports["a1"], mesh_host="127.0.0.1",
+                             mesh_port=c.mesh_ports["a1"]),
+             SimpleNamespace(name="a3", host="127.0.0.1", port=a3_port, mesh_host="127.0.0.1",
+                             mesh_port=a3_mesh)]
+    c.conf.write_text(config_text(nodes, secret="x", writer="IntegrationTests/integration/test_reload.py"))
+    c.signal(signal.SIGHUP)
+    wait_until(lambda: not node_children(c.pid, "a2"), RELOAD_S, "a2 stopped")
+    wait_until(lambda: healthz(a3_port), RELOAD_S, "a3 started and serving")
+    assert len(node_children(c.pid, "a3")) == 1
+    assert node_children(c.pid, "a1") == [a1], "a1 was restarted instead of reloaded"
+    wait_until(lambda: reload_count(c.ports["a1"], "applied") >= 1, RELOAD_S, "a1 reloaded")
+    assert c.alive(), c.stderr_text()
+    log = c.stderr_text()
+    assert "SIGHUP: reloading" in log and "removed by the reload" in log, log

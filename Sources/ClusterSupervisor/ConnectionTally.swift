@@ -3,7 +3,7 @@
 /// never counted as 0, so the log does not claim connections vanished.
 public struct ConnectionTally: Sendable {
     /// In the order the supervisor started them.
-    public let nodes: [String]
+    public private(set) var nodes: [String]
     private var counts: [String: Int] = [:]
     private var lastReport: Report?
 
@@ -13,6 +13,12 @@ public struct ConnectionTally: Sendable {
     }
 
     public init(nodes: [String]) { self.nodes = nodes }
+
+    /// A reload changed the nodes the supervisor runs: a removed node's count goes with it.
+    public mutating func setNodes(_ names: [String]) {
+        nodes = names
+        counts = counts.filter { names.contains($0.key) }
+    }
 
     /// A poll result: a count, or nil when the poll failed.
     public mutating func record(_ node: String, connections: Int?) {

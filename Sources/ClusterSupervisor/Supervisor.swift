@@ -10,8 +10,10 @@ import Musl
 #endif
 
 /// `chatmesh cluster`: runs one `chatmesh serve` child per node, restarts the ones that
-/// fail, reports the cluster's connection count, and stops them all on SIGTERM / SIGINT /
-/// SIGHUP — the master of the original cluster.js.
+/// fail, reports the cluster's connection count, and stops them all on SIGTERM / SIGINT —
+/// the master of the original cluster.js. SIGHUP reloads cluster.conf: every node is told to
+/// reload (SIGHUP), nodes the file now places on this host are started, and nodes it no
+/// longer does are stopped (see `ReloadPlan`).
 ///
 /// All state lives on one serial queue. Children are reaped by a dedicated thread that
 /// waits with `waitid(WNOWAIT)` and reaps on the queue, so a pid is never signalled after
@@ -19,7 +21,7 @@ import Musl
 ///
 /// Orphans: posix_spawn cannot set PR_SET_PDEATHSIG, so children do not die with the
 /// supervisor by themselves. Every way the supervisor stops on its own (SIGTERM, SIGINT,
-/// SIGHUP, every node gone) stops and reaps the children first, and SIGPIPE is ignored so
+/// every node gone) stops and reaps the children first, and SIGPIPE is ignored so
 /// a closed stdout cannot kill it. Children stay in the supervisor's process group, so
 /// Ctrl-C in a terminal reaches them directly and `kill -TERM -PGID` stops the lot; only
 /// SIGKILL of the supervisor itself (or a crash) can leave them running, which is what
@@ -34,6 +36,9 @@ public final class Supervisor: @unchecked Sendable {
         /// How long children get between SIGTERM and SIGKILL.
         public var stopTimeout: Duration = .seconds(15)
         public var backoff = RestartBackoff()
+        /// `--nodes`: the nodes to run; nil runs those whose listen address is on this host
+        /// (chosen again at each reload).
+        public var requestedNodes: [String]?
 
         public init(configPath: String, logLevel: String) {
             self.configPath = configPath
@@ -55,6 +60,8 @@ public final class Supervisor: @unchecked Sendable {
         /// The page URL was printed (once per node, not per process).
         var announced = false
         var pollInFlight = false
+        /// A reload took it out of the config (or off this host): stopped, never restarted.
+        var removed = false
 
         init(node: NodeEntry, backoff: RestartBackoff) {
             self.node = node
@@ -154,6 +161,10 @@ public final class Supervisor: @unchecked Sendable {
         var metadata: Logger.Metadata = [
             "node": "\(name)", "pid": "\(pid)", "status": "\(exit)", "ran": "\(formatSeconds(ranFor))",
         ]
+        if children[index].removed {
+            logger.info("node stopped (removed by a reload)", metadata: metadata)
+            return
+        }
         if stopping {
             logger.info("node stopped", metadata: metadata)
             if children.allSatisfy({ $0.pid == nil }) {
@@ -214,7 +225,9 @@ public final class Supervisor: @unchecked Sendable {
                 continue
             }
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [self] in stop(signal: number) }
+            source.setEventHandler { [self] in
+                if number == SIGHUP { reload() } else { stop(signal: number) }
+            }
             source.resume()
             signalSources.append(source)
         }
@@ -251,6 +264,68 @@ public final class Supervisor: @unchecked Sendable {
                 kill(pid, SIGKILL)
             }
         }
+    }
+
+    // MARK: reloading
+
+    /// SIGHUP: re-reads cluster.conf, tells the nodes that stay to reload it (each logs what
+    /// it applies, or rejects a bad file at its line), starts the nodes the file now places
+    /// on this host and stops the ones it no longer does. A file that cannot be loaded
+    /// changes no process; the nodes are still told, so each counts the rejection.
+    private func reload() {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard !stopping else { return }
+        let active = children.indices.filter { !children[$0].removed }
+        let forward = { [self] (names: [String]) in
+            for index in active where names.contains(children[index].node.name) {
+                if let pid = children[index].pid { kill(pid, SIGHUP) }
+            }
+        }
+        let activeNames = active.map { children[$0].node.name }
+        let config: ClusterConfig
+        do {
+            config = try ClusterConfig.load(path: options.configPath)
+        } catch {
+            logger.error("SIGHUP: reload rejected, the nodes run on as they are: \(error)")
+            forward(activeNames)
+            return
+        }
+        let local = LocalAddresses.current()
+        let chosen: [NodeEntry]
+        switch NodeSelection.choose(from: config.nodes, requested: options.requestedNodes, isLocal: { local.contains($0) }) {
+        case .success(let list): chosen = list
+        case .failure(let error):
+            logger.error("SIGHUP: \(options.configPath): \(error); the nodes run on as they are")
+            forward(activeNames)
+            return
+        }
+        let plan = ReloadPlan(running: activeNames, chosen: chosen)
+        logger.notice("SIGHUP: reloading", metadata: [
+            "config": "\(options.configPath)", "reload": "\(plan.reload.joined(separator: ","))",
+            "start": "\(plan.start.map(\.name).joined(separator: ","))", "stop": "\(plan.stop.joined(separator: ","))",
+        ])
+        for index in active where plan.stop.contains(children[index].node.name) {
+            children[index].removed = true
+            children[index].restart?.cancel()
+            children[index].restart = nil
+            tally.record(children[index].node.name, connections: nil)
+            guard let pid = children[index].pid else { continue }
+            logger.notice("node removed by the reload: stopping it", metadata: ["node": "\(children[index].node.name)", "pid": "\(pid)"])
+            kill(pid, SIGTERM)
+            queue.asyncAfter(deadline: .now() + dispatchInterval(options.stopTimeout)) { [self] in
+                guard children[index].pid == pid else { return }
+                logger.warning("removed node did not stop within \(formatSeconds(options.stopTimeout)); killing it",
+                               metadata: ["node": "\(children[index].node.name)", "pid": "\(pid)"])
+                kill(pid, SIGKILL)
+            }
+        }
+        forward(plan.reload)
+        for entry in plan.start {
+            children.append(Child(node: entry, backoff: options.backoff))
+            spawn(children.count - 1)
+        }
+        tally.setNodes(children.filter { !$0.removed }.map(\.node.name))
+        reportConnections()
     }
 
     // MARK: reaping
@@ -305,7 +380,7 @@ public final class Supervisor: @unchecked Sendable {
         guard !stopping else { return }
         let timeout = TimeAmount.nanoseconds(Int64(nanoseconds(options.pollTimeout)))
         for index in children.indices {
-            guard let pid = children[index].pid, !children[index].pollInFlight else { continue }
+            guard let pid = children[index].pid, !children[index].pollInFlight, !children[index].removed else { continue }
             children[index].pollInFlight = true
             healthz.fetch(children[index].node.listen, tls: children[index].node.clientTLS != nil, timeout: timeout) { [self] result in
                 queue.async { self.pollAnswered(index, pid: pid, result: result) }
@@ -350,14 +425,18 @@ public final class Supervisor: @unchecked Sendable {
     /// True once every node's current process answers /healthz (for systemd's READY=1).
     /// Call from outside the supervisor's queue.
     public var allServing: Bool {
-        queue.sync { !children.isEmpty && children.allSatisfy { $0.pid != nil && $0.answering } }
+        queue.sync {
+            let active = children.filter { !$0.removed }
+            return !active.isEmpty && active.allSatisfy { $0.pid != nil && $0.answering }
+        }
     }
 
     /// One line for systemd's STATUS=. Call from outside the supervisor's queue.
     public var statusLine: String {
         queue.sync {
-            let serving = children.filter(\.answering).count
-            return "\(serving)/\(children.count) nodes serving, \(tally.current.total) connections"
+            let active = children.filter { !$0.removed }
+            let serving = active.filter(\.answering).count
+            return "\(serving)/\(active.count) nodes serving, \(tally.current.total) connections"
         }
     }
 

@@ -14,8 +14,10 @@ struct Cluster: ParsableCommand {
         is restarted after 0.5 s, doubling up to 10 s (back to 0.5 s once it ran 30 s); one that \
         exits with status 0 is left stopped. Each node's /healthz is polled every second: its \
         page URL is printed on stdout once it first answers, and the cluster's total connection \
-        count is logged whenever it changes. SIGTERM, SIGINT or SIGHUP stops every node (SIGTERM, \
-        then SIGKILL after 15 s) and exits 0. Nodes stay in the supervisor's process group; only \
+        count is logged whenever it changes. SIGTERM or SIGINT stops every node (SIGTERM, then \
+        SIGKILL after 15 s) and exits 0. SIGHUP reloads the config: every node is sent SIGHUP \
+        (each reloads the file itself), nodes the file now places on this host (or --nodes \
+        names) are started, and nodes it no longer does are stopped. Nodes stay in the supervisor's process group; only \
         SIGKILL of the supervisor itself leaves them running.
         """
     )
@@ -64,11 +66,9 @@ struct Cluster: ParsableCommand {
             logger.info("not starting nodes of other hosts\(nodes == nil ? "" : " or not named by --nodes")",
                         metadata: ["nodes": "\(skipped.map(\.name).joined(separator: ", "))"])
         }
-        let supervisor = Supervisor(
-            nodes: chosen,
-            options: .init(configPath: config, logLevel: level.rawValue),
-            logger: logger
-        )
+        var options = Supervisor.Options(configPath: config, logLevel: level.rawValue)
+        options.requestedNodes = nodes.map(NodeSelection.parseList)
+        let supervisor = Supervisor(nodes: chosen, options: options, logger: logger)
         // The whole cluster as one systemd unit: ready once every node serves, stopping on
         // SIGTERM; the nodes themselves do not talk to systemd (the spawner hides it from them).
         let heartbeat = ServiceHeartbeat(eventLoops: [], isReady: { supervisor.allServing }, status: { supervisor.statusLine })
