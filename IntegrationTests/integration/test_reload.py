@@ -24,7 +24,7 @@ from chatmesh_testkit import free_ports
 from harness.cluster import factory
 from harness.node import Metrics, config_text
 from mesh_testkit import mesh_factory, say_msg, unique_room, wait_until  # noqa: F401  (fixture)
-from systemd_testkit import notify_listener  # noqa: F401  (fixture)
+from systemd_testkit import UNIT_DIR, notify_listener  # noqa: F401  (fixture)
 from test_cluster_supervisor import Cluster as SupervisedCluster, healthz, node_children
 
 RELOAD_S = 5.0
@@ -210,3 +210,12 @@ def test_cluster_reload_starts_added_and_stops_removed_local_nodes(supervised):
     assert c.alive(), c.stderr_text()
     log = c.stderr_text()
     assert "SIGHUP: reloading" in log and "removed by the reload" in log, log
+
+
+def test_the_node_unit_reloads_with_sighup():
+    """`systemctl reload chatmesh@NAME` sends SIGHUP, and the unit stays Type=notify for
+    systemd 252 (test_systemd_units verifies the units as a whole)."""
+    text = (UNIT_DIR / "chatmesh@.service").read_text()
+    settings = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in settings
+    assert "Type=notify" in settings
