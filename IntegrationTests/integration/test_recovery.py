@@ -236,12 +236,9 @@ def story_errors(observer: RecoveryClient, username: str) -> list[str]:
 RACES = 12
 
 
-# Not strict: how many of the races recovery wins depends on timing (1 to 6 of 12 seen), so a
-# run where it wins none would pass. Remove the mark once the server is fixed.
-@pytest.mark.xfail(strict=False, reason=(
-    "server bug (H4, 09:10): a 41 on a1 racing a CONNECT with the same pid on a2 publishes "
-    "x's quit on a1 AND recovers the session on a2 (the claim outranks the end), so the room "
-    "sees join, quit, a say from x without a join, and a second quit at its next 41"))
+# How many of the races recovery wins depends on timing (1 to 6 of 12 seen before the fix:
+# the store now publishes the quit only for an end that took effect, and the node that
+# announced an end a recovery elsewhere overrode announces the join).
 def test_explicit_disconnect_racing_a_recovery_elsewhere_keeps_one_story(mesh, rc):
     """x says `41` on a1 while a CONNECT with its pid reaches a2 at the same moment. Either
     outcome is fine (ended: a new session on a2; or recovered, with the room told so), but the

@@ -27,13 +27,13 @@ public final class RoomHub: FanoutDelivery {
         self.shardByLoop = Dictionary(uniqueKeysWithValues: shards.map { (ObjectIdentifier($0.eventLoop), $0) })
         self.recovery = recovery
         if let recovery {
-            // An expired session's quit goes out like any other message. Weak: the store
+            // What the store announces (an ended or expired session's quit) goes out like any other message. Weak: the store
             // outlives no hub, but must not keep one alive.
             let publish: @Sendable (ChatMessage) -> Void = { [weak fanout] message in fanout?.publish(message) }
             if recovery.eventLoop.inEventLoop {
-                recovery.publishQuit = publish
+                recovery.publishChat = publish
             } else {
-                recovery.eventLoop.execute { recovery.publishQuit = publish }
+                recovery.eventLoop.execute { recovery.publishChat = publish }
             }
         }
         fanout.start(delivery: self)

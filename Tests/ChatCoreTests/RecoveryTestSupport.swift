@@ -52,7 +52,7 @@ final class FakeReplication: SessionReplication, @unchecked Sendable { // one te
 }
 
 /// One node's store on its own embedded loop, with a wall clock shared across a test's nodes
-/// and the quits it published.
+/// and what it announced (quits, and joins of sessions recovered elsewhere after a quit).
 final class StoreNode {
     let name: String
     let epoch: UInt64
@@ -60,7 +60,7 @@ final class StoreNode {
     let store: RecoveryStore
     let metrics = RecoveryMetrics()
     let replication = FakeReplication()
-    private(set) var quits: [ChatMessage] = []
+    private(set) var announced: [ChatMessage] = []
 
     init(_ name: String, epoch: UInt64, policy: RecoveryPolicy = StoreNode.policy, wall: ManualWallClock,
          loop: EmbeddedEventLoop = EmbeddedEventLoop(), replicated: Bool = true) {
@@ -69,7 +69,7 @@ final class StoreNode {
         self.loop = loop
         store = RecoveryStore(policy: policy, eventLoop: loop, localNode: name, epoch: epoch, metrics: metrics, wallClock: wall.function)
         if replicated { store.replication = replication }
-        store.publishQuit = { [unowned self] message in self.quits.append(message) }
+        store.publishChat = { [unowned self] message in self.announced.append(message) }
     }
 
     static let policy = RecoveryPolicy(maxDisconnection: .milliseconds(10_000), roomMessages: 100, historyBytes: 1 << 20,

@@ -20,14 +20,14 @@ struct SessionExpiryTests {
         let record = heldSession(on: node)
         #expect(node.store.heldSessions == 1)
         node.advance(9_000, wall: wall)
-        #expect(node.quits.isEmpty)
+        #expect(node.announced.isEmpty)
         #expect(node.recover(pid: record.pid, offset: nil, session: FakeRecoverableSession()) != nil) // still recoverable
         node.store.detached(pid: record.pid)
         let heldAgain = try #require(node.store.record(pid: record.pid))
         node.advance(11_000, wall: wall)
-        #expect(node.quits == [.quit(room: "r1", username: "alice")])
+        #expect(node.announced == [.quit(room: "r1", username: "alice")])
         node.advance(30_000, wall: wall)
-        #expect(node.quits.count == 1)
+        #expect(node.announced.count == 1)
         #expect(heldAgain.isHeld)
         let tombstone = try #require(node.replication.replicated.last)
         #expect(tombstone.pid == record.pid)
@@ -40,7 +40,7 @@ struct SessionExpiryTests {
         let node = StoreNode("n1", epoch: 1, wall: wall)
         let record = heldSession(on: node, username: nil)
         node.advance(12_000, wall: wall)
-        #expect(node.quits.isEmpty)
+        #expect(node.announced.isEmpty)
         #expect(node.store.record(pid: record.pid)?.isEnded == true)
     }
 
@@ -86,13 +86,13 @@ struct SessionExpiryTests {
         wall.advance(milliseconds: 11_000)
         n2.loop.advanceTime(by: .seconds(11))
         n3.loop.advanceTime(by: .seconds(11))
-        #expect(n2.quits == [.quit(room: "r1", username: "alice")])
-        #expect(n3.quits.isEmpty)
+        #expect(n2.announced == [.quit(room: "r1", username: "alice")])
+        #expect(n3.announced.isEmpty)
         #expect(n3.replication.replicated.isEmpty)
         let end = try #require(n2.replication.replicated.last)
         n3.store.merge(end, fromOwner: false)
         n3.loop.advanceTime(by: .seconds(5))
-        #expect(n3.quits.isEmpty)
+        #expect(n3.announced.isEmpty)
         #expect(n3.store.record(pid: record.pid)?.isEnded == true)
     }
 
@@ -117,9 +117,9 @@ struct SessionExpiryTests {
         other.store.merge(record, fromOwner: true)
         wall.advance(milliseconds: 11_000)
         other.loop.advanceTime(by: .seconds(11))
-        #expect(other.quits.isEmpty)
+        #expect(other.announced.isEmpty)
         owner.loop.advanceTime(by: .seconds(11))
-        #expect(owner.quits.count == 1)
+        #expect(owner.announced.count == 1)
     }
 
     @Test func aLiveSessionOfAnUnreachableOwnerIsHeldAndExpires() throws {
@@ -129,7 +129,7 @@ struct SessionExpiryTests {
         node.advance(1_000, wall: wall)
         #expect(node.store.heldSessions == 1)
         node.advance(11_000, wall: wall)
-        #expect(node.quits == [.quit(room: "r1", username: "zed")])
+        #expect(node.announced == [.quit(room: "r1", username: "zed")])
     }
 
     @Test func aConnectionGoneWithoutAWordHasItsSessionHeldByTheSweep() throws {
@@ -148,7 +148,7 @@ struct SessionExpiryTests {
         #expect(node.replication.replicated.last == held)
         #expect(node.store.record(pid: other.pid)?.state == .live)
         node.advance(10_000, wall: wall)
-        #expect(node.quits == [.quit(room: "r1", username: "alice")])
+        #expect(node.announced == [.quit(room: "r1", username: "alice")])
         #expect(connection == nil && kept.takenOverCount == 0)
     }
 
@@ -160,6 +160,6 @@ struct SessionExpiryTests {
         #expect(node.store.record(pid: "p")?.isHeld == true)
         #expect(node.recover(pid: "p", offset: nil)?.failure == .historyIncomplete)
         node.advance(10_000, wall: wall)
-        #expect(node.quits == [.quit(room: "r1", username: "old")])
+        #expect(node.announced == [.quit(room: "r1", username: "old")])
     }
 }

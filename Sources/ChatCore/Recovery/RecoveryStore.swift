@@ -16,8 +16,13 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
     public let metrics: RecoveryMetrics
     /// Set by the mesh when it starts; nil on a single node and with Redis.
     public weak var replication: (any SessionReplication)?
-    /// Publishes an expired session's quit to its room (the hub's publish).
-    public var publishQuit: ((ChatMessage) -> Void)?
+    /// Publishes what the store announces for a session it settles (the hub's publish): the
+    /// quit of a session that ended or expired here, and a join when a recovery elsewhere
+    /// overrides such an end after its quit went out.
+    public var publishChat: ((ChatMessage) -> Void)?
+    /// Ended sessions whose quit this node published, while their tombstone lasts: if another
+    /// node's recovery of one wins after all, the room hears the session come back.
+    private var quitAnnouncedHere: Set<String> = []
 
     private let wallClock: @Sendable () -> Int64
     /// Wall time this store was made: a session held since before it may have missed messages
@@ -235,31 +240,44 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         }
     }
 
-    /// The client disconnected on purpose: the session is over (the caller publishes the quit).
-    /// With `session`, only if that connection still has the session.
+    /// The client disconnected on purpose: the session is over and, if it had joined, its quit
+    /// is published here. With `session`, only if that connection still has the session: one
+    /// that was taken over (a recovery, here or elsewhere, reached the store first) ends
+    /// nothing and announces nothing, so the room never hears a quit for a session that lives on.
     public func ended(pid: String, session: (any RecoverableSession)? = nil) {
         let now = wallClock()
-        update(pid, by: session, leaving: true) { record in
+        let ended = update(pid, by: session, leaving: true) { record in
             guard !record.isEnded else { return false }
             record.state = .ended(atMillis: now)
             return true
         }
+        if let ended { announceQuit(of: ended) }
+    }
+
+    /// Publishes the quit of a session that ended here and remembers that it did.
+    private func announceQuit(of record: SessionRecord) {
+        guard let username = record.username else { return }
+        quitAnnouncedHere.insert(record.pid)
+        publishChat?(.quit(room: record.room, username: username))
     }
 
     /// A change by the connection that has the session here. A session this node no longer
     /// owns (recovered elsewhere) or that another connection here took over is not changed.
     /// `leaving`: the connection is gone, so it no longer has the session here.
+    /// Returns the changed record, nil when nothing changed.
+    @discardableResult
     private func update(_ pid: String, by session: (any RecoverableSession)?, leaving: Bool,
-                        _ change: (inout SessionRecord) -> Bool) {
+                        _ change: (inout SessionRecord) -> Bool) -> SessionRecord? {
         eventLoop.preconditionInEventLoop()
         if let session {
-            guard attached[pid]?.session === session else { return }
+            guard attached[pid]?.session === session else { return nil }
         }
         if leaving { attached[pid] = nil }
-        guard var record = directory[pid], record.owner == localNode, record.ownerEpoch == epoch, change(&record) else { return }
+        guard var record = directory[pid], record.owner == localNode, record.ownerEpoch == epoch, change(&record) else { return nil }
         record.noteChange()
         directory.put(record)
         changed(record)
+        return record
     }
 
     /// Replicates a record this node changed and refreshes the gauges.
@@ -381,7 +399,14 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
            wallClock() - at >= maxDisconnectionMillis {
             return // a tombstone past its time: nothing to protect any more
         }
+        let before = directory[record.pid]
         guard directory.merge(record, fromOwner: fromOwner) else { return }
+        if let before, before.isEnded, !record.isEnded, quitAnnouncedHere.remove(record.pid) != nil,
+           let username = record.username ?? before.username {
+            // This node announced the end, and a recovery elsewhere won after all: the room
+            // hears the session come back (quit, then join) rather than a say from nobody.
+            publishChat?(.join(room: record.room, username: username))
+        }
         let ownedHere = record.owner == localNode && record.ownerEpoch == epoch
         if let local = attached[record.pid]?.session, !ownedHere || record.isEnded {
             // Recovered elsewhere (or ended there): this connection is no longer the session.
@@ -431,6 +456,7 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
                 expire(record, nowMillis: nowMillis)
             case .ended(let at) where nowMillis - at >= maxDisconnectionMillis:
                 directory.remove(record.pid)
+                quitAnnouncedHere.remove(record.pid)
             default:
                 break
             }
@@ -491,9 +517,7 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         var ended = record
         ended.state = .ended(atMillis: nowMillis)
         directory.markExpired(record.pid)
-        if let username = record.username {
-            publishQuit?(.quit(room: record.room, username: username))
-        }
+        announceQuit(of: record)
         ended.noteChange()
         directory.put(ended)
         replication?.replicate(ended)

@@ -371,9 +371,14 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
                 sendMessage(SocketPacketCodec.encode(reply))
             }
         case .disconnect:
-            // The client's own disconnect ends its session: no recovery, the quit goes now.
-            endRecoverableSession()
-            chat?.leave()
+            // The client's own disconnect ends its session: no recovery, the quit goes now
+            // (with recovery, from the store, which knows whether a recovery elsewhere took
+            // the session first: then there is nothing to end, and no quit).
+            if endRecoverableSession() {
+                chat?.detach()
+            } else {
+                chat?.leave()
+            }
             chat = nil
         }
     }
@@ -469,12 +474,13 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         onStoreLoop(store) { store.joined(pid: pid, username: username) }
     }
 
-    /// The client ended its session itself (`41`, or a broken packet): the record becomes a
-    /// tombstone; the caller publishes the quit.
-    private func endRecoverableSession() {
-        guard let store = server.recovery, let pid else { return }
+    /// The client ended its session itself (`41`): the record becomes a tombstone and the
+    /// store publishes the quit. Returns false without recovery (the caller publishes it).
+    private func endRecoverableSession() -> Bool {
+        guard let store = server.recovery, let pid else { return false }
         self.pid = nil
         release(pid, store: store, ended: true)
+        return true
     }
 
     /// Tells the store this connection is gone: the session ended, or is held. Said as this
@@ -497,6 +503,10 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
             guard !state.isClosed, pid != nil else { return }
             logger.info("session taken over by another connection")
             takenOver = true
+            // Socket.IO DISCONNECT first ("io server disconnect"): an official client that is
+            // still alive on this connection then does not reconnect on its own and take the
+            // session back, which would make two holders of one pid take it from each other.
+            sendMessage(SocketPacketCodec.encode(SocketPacket(type: .disconnect, namespace: "/")))
             close(.transportClose)
         }
     }
@@ -688,8 +698,9 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         if takenOver {
             chat?.detach()
         } else if reason == .parseError || (reason == .serverClose && !server.sessionsOutliveNode) {
+            // Ended: the store publishes the quit (see endRecoverableSession).
+            chat?.detach()
             release(pid, store: store, ended: true)
-            chat?.leave()
         } else {
             if let heldRooms = server.heldRooms, let chat, chat.isJoined {
                 heldRooms.hold(pid: pid, room: chat.roomID, shard: shard)
