@@ -21,16 +21,20 @@ import NIOSSL
 /// All mesh state lives on one event loop (`eventLoop`), which also runs every mesh
 /// connection, so none of it takes a lock.
 // @unchecked: every var, and drainWaiters, is touched only on `eventLoop` (serverChannel: set in start, read in stop;
-// delivery and recovery: set in start(delivery:), before anything is published).
+// delivery and recovery: set in start(delivery:), before anything is published; settings: read by start before the
+// loop runs any reload).
 public final class MeshFanout: Fanout, @unchecked Sendable {
     public let localName: String
     public let eventLoop: any EventLoop
     let logger: Logger
     let metrics = MeshMetrics()
-    private let settings: MeshSettings
+    /// `[mesh]` as last applied (`apply`, MeshReload.swift): timers, buffers and the frame cap
+    /// are read from here per link event. `tls` stays as it was at start.
+    var settings: MeshSettings
     private let secret: String
     private let listenAddress: HostPort
-    private let knownPeers: Set<String>
+    /// The peers of cluster.conf as last applied: each new link's handshake gets this set.
+    var knownPeers: Set<String>
     /// Changes every start, so peers can tell a restarted node from a reconnecting one. With
     /// recovery on it is also this process's message origin (`MessageOrigin.originID`).
     public let epoch: UInt64
@@ -43,13 +47,15 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     private var serverChannel: (any Channel)?
     private var heartbeatTimer: RepeatedTask?
     /// A late heartbeat (the loop was busy) does not judge silence: see `HeartbeatPunctuality`.
-    private var heartbeatPunctuality: HeartbeatPunctuality
+    var heartbeatPunctuality: HeartbeatPunctuality
     private var pendingFlush: [PeerLinkHandler] = []
     /// Links still in their handshake, oldest first.
-    private var pendingHandshakes: [PeerLinkHandler] = []
+    var pendingHandshakes: [PeerLinkHandler] = []
+    /// `start` has run: peers added by a reload are dialed at once (before it, `start` dials them).
+    var started = false
     /// `[mesh] tls = on`: the contexts every link is wrapped in, loaded once per start.
     private var tlsContexts: MeshTLSContexts?
-    private var stopping = false
+    var stopping = false
     /// Drains waiting for every live peer to acknowledge what it was sent.
     private let drainWaiters: DrainWaiters
     /// Which peers are up, readable from any thread (health checks) without a loop hop.
@@ -59,7 +65,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     let liveLinks = NIOLockedValueBox<[String: UInt32]>([:])
     /// The session relay (MeshRelay.swift): every peer's tag (`NodeTag`), which the sids it
     /// makes start with, and this node's own.
-    let peerTags: [String: String]
+    /// Read from any thread (a client's request names a sid); a reload replaces it.
+    let peerTags: NIOLockedValueBox<[String: String]>
     let localTag: String
     let relayMetrics: RelayMetrics
     /// Where requests relayed to this node go: set once before start, read per relayed request.
@@ -106,7 +113,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         }
         self.knownPeers = names
         self.localTag = NodeTag.of(nodeName: localNode.name)
-        self.peerTags = Dictionary(names.map { (NodeTag.of(nodeName: $0), $0) }, uniquingKeysWith: { first, _ in first })
+        self.peerTags = NIOLockedValueBox(Self.tags(of: names))
         linkStatus.withLockedValue { status in for name in names { status[name] = false } }
     }
 
@@ -151,11 +158,23 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         logger.info("mesh listening", metadata: ["address": "\(listenAddress)", "peers": "\(peers.keys.sorted())",
                                                  "tls": "\(tlsContexts == nil ? "off" : "on (TLS 1.3, mutual)")"])
         try eventLoop.submit { [self] in
+            started = true
             for peer in peers.values where peer.weDial { dial(peer) }
-            heartbeatTimer = eventLoop.scheduleRepeatedTask(initialDelay: settings.pingInterval, delay: settings.pingInterval) { [weak self] _ in
-                self?.heartbeat()
-            }
+            startHeartbeat()
         }.wait()
+    }
+
+    /// Every `ping_interval` from now; a reload that changes the interval calls it again.
+    func startHeartbeat() {
+        heartbeatTimer?.cancel()
+        heartbeatTimer = eventLoop.scheduleRepeatedTask(initialDelay: settings.pingInterval, delay: settings.pingInterval) { [weak self] _ in
+            self?.heartbeat()
+        }
+    }
+
+    /// The relay's table: a peer's sids start with its tag.
+    static func tags(of peers: Set<String>) -> [String: String] {
+        Dictionary(peers.map { (NodeTag.of(nodeName: $0), $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public var boundAddress: SocketAddress? { serverChannel?.localAddress }
@@ -177,7 +196,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     }
 
     /// Called after every event that can shrink what is unacknowledged on live links.
-    private func settleDrainsIfAcknowledged() {
+    func settleDrainsIfAcknowledged() {
         if !drainWaiters.isEmpty && allSentAcknowledged { drainWaiters.settle() }
     }
 
@@ -240,10 +259,11 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
 
     // MARK: Dialing
 
-    private func dial(_ peer: PeerState) {
-        guard !stopping, !peer.isUp, !peer.dialing else { return }
+    func dial(_ peer: PeerState) {
+        guard !stopping, !peer.removed, !peer.isUp, !peer.dialing else { return }
         peer.dialing = true
         let peerName = peer.name
+        let address = peer.address
         ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(2))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -254,19 +274,24 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                     try addLinkHandlers(to: channel, role: .dialer(expectedPeer: peerName))
                 }
             }
-            .connect(host: peer.address.host, port: peer.address.port)
+            .connect(host: address.host, port: address.port)
             .assumeIsolated()
             .whenComplete { [self] result in
                 peer.dialing = false
-                if case .failure(let error) = result {
+                switch result {
+                case .failure(let error):
                     logger.debug("mesh dial failed", metadata: ["peer": "\(peer.name)", "error": "\(error)"])
                     scheduleRedial(peer)
+                case .success(let channel):
+                    // A reload removed the peer or moved it while this dial was under way (before
+                    // any frame was read): its close redials the new address, or nothing.
+                    if peer.removed || peer.address != address { channel.close(promise: nil) }
                 }
             }
     }
 
-    private func scheduleRedial(_ peer: PeerState) {
-        guard !stopping, peer.weDial, !peer.isUp, peer.redialTimer == nil else { return }
+    func scheduleRedial(_ peer: PeerState) {
+        guard !stopping, !peer.removed, peer.weDial, !peer.isUp, peer.redialTimer == nil else { return }
         peer.redialTimer = eventLoop.assumeIsolated().scheduleTask(in: peer.backoff.nextDelay()) { [self] in
             peer.redialTimer = nil
             dial(peer)
@@ -301,7 +326,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         peer.inbound.peerConnected(epoch: established.peerEpoch)
         // Resume: forget what the peer already has; a restarted peer gets nothing old.
         if established.peerReceivedEpoch == epoch {
-            peer.outbox.acknowledge(upTo: established.peerReceivedSequence)
+            peer.outbox.resume(peerHas: established.peerReceivedSequence)
         } else {
             _ = peer.outbox.restart()
         }

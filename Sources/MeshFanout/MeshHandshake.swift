@@ -44,8 +44,14 @@ public struct MeshHandshake {
     public let localNonce: [UInt8]
     private let key: [UInt8]
     public let role: Role
+    /// The peers in this node's cluster.conf when the link was made (a reload changes the set
+    /// for links made after it, see `MeshFanout.apply`).
     private let knownPeers: Set<String>
     private var state: State = .awaitingHello
+    /// The `chatmesh_mesh_link_rejects_total` reason of the last `.reject`: `unknown_peer` for a
+    /// node missing from this node's cluster.conf (a reload still rolling through the cluster:
+    /// the peer retries and gets in once this node has reloaded too), `auth` for the rest.
+    public private(set) var rejectMetricReason = "auth"
 
     public init(localName: String, localEpoch: UInt64, secret: String, role: Role, knownPeers: Set<String>,
                 nonce: [UInt8] = MeshHandshake.makeNonce()) {
@@ -75,7 +81,7 @@ public struct MeshHandshake {
     public mutating func receive(_ frame: MeshFrame, resume: (String) -> (epoch: UInt64, sequence: UInt64)) -> Output {
         switch (state, frame) {
         case (.awaitingHello, .hello(let hello)):
-            if let problem = check(hello) { return fail(problem) }
+            if let problem = check(hello) { return fail(problem.reason, metricReason: problem.metricReason) }
             state = .awaitingAuth(peer: hello)
             guard case .dialer = role else { return .wait }
             return .send(ownAuth(to: hello, resume: resume))
@@ -106,23 +112,30 @@ public struct MeshHandshake {
         return .auth(MeshAuth(proof: proof, resumeEpoch: epoch, resumeSequence: sequence))
     }
 
-    private func check(_ hello: MeshHello) -> String? {
-        guard hello.version == MeshHello.protocolVersion else { return "unsupported mesh protocol version \(hello.version)" }
-        guard hello.node != localName else { return "peer claims this node's own name '\(localName)'" }
-        guard knownPeers.contains(hello.node) else { return "unknown node '\(hello.node.prefix(64))' (not in cluster.conf)" }
-        guard hello.epoch != 0 else { return "peer epoch must not be 0" }
+    private func check(_ hello: MeshHello) -> (reason: String, metricReason: String)? {
+        guard hello.version == MeshHello.protocolVersion else { return ("unsupported mesh protocol version \(hello.version)", "auth") }
+        guard hello.node != localName else { return ("peer claims this node's own name '\(localName)'", "auth") }
+        guard knownPeers.contains(hello.node) else { return (Self.unknownPeer(hello.node), "unknown_peer") }
+        guard hello.epoch != 0 else { return ("peer epoch must not be 0", "auth") }
         switch role {
         case .dialer(let expected):
-            guard hello.node == expected else { return "dialed '\(expected)' but '\(hello.node)' answered" }
+            guard hello.node == expected else { return ("dialed '\(expected)' but '\(hello.node)' answered", "auth") }
         case .acceptor:
-            guard hello.node < localName else { return "'\(hello.node)' must not dial '\(localName)': the smaller name dials" }
+            guard hello.node < localName else { return ("'\(hello.node)' must not dial '\(localName)': the smaller name dials", "auth") }
         }
         return nil
     }
 
-    private mutating func fail(_ reason: String) -> Output {
+    private mutating func fail(_ reason: String, metricReason: String = "auth") -> Output {
         state = .failed
+        rejectMetricReason = metricReason
         return .reject(reason)
+    }
+
+    /// The refusal of a node that is not in this node's cluster.conf: the peer's GOODBYE and the
+    /// log line say so, so the operator of a reload rolling host by host knows what to do.
+    public static func unknownPeer(_ node: String) -> String {
+        "unknown node '\(node.prefix(64))': not in this node's cluster.conf"
     }
 
     static func proof(key: [UInt8], sender: String, receiver: String, senderNonce: [UInt8], receiverNonce: [UInt8],

@@ -33,7 +33,8 @@ extension MeshFanout: SessionRelay {
 
     /// The peer whose tag `sid` carries, if any.
     func ownerPeer(of sid: String) -> String? {
-        Self.ownerTag(of: sid).flatMap { peerTags[$0] }
+        guard let tag = Self.ownerTag(of: sid) else { return nil }
+        return peerTags.withLockedValue { $0[tag] }
     }
 
     // MARK: SessionRelay, the relay side (any thread)

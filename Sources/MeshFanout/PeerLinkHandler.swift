@@ -113,6 +113,11 @@ final class PeerLinkHandler: ChannelInboundHandler {
            let problem = MeshPeerIdentity.problem(certificate: peerCertificate, node: hello.node) {
             return refuse(.nameMismatch(problem))
         }
+        if case .goodbye(let reason) = frame {
+            // The peer refused this link before it came up (this node is not in its cluster.conf
+            // yet, a wrong secret, its pending-handshake cap): its reason is the one to log.
+            return fail("refused by the peer: \(reason.prefix(1024))", metricReason: "peer_refused")
+        }
         switch handshake.receive(frame, resume: { self.mesh.resumePoint(for: $0) }) {
         case .send(let reply):
             send(reply, flush: true)
@@ -124,11 +129,12 @@ final class PeerLinkHandler: ChannelInboundHandler {
             endHandshake()
             decoder.maxFrameLength = establishedFrameLimit
             guard let peer = mesh.linkEstablished(self, established) else {
-                return fail("no peer state for '\(established.peer)'", metricReason: "unknown_peer")
+                // Removed by a reload while this link authenticated.
+                return fail(MeshHandshake.unknownPeer(established.peer), metricReason: "unknown_peer")
             }
             self.peer = peer
         case .reject(let reason):
-            fail(reason, metricReason: "auth")
+            fail(reason, metricReason: handshake.rejectMetricReason)
         }
     }
 

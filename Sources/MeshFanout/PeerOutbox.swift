@@ -27,7 +27,7 @@ public struct PeerOutbox: Sendable {
         }
     }
 
-    public let maxMessages: Int
+    public private(set) var maxMessages: Int
     public private(set) var entries = CircularBuffer<Entry>()
     /// The sequence the next PUB to this peer gets; sequences start at 1 in each process.
     public private(set) var nextSequence: UInt64 = 1
@@ -51,6 +51,26 @@ public struct PeerOutbox: Sendable {
             dropped.count(entries.removeFirst())
         }
         return dropped
+    }
+
+    /// A reload changed `[mesh] buffer_messages`: the bound holds from now, so a smaller one
+    /// drops the oldest entries at once. Returns what fell out.
+    public mutating func setMaxMessages(_ newValue: Int) -> Dropped {
+        maxMessages = max(1, newValue)
+        var dropped = Dropped()
+        while entries.count > maxMessages {
+            dropped.count(entries.removeFirst())
+        }
+        return dropped
+    }
+
+    /// The peer's AUTH says it has every PUB of this process up to `sequence`: forget those.
+    /// Numbering goes on above it even when this outbox never reached it: a peer that a reload
+    /// removed and added back gets a fresh outbox here, while the peer still remembers this
+    /// process's numbers, and would take PUBs numbered again from 1 as duplicates.
+    public mutating func resume(peerHas sequence: UInt64) {
+        acknowledge(upTo: sequence)
+        if sequence >= nextSequence { nextSequence = sequence &+ 1 }
     }
 
     /// Marks every entry as written (after a resend on a new link).

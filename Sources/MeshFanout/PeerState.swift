@@ -7,7 +7,8 @@ import NIOCore
 /// sent us. Lives on the mesh event loop and outlives any one link.
 final class PeerState {
     let name: String
-    let address: HostPort
+    /// Its `mesh` address; a reload may change it (`MeshFanout.apply`).
+    var address: HostPort
     /// The smaller node name dials the larger one.
     let weDial: Bool
     let metrics: PeerMetrics
@@ -32,6 +33,9 @@ final class PeerState {
     /// PUBs delivered since our last ACK to this peer.
     var unacknowledged = 0
     var ackTimer: Scheduled<Void>?
+    /// A reload took it out of cluster.conf: nothing dials it again, and a dial still under way
+    /// is closed when it connects.
+    var removed = false
 
     init(name: String, address: HostPort, weDial: Bool, bufferMessages: Int, reconnectMax: TimeAmount) {
         self.name = name

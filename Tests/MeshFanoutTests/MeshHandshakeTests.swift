@@ -357,7 +357,8 @@ import Testing
     @Test func unknownPeerNameIsRejected() {
         var b = Self.acceptor()
         let output = b.receive(.hello(MeshHello(node: "a0", epoch: 1, nonce: nonceA)), resume: Self.noResume)
-        #expect(output == .reject("unknown node 'a0' (not in cluster.conf)"))
+        #expect(output == .reject("unknown node 'a0': not in this node's cluster.conf"))
+        #expect(b.rejectMetricReason == "unknown_peer")
     }
 
     @Test func peerUsingThisNodesOwnNameIsRejected() {
