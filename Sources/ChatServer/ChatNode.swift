@@ -238,7 +238,7 @@ extension ChatNode {
         if fanoutChanged, let reloadFanout {
             switch waitFor(reloadFanout(target), timeout: fanoutTimeout) {
             case .success(let report):
-                logger.info("reload: fanout \(report)")
+                logger.info("reload: \(report)")
             case .failure(let error):
                 // The links are as they were: keep the old peers and link settings, so the
                 // next reload tries the same change again.
