@@ -39,8 +39,8 @@ enum FanoutFactory {
 
     /// The mesh dials added peers, closes removed peers' links with GOODBYE (dropping what
     /// they subscribed), and takes the new `[mesh]` settings.
-    static func meshReload(_ mesh: MeshFanout) -> Reload? {
-        nil
+    static func meshReload(_ mesh: MeshFanout) -> Reload {
+        { config in mesh.apply(config).map(\.description) }
     }
 
     /// Whether the fanout hears a room only while the node has members in it (Redis pub/sub):

@@ -123,8 +123,11 @@ struct Serve: ParsableCommand {
 
     /// SIGHUP: re-reads `path` and hands it to the node, between RELOADING=1 and READY=1.
     static func reload(_ chatNode: ChatNode, from path: String, logger: Logger) {
-        SystemdNotifier.reloading()
-        defer { SystemdNotifier.ready() }
+        // Before the node first said READY=1 (Redis mode, waiting for the subscriber), a
+        // READY=1 here would announce it too early: the heartbeat says it when it is.
+        let announce = chatNode.isReady
+        if announce { SystemdNotifier.reloading() }
+        defer { if announce { SystemdNotifier.ready() } }
         logger.info("SIGHUP received, reloading", metadata: ["config": "\(path)"])
         let loaded: ClusterConfig
         do {
