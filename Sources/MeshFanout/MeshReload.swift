@@ -44,10 +44,10 @@ extension MeshFanout {
         if !report.added.isEmpty || !report.removed.isEmpty {
             knownPeers = Set(peers.keys)
             peerTags.withLockedValue { $0 = Self.tags(of: knownPeers) }
-            updatePeerGauges()
-            // A removed peer that still owed ACKs no longer holds up a drain.
-            settleDrainsIfAcknowledged()
         }
+        updatePeerGauges()
+        // A removed or redialed peer that still owed ACKs no longer holds up a drain.
+        settleDrainsIfAcknowledged()
         return report
     }
 
