@@ -158,9 +158,9 @@ def test_a_node_added_by_reload_joins_the_mesh(mesh_factory):
 
 
 def test_a_node_removed_by_reload_is_cut_off(mesh_factory):
-    """Three linked nodes; a1 and a2 reload a file without a3: a3's links close (it reports
-    both down), a1 and a2 drop it from their peers, and their clients keep exchanging with
-    nothing lost."""
+    """Three linked nodes; a1 and a2 reload a file without a3 (and a new [mesh] reconnect_max):
+    a3's links close (it reports both down), a1 and a2 drop it from their peers and take the
+    setting, and their clients keep exchanging with nothing lost."""
     mesh = mesh_factory(["a1", "a2", "a3"])
     room = unique_room("reload-remove")
     alice = mesh.client("a1", room)
@@ -169,10 +169,14 @@ def test_a_node_removed_by_reload_is_cut_off(mesh_factory):
     bob.join("bob")
     chat(alice, bob, "alice", "before the removal")
 
-    mesh.conf_path.write_text(config_text([mesh["a1"], mesh["a2"]], fanout="mesh", secret=mesh.secret))
+    mesh.conf_path.write_text(config_text([mesh["a1"], mesh["a2"]], fanout="mesh", secret=mesh.secret,
+                                          sections={"mesh": {"reconnect_max": 1500}}))
     hangup(mesh["a1"], mesh["a2"])
     for name in ("a1", "a2"):
         reloaded(mesh[name], 1)
+        # A [mesh] setting goes to the mesh with the peer change.
+        assert re.search(r"reload: mesh: .*peers removed a3.*reconnect_max \d+ -> 1500", mesh[name].log_text(100000)), \
+            mesh[name].log_text(4000)
         mesh[name].wait_health(lambda body: "a3" not in (body.get("mesh") or {}).get("peers_up", [])
                                + (body.get("mesh") or {}).get("peers_down", []), timeout=RELOAD_S)
     mesh["a3"].wait_health(lambda body: not (body.get("mesh") or {}).get("peers_up"), timeout=RELOAD_S)
