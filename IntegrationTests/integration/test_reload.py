@@ -32,8 +32,9 @@ RELOAD_S = 5.0
 
 @pytest.fixture
 def supervised(request):
-    """supervised(names=("a1", "a2")) -> a started `chatmesh cluster` (test_cluster_supervisor's)."""
-    return factory(request, lambda names=("a1", "a2"): SupervisedCluster(names=names))
+    """supervised(names=("a1", "a2"), env=None) -> a started `chatmesh cluster`
+    (test_cluster_supervisor's)."""
+    return factory(request, lambda names=("a1", "a2"), env=None: SupervisedCluster(names=names, env=env))
 
 
 def reloaded(node, count: int, result: str = "applied") -> None:
@@ -193,11 +194,13 @@ def test_a_node_removed_by_reload_is_cut_off(mesh_factory):
         assert not client.disconnected.is_set(), "a client noticed the reload"
 
 
-def test_cluster_reload_starts_added_and_stops_removed_local_nodes(supervised):
+def test_cluster_reload_starts_added_and_stops_removed_local_nodes(supervised, notify_listener):
     """`chatmesh cluster` on a1 and a2; the file then lists a1 and a3: SIGHUP to the supervisor
-    stops a2, starts a3, and tells a1 (the same process) to reload."""
-    c = supervised()
+    stops a2, starts a3, and tells a1 (the same process) to reload; systemd hears RELOADING=1
+    and READY=1 from the supervisor."""
+    c = supervised(env={**os.environ, "NOTIFY_SOCKET": notify_listener.path})
     c.wait_all_serving()
+    wait_until(lambda: notify_listener.lines("READY=1"), RELOAD_S, "the supervisor's READY=1")
     [a1] = node_children(c.pid, "a1")
     [a3_port, a3_mesh] = free_ports(2)
     nodes = [SimpleNamespace(name="a1", host="127.0.0.1", port=c.ports["a1"], mesh_host="127.0.0.1",
@@ -213,6 +216,9 @@ def test_cluster_reload_starts_added_and_stops_removed_local_nodes(supervised):
     assert node_children(c.pid, "a1") == [a1], "a1 was restarted instead of reloaded"
     wait_until(lambda: reload_count(c.ports["a1"], "applied") >= 1, RELOAD_S, "a1 reloaded")
     assert c.alive(), c.stderr_text()
+    lines = [ln for _, pid, ln in notify_listener.records
+             if ln in ("RELOADING=1", "READY=1") and pid == c.pid]
+    assert lines == ["READY=1", "RELOADING=1", "READY=1"], lines
     log = c.stderr_text()
     assert "SIGHUP: reloading" in log and "removed by the reload" in log, log
 

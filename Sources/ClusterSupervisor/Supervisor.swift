@@ -91,6 +91,13 @@ public final class Supervisor: @unchecked Sendable {
         set { queue.sync { stoppingHandler = newValue } }
     }
     private var stoppingHandler: (@Sendable () -> Void)?
+    /// Called (on the supervisor's queue) with true when SIGHUP starts a reload and false
+    /// once the nodes were told, started and stopped (systemd's RELOADING=1 / READY=1).
+    public var onReload: (@Sendable (_ starting: Bool) -> Void)? {
+        get { queue.sync { reloadHandler } }
+        set { queue.sync { reloadHandler = newValue } }
+    }
+    private var reloadHandler: (@Sendable (Bool) -> Void)?
 
     public init(nodes: [NodeEntry], options: Options, spawner: ChildSpawner = .currentExecutable(), logger: Logger) {
         self.options = options
@@ -275,6 +282,8 @@ public final class Supervisor: @unchecked Sendable {
     private func reload() {
         dispatchPrecondition(condition: .onQueue(queue))
         guard !stopping else { return }
+        reloadHandler?(true)
+        defer { reloadHandler?(false) }
         let active = children.indices.filter { !children[$0].removed }
         let forward = { [self] (names: [String]) in
             for index in active where names.contains(children[index].node.name) {

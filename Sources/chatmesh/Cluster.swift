@@ -76,6 +76,9 @@ struct Cluster: ParsableCommand {
             SystemdNotifier.stopping()
             heartbeat.stop()
         }
+        supervisor.onReload = { starting in
+            if starting { SystemdNotifier.reloading() } else { SystemdNotifier.ready() }
+        }
         heartbeat.start()
         let status = supervisor.run()
         if status != 0 { throw ExitCode(status) }
