@@ -52,6 +52,9 @@ struct Serve: ParsableCommand {
             return handler
         }
         ResourceLimits.raiseOpenFileLimit()
+        // A SIGHUP while starting (a supervisor forwarding a reload to a node it just spawned)
+        // must not kill the node: it reads the file it reloads from below anyway.
+        signal(SIGHUP, SIG_IGN)
         let clusterConfig: ClusterConfig
         do {
             clusterConfig = try ClusterConfig.load(path: config)
@@ -108,7 +111,6 @@ struct Serve: ParsableCommand {
             source.resume()
             return source
         }
-        signal(SIGHUP, SIG_IGN)
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signalQueue)
         let path = config
         hangup.setEventHandler {
