@@ -1,6 +1,7 @@
 import ChatCore
 import ClusterConfig
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -28,6 +29,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     public let eventLoop: any EventLoop
     let logger: Logger
     let metrics = MeshMetrics()
+    /// The backend of each peer's counters (`PeerMetrics`), kept for peers a reload adds.
+    let metricsFactory: any MetricsFactory
     /// `[mesh]` as last applied (`apply`, MeshReload.swift): timers, buffers and the frame cap
     /// are read from here per link event. `tls` stays as it was at start.
     var settings: MeshSettings
@@ -49,7 +52,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     /// A late heartbeat (the loop was busy) does not judge silence: see `HeartbeatPunctuality`.
     var heartbeatPunctuality: HeartbeatPunctuality
     private var pendingFlush: [PeerLinkHandler] = []
-    /// Links still in their handshake, oldest first.
+    /// Links still in their handshake, oldest first: this node's dials and accepted connections
+    /// (`dialedPeer == nil`); only the accepted ones count against `maxUnauthenticatedLinks`.
     var pendingHandshakes: [PeerLinkHandler] = []
     /// `start` has run: peers added by a reload are dialed at once (before it, `start` dials them).
     var started = false
@@ -86,8 +90,11 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     }
 
     /// `relayMetrics`: tests give theirs, made with a factory they read.
-    init(config: ClusterConfig, localNode: NodeEntry, eventLoop: any EventLoop, logger: Logger, epoch: UInt64?, relayMetrics: RelayMetrics) {
+    /// `metricsFactory`: where the per-peer counters go (tests give theirs).
+    init(config: ClusterConfig, localNode: NodeEntry, eventLoop: any EventLoop, logger: Logger, epoch: UInt64?, relayMetrics: RelayMetrics,
+         metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.relayMetrics = relayMetrics
+        self.metricsFactory = metricsFactory
         self.localName = localNode.name
         self.eventLoop = eventLoop
         self.logger = logger
@@ -108,7 +115,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             names.insert(node.name)
             peers[node.name] = PeerState(
                 name: node.name, address: mesh, weDial: localNode.name < node.name,
-                bufferMessages: settings.bufferMessages, reconnectMax: settings.reconnectMax
+                bufferMessages: settings.bufferMessages, reconnectMax: settings.reconnectMax,
+                metricsFactory: metricsFactory
             )
         }
         self.knownPeers = names
@@ -136,19 +144,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    guard !stopping else {
-                        channel.close(promise: nil)
-                        return
-                    }
-                    // A stranger holding many half-open handshakes must not keep real peers
-                    // out: the oldest pending handshake makes room for the newest.
-                    if pendingHandshakes.count >= Self.maxUnauthenticatedLinks {
-                        metrics.rejected("too_many_handshakes")
-                        pendingHandshakes.first?.close(reason: "too many pending handshakes")
-                    }
-                    try addLinkHandlers(to: channel, role: .acceptor)
-                }
+                channel.eventLoop.makeCompletedFuture { try accept(channel) }
             }
         if let inheritedSocket = context.inheritedMeshSocket {
             serverChannel = try bootstrap.withBoundSocket(inheritedSocket).wait()
@@ -234,8 +230,26 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         return (status.filter(\.value).map(\.key).sorted(), status.filter { !$0.value }.map(\.key).sorted())
     }
 
+    /// An accepted connection gets a link in its handshake. A stranger holding many half-open
+    /// handshakes must not keep real peers out: past `maxUnauthenticatedLinks` accepted ones,
+    /// the oldest accepted handshake makes room for the newest. This node's own dials are not
+    /// counted and never closed for it: they go to peers of cluster.conf, and at N ≈ 100 a cold
+    /// start has ~50 of them pending at once (docs/SCALE.md).
+    func accept(_ channel: any Channel) throws {
+        guard !stopping else {
+            channel.close(promise: nil)
+            return
+        }
+        let accepted = pendingHandshakes.filter { $0.dialedPeer == nil }
+        if accepted.count >= Self.maxUnauthenticatedLinks {
+            metrics.rejected("too_many_handshakes")
+            accepted.first?.close(reason: "too many pending handshakes")
+        }
+        try addLinkHandlers(to: channel, role: .acceptor)
+    }
+
     /// A link's pipeline: the transport sniffer, NIOSSL when the mesh is TLS, then the link.
-    private func addLinkHandlers(to channel: any Channel, role: MeshHandshake.Role) throws {
+    func addLinkHandlers(to channel: any Channel, role: MeshHandshake.Role) throws {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(MeshTransportSniffer(expectsTLS: tlsContexts != nil))
         if let tlsContexts {
@@ -307,6 +321,8 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
 
     func linkEstablished(_ link: PeerLinkHandler, _ established: MeshHandshake.Established) -> PeerState? {
         guard let peer = peers[established.peer] else { return nil }
+        // Before anything is written, so the link's counters include what link-up sends.
+        link.bind(to: peer)
         if let old = peer.link, old !== link {
             relayLinkDown(old)
             old.close(reason: "replaced by a newer link")
@@ -330,7 +346,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         } else {
             _ = peer.outbox.restart()
         }
-        link.send(.snapshot(Array(localRooms)), flush: false)
+        announceRooms(on: link, to: peer)
         updatePeerGauges()
         sendAllSessionRecords(to: peer, link: link)
         for entry in peer.outbox.entries {
@@ -340,6 +356,22 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         logger.info("mesh link up", metadata: ["peer": "\(peer.name)", "resent": "\(peer.outbox.count)",
                                                "remote": "\(link.remoteDescription)"])
         return peer
+    }
+
+    /// This node's rooms, in frames under `max_frame`: a SNAPSHOT and, past what it holds, SUBs.
+    private func announceRooms(on link: PeerLinkHandler, to peer: PeerState) {
+        let announcement = InterestAnnouncement(rooms: localRooms, maxFrame: settings.maxFrame)
+        for frame in announcement.frames { link.send(frame, flush: false) }
+        if announcement.frames.count > 1 {
+            logger.info("mesh room table split over several frames", metadata: [
+                "peer": "\(peer.name)", "rooms": "\(localRooms.count)", "subs": "\(announcement.frames.count - 1)",
+            ])
+        }
+        if !announcement.unsendable.isEmpty {
+            logger.warning("mesh rooms with ids too long for max_frame not announced", metadata: [
+                "peer": "\(peer.name)", "rooms": "\(announcement.unsendable.count)",
+            ])
+        }
     }
 
     /// A link's handshake ended (authenticated, or the link went away before that).

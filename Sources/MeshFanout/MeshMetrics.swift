@@ -34,12 +34,16 @@ final class PeerMetrics: Sendable {
     let pubsReceived: Metrics.Counter
     let linkUps: Metrics.Counter
 
-    init(peer: String) {
-        framesIn = Metrics.Counter(label: "chatmesh_mesh_frames_total", dimensions: [("peer", peer), ("direction", "in")])
-        framesOut = Metrics.Counter(label: "chatmesh_mesh_frames_total", dimensions: [("peer", peer), ("direction", "out")])
-        bytesIn = Metrics.Counter(label: "chatmesh_mesh_bytes_total", dimensions: [("peer", peer), ("direction", "in")])
-        bytesOut = Metrics.Counter(label: "chatmesh_mesh_bytes_total", dimensions: [("peer", peer), ("direction", "out")])
-        pubsReceived = Metrics.Counter(label: "chatmesh_mesh_pubs_received_total", dimensions: [("peer", peer)])
-        linkUps = Metrics.Counter(label: "chatmesh_mesh_link_ups_total", dimensions: [("peer", peer)])
+    /// `factory`: the process's metrics backend, or a test's.
+    init(peer: String, factory: any MetricsFactory = MetricsSystem.factory) {
+        func counter(_ label: String, _ dimensions: [(String, String)]) -> Metrics.Counter {
+            Metrics.Counter(label: label, dimensions: dimensions, factory: factory)
+        }
+        framesIn = counter("chatmesh_mesh_frames_total", [("peer", peer), ("direction", "in")])
+        framesOut = counter("chatmesh_mesh_frames_total", [("peer", peer), ("direction", "out")])
+        bytesIn = counter("chatmesh_mesh_bytes_total", [("peer", peer), ("direction", "in")])
+        bytesOut = counter("chatmesh_mesh_bytes_total", [("peer", peer), ("direction", "out")])
+        pubsReceived = counter("chatmesh_mesh_pubs_received_total", [("peer", peer)])
+        linkUps = counter("chatmesh_mesh_link_ups_total", [("peer", peer)])
     }
 }

@@ -55,7 +55,8 @@ extension MeshFanout {
 
     private func add(_ name: String, at address: HostPort) {
         let peer = PeerState(name: name, address: address, weDial: localName < name,
-                             bufferMessages: settings.bufferMessages, reconnectMax: settings.reconnectMax)
+                             bufferMessages: settings.bufferMessages, reconnectMax: settings.reconnectMax,
+                             metricsFactory: metricsFactory)
         peers[name] = peer
         logger.info("mesh peer added", metadata: ["peer": "\(name)", "address": "\(address)",
                                                   "link": "\(peer.weDial ? "dialing it" : "it dials this node")"])

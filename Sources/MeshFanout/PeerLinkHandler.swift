@@ -128,14 +128,22 @@ final class PeerLinkHandler: ChannelInboundHandler {
             handshakeTimer?.cancel()
             endHandshake()
             decoder.maxFrameLength = establishedFrameLimit
-            guard let peer = mesh.linkEstablished(self, established) else {
+            // linkEstablished binds this link to its peer (`bind(to:)`) before writing anything.
+            guard mesh.linkEstablished(self, established) != nil else {
                 // Removed by a reload while this link authenticated.
                 return fail(MeshHandshake.unknownPeer(established.peer), metricReason: "unknown_peer")
             }
-            self.peer = peer
         case .reject(let reason):
             fail(reason, metricReason: handshake.rejectMetricReason)
         }
+    }
+
+    /// The link is authenticated as `peer`'s. From here on every frame is counted in the peer's
+    /// metrics: what link-up writes (SNAPSHOT, SESSION records, resent PUBs) and, read in, the
+    /// bytes that came in the chunk that completed the handshake, after its last handshake frame.
+    func bind(to peer: PeerState) {
+        self.peer = peer
+        if let unread = inbound?.readableBytes, unread > 0 { peer.metrics.bytesIn.increment(by: Int64(unread)) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

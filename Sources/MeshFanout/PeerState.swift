@@ -1,5 +1,6 @@
 import ChatCore
 import ClusterConfig
+import Metrics
 import NIOCore
 
 /// Everything this node knows about one other node: its address, whether we dial it, the live
@@ -37,11 +38,12 @@ final class PeerState {
     /// is closed when it connects.
     var removed = false
 
-    init(name: String, address: HostPort, weDial: Bool, bufferMessages: Int, reconnectMax: TimeAmount) {
+    init(name: String, address: HostPort, weDial: Bool, bufferMessages: Int, reconnectMax: TimeAmount,
+         metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.name = name
         self.address = address
         self.weDial = weDial
-        self.metrics = PeerMetrics(peer: name)
+        self.metrics = PeerMetrics(peer: name, factory: metricsFactory)
         self.outbox = PeerOutbox(maxMessages: bufferMessages)
         self.backoff = ReconnectBackoff(cap: reconnectMax)
     }
