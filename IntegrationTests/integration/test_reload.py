@@ -114,7 +114,7 @@ def test_a_bad_file_is_rejected_and_the_old_config_runs_on(mesh_factory, notify_
     reloaded(node, 1, "applied")
     log = node.log_text(100000)
     change = [ln for ln in log.splitlines() if "[limits] say_rate" in ln]
-    assert change and "needs restart on a1" in change[-1] and "(live" not in change[-1], change
+    assert change and "needs restart on" in change[-1] and "(live" not in change[-1], change
     assert node.counter("chatmesh_config_reload_total", result="rejected") == 3
     chat(bob, alice, "bob", "after the good reload")
     assert not alice.disconnected.is_set() and not bob.disconnected.is_set()

@@ -258,10 +258,11 @@ extension ChatNode {
         return true
     }
 
-    /// Whether this node applies a change `ConfigDiff` calls live. The client-side settings
-    /// (`[engineio]`, `[limits]`, `[recovery]` bounds, `[redis]` buffer) are read from the
-    /// start config by the running sessions and handlers: this version does not swap them, so
-    /// they wait for a restart and the reload says so.
+    /// Whether this node applies a change `ConfigDiff` calls live. `ConfigDiff` already calls
+    /// the client-side settings (`[engineio]`, `[limits]`, `[recovery]` bounds, `[redis]`
+    /// buffer) "needs restart", since the running sessions and handlers hold them from start;
+    /// should it call one live before this node can swap it, it is still reported as waiting
+    /// for a restart, never as applied.
     private func appliesLive(_ change: ConfigChange, in old: ClusterConfig) -> Bool {
         switch change.section {
         case "cluster":

@@ -72,13 +72,16 @@ import Darwin
 
     // MARK: live settings
 
-    @Test func limitsChangeLive() throws {
+    /// Limits, engine settings, the Redis buffer and the recovery bounds are held from start
+    /// (sockets, sessions, stores): a reload reports them and keeps the old values.
+    @Test func limitsNeedARestartUntilAReloadAppliesThem() throws {
         let diff = ConfigDiff(old: try Self.config(), new: try Self.config(with: "[limits]\nsay_rate = 50\nmax_write_delay = 0"), localNode: "a1")
-        #expect(Self.lines(diff) == ["[limits] say_rate: 20 -> 50 (live)", "[limits] max_write_delay: 10 -> 0 (live)"])
-        #expect(diff.restartChanges.isEmpty)
+        #expect(Self.lines(diff) == ["[limits] say_rate: 20 -> 50 (needs restart on every node: read at start; a reload does not apply it yet)", "[limits] max_write_delay: 10 -> 0 (needs restart on every node: read at start; a reload does not apply it yet)"])
+        #expect(diff.liveChanges.isEmpty)
+        #expect(diff.appliedConfig.limits.sayRate == 20)
     }
 
-    @Test func engineTimingsAndAllowedOriginsChangeLive() throws {
+    @Test func engineTimingsAndAllowedOriginsNeedARestart() throws {
         let new = try Self.config(with: """
             [engineio]
             ping_interval = 30000
@@ -86,9 +89,9 @@ import Darwin
             allowed_origins = https://chat.example.org, https://b.example.org
             """)
         #expect(Self.lines(ConfigDiff(old: try Self.config(), new: new, localNode: "a2")) == [
-            "[engineio] ping_interval: 25000 -> 30000 (live)",
-            "[engineio] connect_timeout: 45000 -> 5000 (live)",
-            "[engineio] allowed_origins: * -> https://chat.example.org https://b.example.org (live)",
+            "[engineio] ping_interval: 25000 -> 30000 (needs restart on every node: read at start; a reload does not apply it yet)",
+            "[engineio] connect_timeout: 45000 -> 5000 (needs restart on every node: read at start; a reload does not apply it yet)",
+            "[engineio] allowed_origins: * -> https://chat.example.org https://b.example.org (needs restart on every node: read at start; a reload does not apply it yet)",
         ])
     }
 
@@ -107,20 +110,20 @@ import Darwin
         #expect(diff.changes.first?.description == "[mesh] ping_interval: 1000 -> 500 (live)")
     }
 
-    @Test func recoveryBoundsChangeLiveButEnabledNeedsEveryNodeRestarted() throws {
+    @Test func recoveryBoundsAndEnabledNeedARestart() throws {
         let old = try Self.config(with: "[recovery]\nenabled = off")
         let new = try Self.config(with: "[recovery]\nenabled = on\nroom_messages = 50\ncatch_up = 2000")
         let diff = ConfigDiff(old: old, new: new, localNode: "a1")
         #expect(Self.lines(diff) == [
             "[recovery] enabled: off -> on (needs restart on every node: it changes what every client receives)",
-            "[recovery] room_messages: 1000 -> 50 (live)",
-            "[recovery] catch_up: 1000 -> 2000 (live)",
+            "[recovery] room_messages: 1000 -> 50 (needs restart on every node: read at start; a reload does not apply it yet)",
+            "[recovery] catch_up: 1000 -> 2000 (needs restart on every node: read at start; a reload does not apply it yet)",
         ])
         #expect(diff.appliedConfig.recovery.enabled == false)
-        #expect(diff.appliedConfig.recovery.roomMessages == 50)
+        #expect(diff.appliedConfig.recovery.roomMessages == 1000)
     }
 
-    @Test func redisBufferChangesLiveButURLAndTLSNeedRestart() throws {
+    @Test func redisBufferURLAndTLSNeedRestart() throws {
         let old = try Self.config(with: "[redis]\nurl = redis://:old-password@cache:6379/0")
         let new = try Self.config(with: """
             [redis]
@@ -132,13 +135,13 @@ import Darwin
         let diff = ConfigDiff(old: old, new: new, localNode: "a1")
         #expect(Self.lines(diff) == [
             "[redis] url: redis://***@cache:6379/0 -> rediss://***@cache:6380/0 (needs restart on every node: all nodes must use the same Redis)",
-            "[redis] buffer_messages: 10000 -> 500 (live)",
-            "[redis] buffer_ms: 5000 -> 1500 (live)",
+            "[redis] buffer_messages: 10000 -> 500 (needs restart on every node: read at start; a reload does not apply it yet)",
+            "[redis] buffer_ms: 5000 -> 1500 (needs restart on every node: read at start; a reload does not apply it yet)",
             "[redis] tls_ca: none -> /etc/chatmesh/redis-ca.pem (needs restart on every node)",
         ])
         #expect(diff.appliedConfig.redisURL == old.redisURL)
         #expect(diff.appliedConfig.redisTLS == nil)
-        #expect(diff.appliedConfig.redisBuffer.bufferMessages == 500)
+        #expect(diff.appliedConfig.redisBuffer.bufferMessages == 10000)
     }
 
     /// A password is never printed, but its change is still reported.
@@ -418,7 +421,7 @@ import Darwin
         defer { unlink(newPath) }
         let diff = ConfigDiff(old: try ClusterConfig.load(path: oldPath), new: try ClusterConfig.load(path: newPath), localNode: nil)
         #expect(diff.description == """
-            [limits] say_rate: 20 -> 50 (live)
+            [limits] say_rate: 20 -> 50 (needs restart on every node: read at start; a reload does not apply it yet)
             node a4 added (live: peers dial it)
             """)
     }
