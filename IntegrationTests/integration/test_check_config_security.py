@@ -175,8 +175,10 @@ def test_check_config_accepts_gen_certs_output(tls_cluster):
     r = check(tls_cluster)
     assert r.returncode == 0, r.stderr
     d = tls_cluster.parent  # the bare names gen-certs printed, resolved beside cluster.conf
-    assert r.stdout.splitlines()[-4:] == ["  tls = on", f"  tls_ca = {d}/ca.pem", f"  tls_cert = {d}/%n.pem",
-                                          f"  tls_key = {d}/%n-key.pem"]
+    lines = r.stdout.splitlines()
+    tls = lines.index("  tls = on")   # the [mesh] block's TLS lines, whatever sections follow it
+    assert lines[tls:tls + 4] == ["  tls = on", f"  tls_ca = {d}/ca.pem", f"  tls_cert = {d}/%n.pem",
+                                  f"  tls_key = {d}/%n-key.pem"]
 
 
 # --- TLS file checks: each at the line of the key that names the file ---------------------
