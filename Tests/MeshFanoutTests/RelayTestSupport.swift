@@ -65,11 +65,8 @@ final class RecordingMetricsFactory: MetricsFactory {
 /// One node of an in-memory three-node mesh for the relay, like `TestNode`: a real
 /// `MeshFanout` on an `EmbeddedEventLoop`, with its relay metrics recorded and an owner side
 /// that records what is relayed to it.
-final class RelayTestNode {
-    static let config = ClusterConfig(secret: TestNode.secret, nodes: ["a1", "a2", "a3"].enumerated().map { index, name in
-        NodeEntry(name: name, listen: HostPort(host: "127.0.0.1", port: 8001 + index),
-                  mesh: HostPort(host: "127.0.0.1", port: 9001 + index))
-    })
+final class RelayTestNode: InMemoryMeshNode {
+    static let config = ClusterConfig.threeTestNodes
 
     let name: String
     let loop = EmbeddedEventLoop()
@@ -87,15 +84,6 @@ final class RelayTestNode {
         if ownerHandler { mesh.setOwnerHandler(owner) }
     }
 
-    func link(role: MeshHandshake.Role) throws -> EmbeddedChannel {
-        let handshake = MeshHandshake(localName: name, localEpoch: mesh.epoch, secret: TestNode.secret, role: role,
-                                      knownPeers: Set(Self.config.nodes.map(\.name)).subtracting([name]))
-        let handler = PeerLinkHandler(mesh: mesh, handshake: handshake, maxFrame: Self.config.mesh.maxFrame)
-        let channel = EmbeddedChannel(handler: handler, loop: loop)
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40_000)).wait()
-        return channel
-    }
-
     /// A sid this node would make: its tag, then 16 characters.
     func sid(_ suffix: String = "0123456789abcdef") -> String {
         precondition(suffix.utf8.count == 16)
@@ -103,25 +91,16 @@ final class RelayTestNode {
     }
 }
 
-/// Nodes and the links between them (the smaller name dials); `settle()` carries bytes until
-/// the mesh is quiet and keeps every frame seen, per direction ("a1>a2").
-final class RelayTestMesh {
-    struct Link {
-        let dialer: RelayTestNode, dialerChannel: EmbeddedChannel
-        let acceptor: RelayTestNode, acceptorChannel: EmbeddedChannel
-    }
-
-    let nodes: [RelayTestNode]
-    private(set) var links: [Link] = []
-    private(set) var seen: [String: [MeshFrame]] = [:]
-
-    init(_ nodes: [RelayTestNode]) throws {
-        self.nodes = nodes
+/// Relay nodes with every pair linked (the smaller name dials) and settled before the test
+/// starts, nothing of that setup left in `frames(_:_:)`.
+final class RelayTestMesh: InMemoryMesh<RelayTestNode> {
+    /// (A throwing init cannot override the base's plain one, hence the second parameter; with
+    /// `false` the test links by hand.)
+    init(_ nodes: [RelayTestNode], linkingEveryPair: Bool = true) throws {
+        super.init(nodes)
+        guard linkingEveryPair else { return }
         for (index, dialer) in nodes.enumerated() {
-            for acceptor in nodes[(index + 1)...] {
-                links.append(Link(dialer: dialer, dialerChannel: try dialer.link(role: .dialer(expectedPeer: acceptor.name)),
-                                  acceptor: acceptor, acceptorChannel: try acceptor.link(role: .acceptor)))
-            }
+            for acceptor in nodes[(index + 1)...] { try addLink(dialer, acceptor) }
         }
         try settle()
         clearSeen()
@@ -129,46 +108,7 @@ final class RelayTestMesh {
 
     /// A new link between two nodes already linked: it replaces the old one.
     func connectAgain(_ dialer: RelayTestNode, _ acceptor: RelayTestNode) throws {
-        links.append(Link(dialer: dialer, dialerChannel: try dialer.link(role: .dialer(expectedPeer: acceptor.name)),
-                          acceptor: acceptor, acceptorChannel: try acceptor.link(role: .acceptor)))
-        try settle()
-    }
-
-    func link(_ a: String, _ b: String) -> Link {
-        links.last { ($0.dialer.name == a && $0.acceptor.name == b) || ($0.dialer.name == b && $0.acceptor.name == a) }!
-    }
-
-    /// `node`'s channel of the link between `node` and `other`.
-    func channel(of node: String, to other: String) -> EmbeddedChannel {
-        let link = link(node, other)
-        return link.dialer.name == node ? link.dialerChannel : link.acceptorChannel
-    }
-
-    func frames(_ from: String, _ to: String) -> [MeshFrame] { seen["\(from)>\(to)"] ?? [] }
-
-    func clearSeen() { seen = [:] }
-
-    func settle() throws {
-        var moved = true
-        while moved {
-            moved = false
-            for node in nodes { node.loop.run() }
-            for link in links {
-                moved = try carry(link.dialerChannel, from: link.dialer, to: link.acceptorChannel, link.acceptor) || moved
-                moved = try carry(link.acceptorChannel, from: link.acceptor, to: link.dialerChannel, link.dialer) || moved
-            }
-        }
-    }
-
-    private func carry(_ out: EmbeddedChannel, from: RelayTestNode, to into: EmbeddedChannel, _ receiver: RelayTestNode) throws -> Bool {
-        var moved = false
-        while let chunk = try out.readOutbound(as: ByteBuffer.self) {
-            var copy = chunk
-            seen["\(from.name)>\(receiver.name)", default: []] += try drain(MeshFrameDecoder(maxFrameLength: 1 << 24), &copy)
-            if into.isActive { try into.writeInbound(chunk) }
-            moved = true
-        }
-        return moved
+        try connect(dialer, acceptor)
     }
 }
 
