@@ -27,8 +27,9 @@ window (after a 1 s warm-up whose deliveries are awaited first) the script takes
 Rounds alternate the order of the cases (direct, relayed; then relayed, direct; ...) on the same
 two processes, so a noisy machine (other jobs on a 2-core box) loads both about alike; the
 relayed/direct ratio of each round is printed beside the absolute figures. The table goes to
-stdout, everything to bench/results/relay-cost-<UTC date>.json. Every process is started and
-stopped here, by pid, also on failure.
+stdout, everything to bench/results/relay-cost-<UTC date>.json under `results.<label>` (release,
+debug or given, after the binary; --label to choose), so runs of a release and a debug binary
+on one day sit side by side. Every process is started and stopped here, by pid, also on failure.
 
 The default binary: .build/release/chatmesh if it is newer than the last commit touching
 Sources, else a private copy of .build/debug/chatmesh (other engineers rebuild that one).
@@ -392,11 +393,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="length of the measured window")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", help="JSON output (default bench/results/relay-cost-<date>.json)")
+    ap.add_argument("--label", help="this run's key in the JSON's results (default: release, "
+                                    "debug or given, after the binary)")
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="relay-cost-"))
     binary, binary_why = pick_binary(args.binary, workdir)
-    log(f"binary: {binary} ({binary_why}); logs in {workdir}")
+    label = args.label or binary_why.split(" ")[0].replace("copy", "debug")
+    log(f"binary: {binary} ({binary_why}; label {label}); logs in {workdir}")
 
     atexit.register(stop_nodes)
     signal.signal(signal.SIGTERM, on_signal)
@@ -453,10 +457,12 @@ def main() -> int:
     print(text)
     out = Path(args.out) if args.out else \
         REPO / "bench" / "results" / f"relay-cost-{started.strftime('%Y-%m-%d')}.json"
-    out.write_text(json.dumps({
+    record = {
         "script": "bench/relay_cost.py",
         "started_utc": started.isoformat(timespec="seconds"),
         "binary": str(binary), "binary_choice": binary_why,
+        "binary_mtime_utc": dt.datetime.fromtimestamp(binary.stat().st_mtime, dt.timezone.utc)
+        .isoformat(timespec="seconds"),
         "git_head": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                                    text=True).stdout.strip(),
         "params": {"clients": args.clients, "rate": args.rate, "seconds": args.seconds,
@@ -467,7 +473,16 @@ def main() -> int:
                   "cases alternate within each round on the same two processes",
         "machine": {"cpus": os.cpu_count(), "loadavg_at_end": loadavg()},
         "runs": runs, "summary": summary, "table": text,
-    }, indent=2) + "\n")
+    }
+    # One file per day, one entry per binary label: a release and a debug run sit side by side.
+    results = {}
+    if out.exists():
+        try:
+            results = json.loads(out.read_text()).get("results", {})
+        except (ValueError, AttributeError):
+            results = {}
+    results[label] = record
+    out.write_text(json.dumps({"results": results}, indent=2) + "\n")
     log(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     missing = sum(r["missing"] for r in runs)
     if missing:
