@@ -4,9 +4,9 @@ import ClusterConfig
 import Glibc
 #endif
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import Synchronization
 import Testing
 @testable import MeshFanout
 
@@ -17,11 +17,13 @@ final class ReloadLog: Sendable {
         var metadata: [String: String]
     }
 
-    let entries = Mutex<[Entry]>([])
+    /// A pthread lock (NIO's), not `Synchronization.Mutex`: the node's loop logs while the test
+    /// reads, and ThreadSanitizer sees through pthread locks but not Mutex's futex.
+    let entries = NIOLockedValueBox<[Entry]>([])
 
     /// Entries with `message`, as their metadata.
     func lines(_ message: String) -> [[String: String]] {
-        entries.withLock { $0.filter { $0.message == message }.map(\.metadata) }
+        entries.withLockedValue { $0.filter { $0.message == message }.map(\.metadata) }
     }
 }
 
@@ -36,7 +38,7 @@ struct ReloadLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let fields = (event.metadata ?? [:]).mapValues { "\($0)" }
-        sink.entries.withLock { $0.append(.init(message: event.message.description, metadata: fields)) }
+        sink.entries.withLockedValue { $0.append(.init(message: event.message.description, metadata: fields)) }
     }
 }
 

@@ -2,9 +2,9 @@ import ChatCore
 import ClusterConfig
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import Synchronization
 import Testing
 @testable import MeshFanout
 
@@ -15,9 +15,10 @@ import Testing
 @Suite(.serialized) struct MeshTLSLinkTests {
     /// The "mesh link refused" lines a node logged: its `reject` label and its reason.
     final class RefusalLog: Sendable {
-        let entries = Mutex<[(reject: String, reason: String)]>([])
-        var rejects: [String] { entries.withLock { $0.map { $0.reject } } }
-        var reasons: [String] { entries.withLock { $0.map { $0.reason } } }
+        // NIO's pthread lock: ThreadSanitizer does not see Synchronization.Mutex's futex.
+        let entries = NIOLockedValueBox<[(reject: String, reason: String)]>([])
+        var rejects: [String] { entries.withLockedValue { $0.map { $0.reject } } }
+        var reasons: [String] { entries.withLockedValue { $0.map { $0.reason } } }
     }
 
     struct RefusalLogHandler: LogHandler {
@@ -31,7 +32,7 @@ import Testing
 
         func log(event: LogEvent) {
             guard event.message.description == "mesh link refused", let metadata = event.metadata else { return }
-            sink.entries.withLock { $0.append(("\(metadata["reject"] ?? "")", "\(metadata["reason"] ?? "")")) }
+            sink.entries.withLockedValue { $0.append(("\(metadata["reject"] ?? "")", "\(metadata["reason"] ?? "")")) }
         }
     }
 
