@@ -31,15 +31,7 @@ struct EngineReferenceBehaviourTests {
 
         /// A connection with the pipeline ChatNode gives each accepted socket.
         func connect() throws -> EmbeddedChannel {
-            let channel = EmbeddedChannel(loop: loop)
-            let server = self.server
-            try channel.pipeline.configureHTTPServerPipeline(
-                withServerUpgrade: (upgraders: [WebSocketUpgrade(server: server)], completionHandler: { _ in })
-            ).wait()
-            try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(60)), name: HTTPRouter.idleHandlerName)
-            try channel.pipeline.syncOperations.addHandler(HTTPRouter(server: server), name: HTTPRouter.name)
-            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
-            return channel
+            try connectedClientPipeline(server: server, loop: loop)
         }
 
         func advance(toMs ms: Int64) {

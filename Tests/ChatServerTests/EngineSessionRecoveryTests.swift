@@ -65,14 +65,7 @@ struct EngineSessionRecoveryTests {
 
         init(_ node: Node, room: String = "r") throws {
             self.node = node
-            channel = EmbeddedChannel(loop: node.loop)
-            let server = node.server
-            try channel.pipeline.configureHTTPServerPipeline(
-                withServerUpgrade: (upgraders: [WebSocketUpgrade(server: server)], completionHandler: { _ in })
-            ).wait()
-            try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(60)), name: HTTPRouter.idleHandlerName)
-            try channel.pipeline.syncOperations.addHandler(HTTPRouter(server: server), name: HTTPRouter.name)
-            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
+            channel = try connectedClientPipeline(server: node.server, loop: node.loop)
             try channel.writeInbound(ByteBuffer(string:
                 "GET /socket.io/?EIO=4&transport=websocket&roomid=\(room) HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
                     + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
