@@ -228,6 +228,7 @@ class RedisCluster:
                  node_timeout_ms: int = NODE_TIMEOUT_MS):
         self.password = password
         self.replicas_per_primary = replicas
+        self.expected_replicas = primaries * replicas
         count = primaries * (1 + replicas)
         ports = free_ports(2 * count)
         self.nodes = [ClusterRedis(ports[2 * i], ports[2 * i + 1], password, node_timeout_ms)
@@ -276,6 +277,11 @@ class RedisCluster:
                 failed = [k["port"] for k in known if k["flags"] & {"fail", "fail?"}]
                 if failed:
                     return f":{n.port} sees {failed} failing"
+                # redis-cli --cluster create returns before every node learned who replicates
+                # whom: until then a replica-to-be is a primary without slots.
+                replicas = sum(1 for k in known if "slave" in k["flags"])
+                if replicas != self.expected_replicas:
+                    return f":{n.port} sees {replicas} replicas of {self.expected_replicas}"
                 views.add(tuple((s.ranges[0], s.primary.port) for s in self.shards(via=n)))
             except (OSError, RespError, AssertionError) as e:
                 return f":{n.port} {e!r}"
