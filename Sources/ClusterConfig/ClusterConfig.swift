@@ -12,8 +12,14 @@ public struct ClusterConfig: Sendable, Equatable {
     public var secretLine: Int = 0
     /// `[cluster] drain_timeout`: how long a node may take to drain on SIGTERM.
     public var drainTimeout: TimeAmount = .milliseconds(10_000)
+    /// `[cluster] log_level`: a lowercase level name of `ClusterConfig.logLevels`; nil leaves
+    /// the level to the `--log-level` flag.
+    public var logLevel: String?
     /// `[redis] url`; required when `fanout = redis`.
     public var redisURL: RedisURL?
+    /// `[redis] mode`, resolved: as set, else `.sharded` for a cluster url and `.classic`
+    /// otherwise (`.sharded` always comes with a cluster url).
+    public var redisMode: RedisPubSubMode
     /// `[redis] tls_ca` / `tls_cert` / `tls_key`: non-nil exactly when `redisURL` is `rediss://`
     /// (then with every file nil when none is set: the system trust store, no client certificate).
     public var redisTLS: RedisTLSSettings?
@@ -39,7 +45,9 @@ public struct ClusterConfig: Sendable, Equatable {
         limits: LimitSettings = LimitSettings(),
         mesh: MeshSettings = MeshSettings(),
         recovery: RecoverySettings = RecoverySettings(),
-        nodes: [NodeEntry] = []
+        nodes: [NodeEntry] = [],
+        redisMode: RedisPubSubMode = .classic,
+        logLevel: String? = nil
     ) {
         self.fanout = fanout
         self.secret = secret
@@ -51,7 +59,12 @@ public struct ClusterConfig: Sendable, Equatable {
         self.mesh = mesh
         self.recovery = recovery
         self.nodes = nodes
+        self.redisMode = redisMode
+        self.logLevel = logLevel
     }
+
+    /// What `[cluster] log_level` accepts: the `--log-level` names, lowest first.
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     /// Parses cluster.conf text; `file` is only used in error locations.
     /// - Throws: `ConfigError` for the first problem found.
@@ -72,8 +85,16 @@ public struct ClusterConfig: Sendable, Equatable {
         lines.append("secret: \(secret == nil ? "not set" : "set")")
         if let secretFile { lines.append("secret_file: \(secretFile)") }
         lines.append("drain_timeout: \(drainTimeout.wholeMilliseconds) ms")
+        if let logLevel { lines.append("log_level: \(logLevel)") }
         if let redisURL {
             lines.append("redis: \(redisURL)\(fanout == .redis ? "" : " (unused: fanout = mesh)")")
+            if redisURL.cluster {
+                lines.append("redis cluster seeds (\(redisURL.seeds.count)): \(redisURL.seeds.map(\.description).joined(separator: ", "))")
+                switch redisMode {
+                case .sharded: lines.append("redis mode: sharded (SSUBSCRIBE/SPUBLISH: a room's messages stay in its shard)")
+                case .classic: lines.append("redis mode: classic (SUBSCRIBE/PUBLISH: the cluster copies every message to every node)")
+                }
+            }
         } else {
             lines.append("redis: not configured")
         }

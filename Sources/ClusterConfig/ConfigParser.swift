@@ -51,6 +51,9 @@ struct ConfigParser {
     private var maxPayloadLine = 0
     private var maxFrameLine = 0
     private var redisURLLine = 0
+    /// `[redis] mode` as set (nil when absent) and its line; resolved against the url in `finish`.
+    private var redisMode: RedisPubSubMode?
+    private var redisModeLine = 0
     /// `[mesh] tls` (nil when absent) and its line.
     private var meshTLSOn: Bool?
     private var meshTLSLine = 0
@@ -212,6 +215,12 @@ struct ConfigParser {
                 fanoutLine = number
             } else if key == "drain_timeout" {
                 config.drainTimeout = try milliseconds(value, key: key, in: where_, number: number)
+            } else if key == "log_level" {
+                let level = value.lowercased()
+                guard ClusterConfig.logLevels.contains(level) else {
+                    throw fail(number, "bad log_level \(quoted(value)) in [cluster]; expected one of \(ClusterConfig.logLevels.joined(separator: ", "))")
+                }
+                config.logLevel = level
             } else {
                 let other = key == "secret" ? "secret_file" : "secret"
                 if let otherLine = keyLines[other] {
@@ -227,6 +236,12 @@ struct ConfigParser {
                 case .failure(let message): throw fail(number, "bad redis url: \(message)")
                 }
                 redisURLLine = number
+            } else if key == "mode" {
+                guard let mode = RedisPubSubMode(rawValue: value) else {
+                    throw fail(number, "bad mode \(quoted(value)) in [redis]; expected classic or sharded")
+                }
+                redisMode = mode
+                redisModeLine = number
             } else if key.hasPrefix("tls_") {
                 redisTLSFiles[key] = PathKey(value: value, line: number)
             } else if key == "channel_prefix" {
@@ -392,7 +407,9 @@ struct ConfigParser {
         case "secret_file": return "the path of a file holding the shared mesh key"
         case "tls", "enabled": return "on or off"
         case "tls_ca", "tls_cert", "tls_key": return "the path of a PEM file"
-        case "url": return "redis://[user:]password@host[:port][/db]"
+        case "url": return "redis://[user:]password@host[:port][/db] or redis+cluster://[user:]password@host:port[,host:port...]"
+        case "mode": return "classic or sharded"
+        case "log_level": return "one of \(ClusterConfig.logLevels.joined(separator: ", "))"
         case "allowed_origins": return "'*' or a list of origins such as http://localhost:6001"
         case "listen", "mesh": return "host:port, e.g. 127.0.0.1:6001"
         default: return "\(numberKind(key)) (\(unitName(key)))"
@@ -490,6 +507,7 @@ struct ConfigParser {
         }
         try finishMeshTLS()
         try finishRedisTLS()
+        try finishRedisMode()
         if config.secret == nil && config.secretFile == nil,
            let exposed = uses.filter({ $0.role == "mesh" && !$0.kind.isLoopback }).min(by: { $0.line < $1.line }) {
             throw fail(exposed.line, "mesh address \(exposed.address) of node '\(exposed.node)' is not loopback, so [cluster] needs 'secret = ...' or 'secret_file = PATH' (the shared key that authenticates mesh links; `chatmesh gen-secret` makes one)")
@@ -538,8 +556,9 @@ struct ConfigParser {
     private mutating func finishRedisTLS() throws {
         let set = ["tls_ca", "tls_cert", "tls_key"].compactMap { k in redisTLSFiles[k].map { (k, $0) } }
         if let first = set.min(by: { $0.1.line < $1.1.line }), config.redisURL?.tls != true {
-            let url = config.redisURL == nil ? "[redis] has no url" : "the url at line \(redisURLLine) is redis://"
-            throw fail(first.1.line, "'\(first.0)' in [redis] is only for TLS, but \(url); use a rediss:// url or remove it")
+            let url = config.redisURL == nil ? "[redis] has no url" : "the url at line \(redisURLLine) is \(config.redisURL!.scheme)://"
+            let tlsScheme = config.redisURL?.cluster == true ? "rediss+cluster://" : "rediss://"
+            throw fail(first.1.line, "'\(first.0)' in [redis] is only for TLS, but \(url); use a \(tlsScheme) url or remove it")
         }
         guard config.redisURL?.tls == true else { return }
         let ca = redisTLSFiles["tls_ca"], cert = redisTLSFiles["tls_cert"], key = redisTLSFiles["tls_key"]
@@ -551,6 +570,16 @@ struct ConfigParser {
         }
         config.redisTLS = RedisTLSSettings(caFile: ca?.value, certFile: cert?.value, keyFile: key?.value, line: redisURLLine,
                                            caLine: ca?.line ?? 0, certLine: cert?.line ?? 0, keyLine: key?.line ?? 0)
+    }
+
+    /// Sharded pub/sub exists only on a Redis Cluster; unset, a cluster url means sharded.
+    private mutating func finishRedisMode() throws {
+        let cluster = config.redisURL?.cluster == true
+        if redisMode == .sharded && !cluster {
+            let url = config.redisURL == nil ? "[redis] has no url" : "the url at line \(redisURLLine) is \(config.redisURL!.scheme)://"
+            throw fail(redisModeLine, "mode = sharded needs a Redis Cluster url (redis+cluster://...), but \(url); remove mode or use mode = classic")
+        }
+        config.redisMode = redisMode ?? (cluster ? .sharded : .classic)
     }
 
     /// A client message travels between nodes inside one PUB frame (payload plus room,

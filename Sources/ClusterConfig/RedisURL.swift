@@ -1,55 +1,111 @@
 /// `redis://[user:]password@host[:port][/db]` or `redis://host[:port][/db]`; `rediss://` for TLS.
+/// A Redis Cluster is `redis+cluster://[user:]password@host:port[,host:port...]` (seed nodes;
+/// `rediss+cluster://` for TLS): the rest of the cluster is learned from the seeds.
 ///
 /// `description` hides the password, so a RedisURL can be logged.
 public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
-    /// `rediss://`: the connection is TLS (see `ClusterConfig.redisTLS`).
+    /// `rediss://` or `rediss+cluster://`: the connections are TLS (see `ClusterConfig.redisTLS`).
     public var tls: Bool
+    /// `redis+cluster://` or `rediss+cluster://`: `seeds` are nodes of a Redis Cluster.
+    public var cluster: Bool
     /// ACL user name (Redis 6+); `nil` authenticates with the password alone.
     public var user: String?
     /// Percent-decoded.
     public var password: String?
-    /// IPv4 text, lowercased host name, or IPv6 text without brackets.
-    public var host: String
-    public var port: Int
-    /// Database index 0–15 (SELECT).
+    /// Where to connect first, in url order, without duplicates: the one server of a
+    /// single-node url, or the seed nodes of a cluster url. Never empty in a parsed url.
+    public var seeds: [HostPort]
+    /// Database index 0–15 (SELECT); always 0 on a cluster, which has no other.
     public var db: Int
 
     public static let defaultPort = 6379
+    /// A seed list is a few nodes per shard; the rest comes from the cluster's own topology.
+    public static let maxSeeds = 64
 
+    /// A single-node url.
     public init(user: String? = nil, password: String? = nil, host: String, port: Int = RedisURL.defaultPort, db: Int = 0, tls: Bool = false) {
+        self.init(user: user, password: password, seeds: [HostPort(host: host, port: port)], db: db, tls: tls, cluster: false)
+    }
+
+    /// A cluster url (`cluster: true`), or with one seed and `cluster: false`, a single-node url.
+    public init(user: String? = nil, password: String? = nil, seeds: [HostPort], db: Int = 0, tls: Bool = false, cluster: Bool) {
         self.tls = tls
+        self.cluster = cluster
         self.user = user
         self.password = password
-        self.host = host
-        self.port = port
+        self.seeds = seeds
         self.db = db
     }
 
-    /// `redis://user:***@host:6379/0`; never shows the password.
+    /// The first seed's host: for a single-node url, the server. IPv4 text, lowercased host
+    /// name, or IPv6 text without brackets.
+    public var host: String {
+        get { seeds.first?.host ?? "" }
+        set {
+            if seeds.isEmpty { seeds = [HostPort(host: newValue, port: Self.defaultPort)] } else { seeds[0].host = newValue }
+        }
+    }
+
+    /// The first seed's port.
+    public var port: Int {
+        get { seeds.first?.port ?? Self.defaultPort }
+        set {
+            if seeds.isEmpty { seeds = [HostPort(host: "", port: newValue)] } else { seeds[0].port = newValue }
+        }
+    }
+
+    /// `redis`, `rediss`, `redis+cluster` or `rediss+cluster`, as the url starts.
+    public var scheme: String { (tls ? "rediss" : "redis") + (cluster ? "+cluster" : "") }
+
+    /// `redis://user:***@host:6379/0` or `redis+cluster://***@10.0.0.1:7000,10.0.0.2:7000`;
+    /// never shows the password.
     public var description: String {
-        var s = tls ? "rediss://" : "redis://"
+        var s = scheme + "://"
         if let user { s += user + ":" }
         if password != nil { s += "***@" } else if user != nil { s += "@" }
-        s += HostPort(host: host, port: port).description
-        s += "/\(db)"
+        if cluster {
+            s += seeds.map(\.description).joined(separator: ",")
+        } else {
+            s += HostPort(host: host, port: port).description
+            s += "/\(db)"
+        }
         return s
     }
 
+    static let expected = "expected redis://[user:]password@host[:port][/db]"
+    static let expectedCluster = "expected redis+cluster://[user:]password@host:port[,host:port...]"
+
     /// Parses a Redis URL; the failure is a message without a location.
     ///
-    /// The credentials end at the last `@`, so a password may contain `@`, `/`, `:` or `#`
-    /// unencoded; `%XX` sequences in user and password are decoded.
+    /// The credentials end at the last `@`, so a password may contain `@`, `/`, `:`, `,` or
+    /// `#` unencoded; `%XX` sequences in user and password are decoded.
     public static func parse(_ text: String) -> Result<RedisURL, ConfigValueError> {
-        let expected = "expected redis://[user:]password@host[:port][/db]"
         if text.isEmpty { return .failure("empty url; \(expected)") }
         guard let schemeEnd = text.firstRange(of: "://") else {
             return .failure("\(quoted(text)) is not a url; \(expected)")
         }
-        let scheme = text[..<schemeEnd.lowerBound].lowercased()
-        guard scheme == "redis" || scheme == "rediss" else {
-            return .failure("unsupported scheme '\(text[..<schemeEnd.lowerBound])'; \(expected)")
+        let schemeText = text[..<schemeEnd.lowerBound]
+        let scheme = schemeText.lowercased()
+        let tls: Bool
+        let cluster: Bool
+        switch scheme {
+        case "redis": (tls, cluster) = (false, false)
+        case "rediss": (tls, cluster) = (true, false)
+        case "redis+cluster": (tls, cluster) = (false, true)
+        case "rediss+cluster": (tls, cluster) = (true, true)
+        default:
+            // A near miss of the cluster scheme (redis-cluster, cluster) gets the cluster form.
+            let hint = scheme.contains("cluster") ? expectedCluster + " (rediss+cluster:// for TLS)" : expected
+            return .failure("unsupported scheme \(quoted(schemeText)); \(hint)")
         }
+        let expected = cluster ? expectedCluster : expected
         let rest = text[schemeEnd.upperBound...]
+        // `redis+cluster://a:7000,redis://b:7001`: the scheme is written once, before the
+        // first seed. Without this check the last '@' rule could turn the text between two
+        // schemes into a password.
+        if let second = secondScheme(in: rest) {
+            return .failure("a url has one scheme, written once before the first seed; found \(quoted(second)) after a ','; \(expectedCluster)")
+        }
         var user: String?
         var password: String?
         var location = rest
@@ -81,16 +137,64 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         if let bad = location.firstIndex(where: { $0 == "?" || $0 == "#" }) {
             return .failure("unexpected \(quoted(location[bad...])); query parameters and fragments are not supported")
         }
-        let hostPort: Substring
+        let hostList: Substring
         var dbText: Substring?
         if let slash = location.firstIndex(of: "/") {
-            hostPort = location[..<slash]
+            hostList = location[..<slash]
             dbText = location[location.index(after: slash)...]
         } else {
-            hostPort = location
+            hostList = location
         }
-        if hostPort.isEmpty { return .failure("missing host; \(expected)") }
+        if hostList.isEmpty { return .failure("missing host; \(expected)") }
 
+        var seeds: [HostPort] = []
+        if cluster {
+            let items = hostList.split(separator: ",", omittingEmptySubsequences: false)
+            if items.count > maxSeeds {
+                return .failure("too many seeds: \(items.count), at most \(maxSeeds); a few nodes per shard are enough, the cluster names the rest")
+            }
+            var firstByKey: [String: Int] = [:]
+            for (index, item) in items.enumerated() {
+                if item.isEmpty {
+                    return .failure("seed \(index + 1) of \(quoted(hostList)) is empty; seeds are host:port separated by single commas")
+                }
+                let seed: HostPort
+                switch parseHostPort(item, ipv6Example: "redis+cluster://[::1]:7000", expected: expected) {
+                case .success(let hp): seed = hp
+                case .failure(let m): return .failure("seed \(quoted(item)): \(m)")
+                }
+                let key = "\(HostAddress.classify(seed.host).bindKey)|\(seed.port)"
+                if let first = firstByKey[key] {
+                    return .failure("duplicate seed \(seed): seeds \(first + 1) and \(index + 1) are the same address; list each node once")
+                }
+                firstByKey[key] = index
+                seeds.append(seed)
+            }
+        } else {
+            if hostList.contains(",") {
+                return .failure("several hosts in \(quoted(hostList)) need a cluster url: \(expectedCluster)")
+            }
+            switch parseHostPort(hostList, ipv6Example: "redis://[::1]:6379", expected: expected) {
+            case .success(let hp): seeds = [hp]
+            case .failure(let m): return .failure(m)
+            }
+        }
+        var db = 0
+        if let dbText, !dbText.isEmpty {
+            guard dbText.utf8.count <= 2, dbText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                  let n = Int(dbText), n <= 15, !cluster || n == 0 else {
+                if cluster {
+                    return .failure("a Redis Cluster has only database 0, got \(quoted("/" + dbText)); remove it from the url")
+                }
+                return .failure("database must be an integer 0-15, got \(quoted(dbText))")
+            }
+            db = n
+        }
+        return .success(RedisURL(user: user, password: password, seeds: seeds, db: db, tls: tls, cluster: cluster))
+    }
+
+    /// `host`, `host:port`, `[IPv6]` or `[IPv6]:port`; the port defaults to 6379.
+    private static func parseHostPort(_ hostPort: Substring, ipv6Example: String, expected: String) -> Result<HostPort, ConfigValueError> {
         let hostText: Substring
         var portText: Substring?
         if hostPort.hasPrefix("[") {
@@ -109,7 +213,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
         } else {
             let colons = hostPort.reduce(0) { $1 == ":" ? $0 + 1 : $0 }
             if colons > 1 {
-                return .failure("IPv6 host must be in brackets, e.g. redis://[::1]:6379")
+                return .failure("IPv6 host must be in brackets, e.g. \(ipv6Example)")
             }
             if let colon = hostPort.firstIndex(of: ":") {
                 hostText = hostPort[..<colon]
@@ -119,10 +223,8 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             }
             if hostText.isEmpty { return .failure("empty host in \(quoted(hostPort)); \(expected)") }
         }
-        let host: String
-        switch HostAddress.parse(hostText, bracketed: hostPort.hasPrefix("[")) {
-        case .success: host = hostText.lowercased()
-        case .failure(let m): return .failure(m)
+        if case .failure(let m) = HostAddress.parse(hostText, bracketed: hostPort.hasPrefix("[")) {
+            return .failure(m)
         }
         var port = defaultPort
         if let portText {
@@ -131,15 +233,24 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
             case .failure(let m): return .failure(m)
             }
         }
-        var db = 0
-        if let dbText, !dbText.isEmpty {
-            guard dbText.utf8.count <= 2, dbText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                  let n = Int(dbText), n <= 15 else {
-                return .failure("database must be an integer 0-15, got \(quoted(dbText))")
+        return .success(HostPort(host: hostText.lowercased(), port: port))
+    }
+
+    /// The first `redis://`, `rediss://`, `redis+cluster://` or `rediss+cluster://` that follows
+    /// a ',' in `text` (any case), with the scheme as written; nil when there is none.
+    private static func secondScheme(in text: Substring) -> Substring? {
+        var searchFrom = text.startIndex
+        while let comma = text[searchFrom...].firstIndex(of: ",") {
+            let after = text[text.index(after: comma)...]
+            if let end = after.firstRange(of: "://") {
+                let word = after[..<end.lowerBound].lowercased()
+                if ["redis", "rediss", "redis+cluster", "rediss+cluster"].contains(word) {
+                    return after[..<end.upperBound]
+                }
             }
-            db = n
+            searchFrom = text.index(after: comma)
         }
-        return .success(RedisURL(user: user, password: password, host: host, port: port, db: db, tls: scheme == "rediss"))
+        return nil
     }
 }
 
