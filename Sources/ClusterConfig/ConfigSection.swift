@@ -20,7 +20,7 @@ public struct ConfigSection: Sendable, Equatable {
     /// Every section, in documentation order.
     public static let all: [ConfigSection] = [
         ConfigSection(name: "cluster", keys: ["fanout", "secret", "secret_file", "drain_timeout", "log_level"]),
-        ConfigSection(name: "redis", keys: ["url", "mode", "channel_prefix", "buffer_messages", "buffer_ms", "tls_ca", "tls_cert", "tls_key"]),
+        ConfigSection(name: "redis", keys: ["url", "channel_prefix", "mode", "buffer_messages", "buffer_ms", "tls_ca", "tls_cert", "tls_key"]),
         ConfigSection(name: "engineio", keys: ["ping_interval", "ping_timeout", "max_payload", "upgrade_timeout", "connect_timeout", "allowed_origins"]),
         ConfigSection(name: "limits", keys: ["username_max", "text_max", "roomid_max", "say_rate", "say_burst", "outbound_buffer", "max_connections", "max_write_delay", "header_timeout", "max_sockets", "fd_reserve"]),
         ConfigSection(name: "mesh", keys: ["ping_interval", "buffer_messages", "buffer_ms", "max_frame", "reconnect_max", "tls", "tls_ca", "tls_cert", "tls_key"]),

@@ -158,6 +158,9 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                 if item.isEmpty {
                     return .failure("seed \(index + 1) of \(quoted(hostList)) is empty; seeds are host:port separated by single commas")
                 }
+                if item.contains(where: { $0 == " " || $0 == "\t" }) {
+                    return .failure("seed \(quoted(item)) contains a space; separate seeds with commas alone, e.g. h1:7000,h2:7000")
+                }
                 let seed: HostPort
                 switch parseHostPort(item, ipv6Example: "redis+cluster://[::1]:7000", expected: expected) {
                 case .success(let hp): seed = hp
@@ -165,7 +168,7 @@ public struct RedisURL: Sendable, Equatable, CustomStringConvertible {
                 }
                 let key = "\(HostAddress.classify(seed.host).bindKey)|\(seed.port)"
                 if let first = firstByKey[key] {
-                    return .failure("duplicate seed \(seed): seeds \(first + 1) and \(index + 1) are the same address; list each node once")
+                    return .failure("duplicate seed \(quoted(item)): the same address as seed \(first + 1), \(seeds[first]); list each node once")
                 }
                 firstByKey[key] = index
                 seeds.append(seed)
