@@ -175,3 +175,12 @@ func badClusterURLsExplainWhy(url: String, message: String) {
     let url = try #require(parsed("redis+cluster://10.0.0.1:7000,[::1]:7001,cache"))
     #expect(parsed(url.description) == url)
 }
+
+/// The fuzzer's kind of input: a value of a hundred thousand commas is refused as too many
+/// seeds, or read as a password, and a scheme after the last comma is still found.
+@Test func aHundredThousandCommasGetAClearAnswer() {
+    let commas = String(repeating: ",", count: 100_000)
+    #expect(failure("redis+cluster://pw@h1" + commas) == "too many seeds: 100001, at most 64; a few nodes per shard are enough, the cluster names the rest")
+    #expect(parsed("redis+cluster://:" + commas + "@h1")?.password == commas, "a password may be any text")
+    #expect(failure("redis+cluster://pw@h1" + commas + "redis://h2") == "a url has one scheme, written once before the first seed; found 'redis://' after a ','; expected redis+cluster://[user:]password@host:port[,host:port...]")
+}
