@@ -230,3 +230,223 @@ def test_the_node_unit_reloads_with_sighup():
     settings = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert "ExecReload=/bin/kill -HUP $MAINPID" in settings
     assert "Type=notify" in settings
+
+
+def test_every_kind_of_bad_file_is_rejected_and_chat_runs_on(mesh_factory):
+    """One file for each error class the loader has (ConfigParser, ConfigFile, the secret rules),
+    SIGHUP to both nodes of a linked pair after each: every one is logged as FILE:LINE with the
+    line at fault (0 when the file as a whole is wrong), counted as rejected on both nodes, and
+    the pair runs on: no client disconnected, chat crosses a1 -> a2 and back after every one.
+    Last, a file without the node's own section is not an error but a change that needs the node
+    stopped: it is applied with the rest, the node runs on, and the log says to stop it."""
+    from dataclasses import dataclass
+    from typing import Callable
+
+    mesh = mesh_factory(["a1", "a2"])
+    a1, a2 = mesh["a1"], mesh["a2"]
+    conf = mesh.conf_path
+    good = conf.read_text()
+    room = unique_room("reload-every-error")
+    alice = mesh.client("a1", room)
+    bob = mesh.client("a2", room)
+    alice.join("alice")
+    bob.join("bob")
+    chat(alice, bob, "alice", "before the bad files")
+
+    def line_of(text: str, line: str, nth: int = 1) -> int:
+        """1-based number of the nth line of `text` that is exactly `line`."""
+        return [i for i, ln in enumerate(text.split("\n"), start=1) if ln == line][nth - 1]
+
+    def node(name: str, listen: str, mesh_address: str | None = None) -> str:
+        return f"\n[node {name}]\nlisten = {listen}\n" + (f"mesh = {mesh_address}\n" if mesh_address else "")
+
+    def tag(name: str) -> int:
+        """NodeTag's 24 bits (Sources/ClusterConfig/NodeTag.swift): FNV-1a-64, xor-folded."""
+        h = 0xcbf29ce484222325
+        for b in name.encode():
+            h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+        return (h ^ (h >> 24) ^ (h >> 48)) & 0xFFFFFF
+
+    def same_tag_pair() -> tuple[str, str]:
+        seen: dict[int, str] = {}
+        for i in range(1_000_000):
+            name = f"t{i}"
+            if tag(name) in seen:
+                return seen[tag(name)], name
+            seen[tag(name)] = name
+        raise AssertionError("no two names with one tag")
+
+    a1_listen = f"127.0.0.1:{a1.port}"
+    spare_a, spare_b = free_ports(2)
+    secret_line = "secret = mesh-test-secret"
+    far = node("a3", "192.0.2.10:6001", "192.0.2.10:7001")  # TEST-NET: a mesh that leaves the host
+    key = mesh.dir / "g7.key"
+
+    @dataclass
+    class Bad:
+        what: str
+        text: str | bytes | None = None  # what cluster.conf holds; None: `setup` makes it
+        line: int | Callable[[str], int] = 0  # the line blamed (0: the whole file), or of the text
+        says: str = ""  # a part of the message
+        setup: Callable[[], None] | None = None
+        undo: Callable[[], None] | None = None
+        key_text: bytes | None = None  # the secret file's content, mode 0600 unless key_mode
+        key_mode: int = 0o600
+
+    def tail(section: str, at: str, nth: int = 1) -> Bad:
+        """A case whose text is the good file plus `section`, blamed at line `at`."""
+        text = good + section
+        return Bad("", text, line_of(text, at, nth))
+
+    def case(what: str, section: str, at: str, says: str, nth: int = 1) -> Bad:
+        c = tail(section, at, nth)
+        c.what, c.says = what, says
+        return c
+
+    def replaced(what: str, old: str, new: str, at: str, says: str, extra: str = "") -> Bad:
+        assert old in good, old
+        text = good.replace(old, new) + extra
+        return Bad(what, text, line_of(text, at), says)
+
+    first_a2 = line_of(good, "[node a2]")
+    t1, t2 = same_tag_pair()
+
+    def as_directory():
+        conf.unlink()
+        conf.mkdir()
+
+    def directory_back():
+        conf.rmdir()
+
+    def dir_key():
+        key.mkdir()
+
+    cases = [
+        # Lines the parser cannot read.
+        case("a control character", "\n[limits]\nsay_rate = 5\x01\n", "say_rate = 5\x01",
+             "control character 0x01 is not allowed"),
+        case("a stray carriage return", "\n[limits]\nsay_rate = 5\r6\n", "say_rate = 5\r6",
+             "stray carriage return"),
+        case("a line without '='", "\n[limits]\nsay_rate 5\n", "say_rate 5", "expected 'key = value'"),
+        Bad("a key before any section", "say_rate = 5\n" + good, 1, "is set before any [section] header"),
+        # Section headers.
+        case("an empty header", "\n[]\n", "[]", "empty section header"),
+        case("text after ']'", "\n[limits] fast\n", "[limits] fast", "unexpected text after ']'"),
+        case("an unknown section", "\n[limit]\nsay_rate = 5\n", "[limit]", "unknown section [limit]"),
+        case("a section with a name", "\n[limits fast]\n", "[limits fast]", "takes no name"),
+        case("a duplicate section", "\n[cluster]\ndrain_timeout = 5000\n", "[cluster]",
+             "duplicate section [cluster] (first at line 2)", nth=2),
+        case("[node] without a name", "\n[node]\n", "[node]", "[node] needs a name"),
+        case("an invalid node name", "\n[node a/3]\n", "[node a/3]", "invalid node name"),
+        case("a duplicate node name", node("a1", f"127.0.0.1:{spare_a}"), "[node a1]",
+             "duplicate node name 'a1'", nth=2),
+        case("two nodes with one session id tag", node(t1, f"127.0.0.1:{spare_a}") + node(t2, f"127.0.0.1:{spare_b}"),
+             f"[node {t2}]", f"nodes '{t1}'"),
+        # Keys and values.
+        case("a duplicate key", "mesh = 127.0.0.1:1\n", "mesh = 127.0.0.1:1",
+             f"duplicate key 'mesh' in [node a2] (first set at line {first_a2 + 2})"),
+        case("an empty value", "\n[limits]\nsay_rate =\n", "say_rate =", "empty value for 'say_rate'"),
+        case("a number too large", "\n[limits]\nsay_rate = 99999999999\n", "say_rate = 99999999999", "is too large"),
+        case("a zero", "\n[limits]\nsay_rate = 0\n", "say_rate = 0", "must be a positive integer"),
+        case("a unit suffix", "\n[mesh]\nping_interval = 5s\n", "ping_interval = 5s", "without a unit suffix"),
+        case("a bad on/off", "\n[recovery]\nenabled = yes\n", "enabled = yes", "must be on or off"),
+        case("a bad origin", "\n[engineio]\nallowed_origins = ftp://example.org\n",
+             "allowed_origins = ftp://example.org", "bad origin"),
+        case("a bad address", node("a3", "127.0.0.1:99999"), "listen = 127.0.0.1:99999", "bad listen address"),
+        case("a bad redis url", "\n[redis]\nurl = http://127.0.0.1:6379\n", "url = http://127.0.0.1:6379", "bad redis url"),
+        replaced("a bad fanout", "fanout = mesh", "fanout = gossip", "fanout = gossip", "bad fanout"),
+        replaced("secret and secret_file both", secret_line, secret_line + "\nsecret_file = g7.key",
+                 "secret_file = g7.key", "are both set in [cluster]"),
+        # Rules over the whole file.
+        case("a node without a listen address", f"\n[node a3]\nmesh = 127.0.0.1:{spare_a}\n", "[node a3]",
+             "has no listen address"),
+        case("two nodes on one listen address", node("a3", a1_listen, f"127.0.0.1:{spare_a}"),
+             f"listen = {a1_listen}", "is already used by the listen of node 'a1'", nth=2),
+        case("a wildcard over a node's port", node("a3", f"0.0.0.0:{a1.port}", f"127.0.0.1:{spare_a}"),
+             f"listen = 0.0.0.0:{a1.port}", "overlaps"),
+        case("a mesh node without a mesh address", node("a3", f"127.0.0.1:{spare_a}"), "[node a3]",
+             "has no mesh address"),
+        replaced("fanout = redis without a url", "fanout = mesh", "fanout = redis", "fanout = redis",
+                 "fanout = redis needs"),
+        case("[mesh] tls = on without its files", "\n[mesh]\ntls = on\n", "tls = on", "needs tls_ca, tls_cert and tls_key"),
+        case("a mesh TLS file with tls off", "\n[mesh]\ntls_ca = ca.pem\n", "tls_ca = ca.pem", "but tls is off"),
+        case("a node certificate without its key", "tls_cert = a2.pem\n", "tls_cert = a2.pem", "needs 'tls_key'"),
+        case("a redis TLS file with a redis:// url", "\n[redis]\nurl = redis://:pw@127.0.0.1:6379\ntls_ca = ca.pem\n",
+             "tls_ca = ca.pem", "is only for TLS"),
+        case("max_frame below max_payload", "\n[mesh]\nmax_frame = 1000\n", "max_frame = 1000",
+             "'max_frame' in [mesh] is 1000 bytes"),
+        replaced("a mesh off the host without a secret", secret_line + "\n", "", "mesh = 192.0.2.10:7001",
+                 "needs 'secret = ...' or 'secret_file = PATH'", extra=far),
+        replaced("a weak secret for a mesh off the host", secret_line, secret_line, secret_line,
+                 "the secret is 16 characters; at least 32", extra=far),
+        replaced("a placeholder secret", secret_line, "secret = change-me", "secret = change-me",
+                 "placeholder 'change-me'", extra=far),
+        # The file itself.
+        Bad("a file without nodes", "[cluster]\nfanout = mesh\n" + secret_line + "\n", 0, "no [node NAME] section"),
+        Bad("an empty file", "", 0, "no [node NAME] section"),
+        Bad("a file that is not UTF-8", good.encode() + b"# caf\xe9\n", good.count("\n") + 1, "not valid UTF-8"),
+        Bad("a file over 1 MiB", good + "#" * (1 << 20) + "\n", 0, "larger than 1048576 bytes"),
+        Bad("a directory", None, 0, "cannot read: Is a directory", setup=as_directory, undo=directory_back),
+        Bad("a missing file", None, 0, "cannot read: No such file or directory", setup=lambda: conf.unlink(missing_ok=True)),
+    ]
+    # The secret file ([cluster] secret_file), blamed at its line of cluster.conf.
+    with_key = good.replace(secret_line, "secret_file = g7.key")
+    key_line = line_of(with_key, "secret_file = g7.key")
+    cases += [
+        Bad("a missing secret file", with_key, key_line, f"secret_file {key}: cannot read: No such file"),
+        Bad("a secret file others can read", with_key, key_line, "is readable by group or others (mode 0644)",
+            key_text=b"k" * 40 + b"\n", key_mode=0o644),
+        Bad("an empty secret file", with_key, key_line, "is empty", key_text=b""),
+        Bad("a secret file of two lines", with_key, key_line, "holds more than one line", key_text=b"k" * 40 + b"\nmore\n"),
+        Bad("a secret file that is not UTF-8", with_key, key_line, "not valid UTF-8", key_text=b"k\xff" * 20),
+        Bad("a secret file that is a directory", with_key, key_line, "not a regular file", setup=dir_key, undo=key.rmdir),
+        Bad("a weak secret file for a mesh off the host", with_key + far, key_line,
+            "the secret is 16 characters; at least 32", key_text=b"mesh-test-secret\n"),
+    ]
+
+    started = time.monotonic()
+    for count, bad in enumerate(cases, start=1):
+        if key.exists() and not key.is_dir():
+            key.unlink()
+        if bad.key_text is not None:
+            key.write_bytes(bad.key_text)
+            key.chmod(bad.key_mode)
+        if bad.setup:
+            bad.setup()
+        if isinstance(bad.text, bytes):
+            conf.write_bytes(bad.text)
+        elif bad.text is not None:
+            conf.write_text(bad.text)
+        hangup(a1, a2)
+        for n in (a1, a2):
+            reloaded(n, count, "rejected")
+            errors = [ln for ln in n.log_text(400000).splitlines() if "reload rejected" in ln]
+            assert len(errors) == count, (bad.what, n.name, errors[-3:])
+            located = re.search(re.escape(str(conf)) + r":(\d+): (.*)$", errors[-1])
+            assert located, (bad.what, errors[-1])
+            assert int(located.group(1)) == bad.line, (bad.what, bad.line, errors[-1])
+            assert bad.says in located.group(2), (bad.what, bad.says, errors[-1])
+            assert n.counter("chatmesh_config_reload_total", result="applied") == 0, bad.what
+        if bad.undo:
+            bad.undo()
+        # Crossing both ways, one direction per case each way round.
+        sender, receiver, name = (alice, bob, "alice") if count % 2 else (bob, alice, "bob")
+        chat(sender, receiver, name, f"still here after {bad.what}")
+    took = time.monotonic() - started
+    print(f"\n{len(cases)} bad files rejected by both nodes in {took:.1f} s")
+
+    # Not an error: a file without a1 is a change a1 cannot make live (it must be stopped).
+    conf.write_text(config_text([a2], fanout="mesh", secret=mesh.secret))
+    if key.exists():
+        key.rmdir() if key.is_dir() else key.unlink()
+    hangup(a1)
+    reloaded(a1, 1, "applied")
+    log = a1.log_text(400000)
+    assert "it leaves the cluster; stop it" in log, log[-3000:]
+    assert a1.peers()[0] == ["a2"], "a1 kept its link to a2"
+    chat(alice, bob, "alice", "a1 still runs after leaving the file")
+    chat(bob, alice, "bob", "and a2 still hears it")
+    for client in (alice, bob):
+        assert not client.disconnected.is_set(), "a client noticed a reload"
+    assert a1.alive() and a2.alive()
+    assert a1.counter("chatmesh_config_reload_total", result="rejected") == len(cases)
