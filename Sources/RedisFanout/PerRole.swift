@@ -1,4 +1,5 @@
-/// One value for each of the fanout's two Redis connections.
+/// One value for each of the fanout's two Redis connections. (A query link, which the
+/// fanouts make only for one question, shares the publisher's: both are request/reply.)
 struct PerRole<Value> {
     var subscriber: Value
     var publisher: Value
@@ -12,13 +13,13 @@ struct PerRole<Value> {
         get {
             switch role {
             case .subscriber: subscriber
-            case .publisher: publisher
+            case .publisher, .query: publisher
             }
         }
         set {
             switch role {
             case .subscriber: subscriber = newValue
-            case .publisher: publisher = newValue
+            case .publisher, .query: publisher = newValue
             }
         }
     }

@@ -24,15 +24,23 @@ import SocketIO
 /// A `rediss://` url puts TLS under both connections (`RedisTLSClient`, one context for
 /// both); a TLS failure is logged once per reason until a connection succeeds, counted in
 /// `chatmesh_redis_tls_failures_total{reason}`, shown in /healthz, and retried with backoff.
+///
+/// The url may name several nodes (`url.seeds`: `mode = classic` on a Redis Cluster, which
+/// broadcasts classic pub/sub to every node): each connection dials them in turn, moving to
+/// the next when a connect fails or the connection is lost, so one dead node does not stop
+/// the rooms.
 // @unchecked: every var, and drainWaiters, is touched only on `eventLoop`; readiness, read anywhere, is locked.
-public final class RedisFanout: Fanout, @unchecked Sendable {
+public final class RedisFanout: Fanout, RedisLinkOwner, @unchecked Sendable {
     public let eventLoop: any EventLoop
     let logger: Logger
     let metrics = RedisMetrics()
     private let url: RedisURL
     private let channelPrefix: String
-    private let bufferMessages: Int
-    private let bufferTime: TimeAmount
+    private var bufferMessages: Int
+    private var bufferTime: TimeAmount
+    /// The nodes to dial, in turn; and which one each connection dials next.
+    private let addresses: [HostPort]
+    private var addressIndex = PerRole(0)
     /// The TLS context for `rediss://`, or why its files cannot be used (thrown by `start`).
     private let tls: Result<RedisTLSClient, RedisTLSSetupError>?
     /// TLS failure reasons logged since a connection last succeeded.
@@ -88,6 +96,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
     public init(url: RedisURL, tls: RedisTLSSettings? = nil, channelPrefix: String, bufferMessages: Int, bufferTime: TimeAmount,
                 eventLoop: any EventLoop, logger: Logger) {
         self.url = url
+        self.addresses = url.seeds.isEmpty ? [HostPort(host: url.host, port: url.port)] : url.seeds
         if url.tls {
             let settings = tls ?? RedisTLSSettings()
             self.tls = Result { () throws(RedisTLSSetupError) in try RedisTLSClient(settings: settings, host: url.host) }
@@ -159,43 +168,29 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
 
     // MARK: Connections
 
-    private func setupCommands() -> [[RESPArgument]] {
-        var commands: [[RESPArgument]] = []
-        if let password = url.password {
-            if let user = url.user, !user.isEmpty {
-                commands.append(["AUTH", .string(user), .string(password)])
-            } else {
-                commands.append(["AUTH", .string(password)])
-            }
-        }
-        if url.db != 0 { commands.append(["SELECT", .string(String(url.db))]) }
-        return commands
-    }
-
     private func connect(_ role: RedisLink.Role) {
         guard !stopping, !connecting.contains(role) else { return }
         connecting.insert(role)
+        let address = addresses[addressIndex[role] % addresses.count]
         // The channel is made on this loop, so the handler never leaves it.
         let tlsClient = try? tls?.get()
-        let link = NIOLoopBound(RedisLink(role: role, owner: self, setup: setupCommands(), overTLS: tlsClient != nil),
+        let link = NIOLoopBound(RedisLink(role: role, owner: self, setup: RedisDialer.setupCommands(for: url),
+                                          overTLS: tlsClient != nil, address: address),
                                 eventLoop: eventLoop)
-        ClientBootstrap(group: eventLoop)
-            .connectTimeout(.seconds(2))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tlsClient { try channel.pipeline.syncOperations.addHandler(tlsClient.makeHandler()) }
-                    try channel.pipeline.syncOperations.addHandler(link.value)
-                }
+        RedisDialer.dial(address, tls: tlsClient, link: link, on: eventLoop).whenComplete { [self] result in
+            if case .failure(let error) = result {
+                connecting.remove(role)
+                logger.warning("redis unreachable", metadata: ["role": "\(role.rawValue)", "address": "\(address)", "error": "\(error)"])
+                rotateAddress(role)
+                scheduleReconnect(role)
             }
-            .connect(host: url.host, port: url.port)
-            .whenComplete { [self] result in
-                if case .failure(let error) = result {
-                    connecting.remove(role)
-                    logger.warning("redis unreachable", metadata: ["role": "\(role.rawValue)", "address": "\(url.host):\(url.port)", "error": "\(error)"])
-                    scheduleReconnect(role)
-                }
-            }
+        }
+    }
+
+    /// The next dial of `role` goes to the next node of the url (a no-op with one node).
+    private func rotateAddress(_ role: RedisLink.Role) {
+        guard addresses.count > 1 else { return }
+        addressIndex[role] = (addressIndex[role] + 1) % addresses.count
     }
 
     private func scheduleReconnect(_ role: RedisLink.Role) {
@@ -230,6 +225,8 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             publisher = link
             logger.info("redis publisher ready", metadata: ["buffered": "\(outbox.count)"])
             flushPublisher()
+        case .query:
+            link.fail("no query links here")
         }
     }
 
@@ -257,14 +254,15 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         metrics.reconnects.increment()
         // A TLS failure was already said (once per reason), not on every redial.
         if link.tlsFailure == nil {
-            logger.warning("redis connection lost", metadata: ["role": "\(link.role.rawValue)"])
+            logger.warning("redis connection lost", metadata: ["role": "\(link.role.rawValue)", "address": "\(link.addressText)"])
         }
+        rotateAddress(link.role)
         scheduleReconnect(link.role)
     }
 
     /// What `error` on a `rediss://` connection means, or nil when it is not about TLS.
-    func tlsFailure(for error: any Error, duringHandshake: Bool) -> RedisTLSFailure? {
-        RedisTLSFailure.classify(error, host: url.host, duringHandshake: duringHandshake,
+    func tlsFailure(for error: any Error, on link: RedisLink, duringHandshake: Bool) -> RedisTLSFailure? {
+        RedisTLSFailure.classify(error, host: link.address?.host ?? url.host, duringHandshake: duringHandshake,
                                  presentsClientCertificate: (try? tls?.get())?.presentsClientCertificate ?? false)
     }
 
@@ -275,7 +273,7 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         metrics.tlsFailure(reason: failure.reason)
         lastTLSFailure.withLockedValue { $0 = failure }
         var metadata: Logger.Metadata = [
-            "role": "\(link.role.rawValue)", "address": "\(url.host):\(url.port)", "reason": "\(failure.reason)",
+            "role": "\(link.role.rawValue)", "address": "\(link.address ?? HostPort(host: url.host, port: url.port))", "reason": "\(failure.reason)",
         ]
         if let detail { metadata["error"] = "\(detail)" }
         if loggedTLSFailures.insert(failure.reason).inserted {
@@ -287,6 +285,10 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
 
     func heard(from link: RedisLink) {
         lastHeard[link.role] = .now()
+    }
+
+    func linkReset(_ link: RedisLink, reason: String) {
+        metrics.errors.increment()
     }
 
     func received(_ value: RESPValue, on link: RedisLink) {
@@ -302,6 +304,8 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
                 metrics.published.increment()
             }
             settleDrainsIfAnswered()
+        case .query:
+            break // this fanout asks no questions
         case .subscriber:
             guard case .array(let parts?) = value, let kind = parts.first?.string else {
                 if case .error(let message) = value {
@@ -328,15 +332,12 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
         guard channel.hasPrefix(channelPrefix) else { return }
         let room = String(channel.dropFirst(channelPrefix.count))
         metrics.received.increment()
-        guard let text = String(validating: payload.readableBytesView, as: UTF8.self),
-              let value = try? JSONParser.parse(text[...]), value.isObject, value["event"]?.stringValue != nil,
-              value["data"]?.isObject == true
-        else {
+        guard let broadcast = RedisChatPayload.broadcast(room: room, payload: payload) else {
             metrics.rejectedPayloads.increment()
             logger.warning("ignoring a Redis message that is not chat JSON", metadata: ["channel": "\(channel.prefix(128))"])
             return
         }
-        delivery?.deliverLocally(ChatBroadcast(room: room, eventJSON: JSONWriter.string(value).utf8))
+        delivery?.deliverLocally(broadcast)
     }
 
     /// Publishes what waits, in order, as far as it may: the publisher is up, the grace after
@@ -386,6 +387,29 @@ public final class RedisFanout: Fanout, @unchecked Sendable {
             }
         }
         metrics.buffered.record(outbox.count)
+    }
+
+    /// Takes new `[redis] buffer_messages` / `buffer_ms` (a reload): what waits beyond the new
+    /// count is dropped, oldest first; the new age applies at the next heartbeat. The string
+    /// is a line for the log.
+    public func applyBuffer(messages: Int, time: TimeAmount) -> EventLoopFuture<String> {
+        eventLoop.submit { [self] in
+            let old = "\(bufferMessages) messages, \(bufferTime.nanoseconds / 1_000_000) ms"
+            bufferMessages = max(1, messages)
+            bufferTime = time
+            var dropped = 0
+            while outbox.count > bufferMessages {
+                outbox.removeFirst()
+                dropped += 1
+            }
+            if dropped > 0 {
+                metrics.dropped.increment(by: Int64(dropped))
+                settleDrainsIfAnswered()
+            }
+            metrics.buffered.record(outbox.count)
+            let new = "\(bufferMessages) messages, \(bufferTime.nanoseconds / 1_000_000) ms"
+            return "redis buffer: \(old) -> \(new)" + (dropped > 0 ? " (\(dropped) buffered says dropped)" : "")
+        }
     }
 
     // MARK: Fanout

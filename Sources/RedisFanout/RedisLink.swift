@@ -1,10 +1,12 @@
+import ClusterConfig
 import Logging
 import NIOCore
 import NIOSSL
 import NIOTLS
 
 /// One connection to Redis: it sends the setup commands (AUTH, SELECT) and checks their `+OK`,
-/// then hands every reply to `RedisFanout`. A malformed reply or a refused setup closes the
+/// then hands every reply to its owner (`RedisLinkOwner`: a fanout, or the cluster's topology
+/// reader). A malformed reply or a refused setup closes the
 /// connection with the reason logged; the fanout reconnects. Runs on the fanout's event loop.
 ///
 /// On a `rediss://` connection (a `NIOSSLClientHandler` before it) the setup waits for the
@@ -19,10 +21,14 @@ final class RedisLink: ChannelInboundHandler {
 
     enum Role: String {
         case subscriber, publisher
+        /// A request/reply connection for one question (`CLUSTER SLOTS`), then closed.
+        case query
     }
 
     let role: Role
-    private unowned let owner: RedisFanout
+    /// The node this link dials (a cluster has many; the single-node fanout rotates seeds).
+    let address: HostPort?
+    private unowned let owner: any RedisLinkOwner
     private let setup: [[RESPArgument]]
     private var setupRepliesOwed: Int
     private let decoder = RESPDecoder()
@@ -37,8 +43,9 @@ final class RedisLink: ChannelInboundHandler {
     /// The TLS failure that ended this connection, once reported.
     private(set) var tlsFailure: RedisTLSFailure?
 
-    init(role: Role, owner: RedisFanout, setup: [[RESPArgument]], overTLS: Bool = false) {
+    init(role: Role, owner: any RedisLinkOwner, setup: [[RESPArgument]], overTLS: Bool = false, address: HostPort? = nil) {
         self.role = role
+        self.address = address
         self.owner = owner
         self.setup = setup
         self.setupRepliesOwed = setup.count
@@ -115,14 +122,14 @@ final class RedisLink: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if overTLS, let failure = owner.tlsFailure(for: error, duringHandshake: !handshakeDone) {
+        if overTLS, let failure = owner.tlsFailure(for: error, on: self, duringHandshake: !handshakeDone) {
             // NIOSSL may follow the first error with more (e.g. an unclean shutdown): the
             // first says why.
             if !closed { failTLS(failure, detail: "\(error)") }
             return
         }
         guard !closed else { return }
-        owner.logger.warning("redis connection error", metadata: ["role": "\(role.rawValue)", "error": "\(error)"])
+        owner.logger.warning("redis connection error", metadata: ["role": "\(role.rawValue)", "address": "\(addressText)", "error": "\(error)"])
         context.close(promise: nil)
     }
 
@@ -149,10 +156,12 @@ final class RedisLink: ChannelInboundHandler {
     func fail(_ reason: String) {
         guard !closed else { return }
         closed = true
-        owner.logger.error("redis connection reset", metadata: ["role": "\(role.rawValue)", "reason": "\(reason)"])
-        owner.metrics.errors.increment()
+        owner.logger.error("redis connection reset", metadata: ["role": "\(role.rawValue)", "address": "\(addressText)", "reason": "\(reason)"])
+        owner.linkReset(self, reason: reason)
         channel?.close(promise: nil)
     }
+
+    var addressText: String { address.map(\.description) ?? "?" }
 
     static func describe(_ value: RESPValue) -> String {
         switch value {

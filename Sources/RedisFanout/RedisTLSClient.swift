@@ -72,6 +72,12 @@ struct RedisTLSClient: Sendable {
         try NIOSSLClientHandler(context: context, serverHostname: serverHostname)
     }
 
+    /// A handler for a connection to `host`, which may not be the url's (another seed, a
+    /// cluster node named by the topology): SNI and the certificate check use that host.
+    func makeHandler(host: String) throws -> NIOSSLClientHandler {
+        try NIOSSLClientHandler(context: context, serverHostname: Self.isIPLiteral(host) ? nil : host)
+    }
+
     static func isIPLiteral(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
     }
