@@ -144,8 +144,11 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         if draining {
             return answerDrainingPoll(responder)
         }
-        if case .upgrading(probeAnswered: true) = state.phase {
-            // The client is switching to WebSocket: release this poll at once.
+        if case .upgrading(probeAnswered: true) = state.phase, pollQueue.isEmpty {
+            // The client is switching to WebSocket: release this poll at once. With packets
+            // waiting (a ping among them) it gets them instead, as from the reference server:
+            // a client that keeps polling through a probe that never completes must still
+            // see the ping it has to answer, or the ping timeout ends its session.
             return responder.send(pollReply(EnginePacket.encodeText(.noop)))
         }
         pendingPoll = responder
