@@ -7,7 +7,7 @@ PYTEST := .venv/bin/pytest
 
 .PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench bench-scale fuzz fuzz-check \
 	sanitize sanitize-address sanitize-thread asan-integration asan-integration-core asan-integration-security asan-faults asan-browser \
-	tsan-build-and-unit tsan-integration tsan-integration-a tsan-integration-b
+	tsan-build-and-unit tsan-build tsan-unit tsan-integration tsan-integration-a tsan-integration-b test-steps
 
 all: build
 
@@ -27,22 +27,27 @@ run: build
 
 # Every test, under the sanitizers (`make sanitize`, overlapped to fit CI's time): the build of
 # products and tests is AddressSanitizer-instrumented (our targets; Package.swift,
-# CHATMESH_SANITIZE), side by side with the test dependencies (apt, venv); then the unit tests,
-# then the real-server suites with real clients (integration and browser side by side, each
-# printed when done) while the ThreadSanitizer rebuild of our modules and its unit tests take
-# only the CPU they leave idle (SCHED_IDLE); last the ThreadSanitizer server suites beside the
-# fault suite (ASan). Any
-# sanitizer report fails the step that caused it (scripts/sanitized.sh).
+# CHATMESH_SANITIZE), side by side with the test dependencies (apt, venv); then the unit tests;
+# then, side by side, the real-server suites with real clients (integration, browser, the
+# network-namespace fault suite) while the ThreadSanitizer rebuild of our modules takes only the
+# CPU they leave idle (SCHED_IDLE), and its unit and server suites as soon as it is built. Any
+# sanitizer report fails the step that caused it (scripts/sanitized.sh). Every step is recorded
+# (scripts/test-stage.sh) and the summary printed last names the steps that failed and what in
+# them (scripts/test-summary.sh): side by side, a failure can be pages above the end.
 test: build-deps
+	@rm -rf .build/test-logs
+	@$(MAKE) --no-print-directory test-steps; status=$$?; scripts/test-summary.sh || status=1; exit $$status
+
+test-steps:
 	@$(MAKE) --no-print-directory -j2 build-tests test-deps SANITIZE=address
 	@$(MAKE) --no-print-directory fuzz-check
-	$(SANITIZED) address $(SWIFT) test --skip-build
+	$(STAGE) asan-unit $(SANITIZED) address $(SWIFT) test --skip-build
 	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN)
-	@$(MAKE) --no-print-directory -j4 --output-sync=target asan-integration-core asan-integration-security asan-browser tsan-build-and-unit TSAN_NICE="chrt --idle 0"
-	@$(MAKE) --no-print-directory -j3 --output-sync=target asan-faults tsan-integration-a tsan-integration-b
+	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target asan-integration-core asan-integration-security asan-browser \
+		asan-faults tsan-integration-a tsan-integration-b tsan-unit TSAN_NICE="chrt --idle 0"
 
 build-tests:
-	$(if $(SANITIZE),$(SANITIZED) $(SANITIZE) )$(SWIFT) build --build-tests
+	$(STAGE) build$(if $(SANITIZE),-$(SANITIZE)) $(if $(SANITIZE),$(SANITIZED) $(SANITIZE) )$(SWIFT) build --build-tests
 
 # Sanitizers: CHATMESH_SANITIZE (Package.swift) instruments our targets only, in the same .build,
 # so switching recompiles our modules (~2 min) and never the dependencies. `make test` runs both
@@ -54,6 +59,10 @@ build-tests:
 #   only where two threads really touch the same memory (the recovery failover among them:
 #   sessions on every loop hop to the recovery store's loop and back).
 SANITIZED := scripts/sanitized.sh
+STAGE := scripts/test-stage.sh
+# Steps run side by side in the last part of `make test`: four suites at once leave room for
+# the ThreadSanitizer build, which only takes the CPU they leave idle.
+TEST_JOBS ?= 5
 ASAN_BIN := .build/sanitizer/chatmesh-address
 TSAN_SKIP := RESPFuzzTests|MeshFrameFuzzTests|RobustnessTests
 TSAN_SUITES_A := IntegrationTests/integration/test_churn.py IntegrationTests/integration/test_transports.py IntegrationTests/integration/test_drain.py \
@@ -88,31 +97,35 @@ SECURITY_SUITES := $(wildcard IntegrationTests/integration/test_*tls*.py Integra
 	IntegrationTests/integration/test_connection_defences.py IntegrationTests/integration/test_systemd_*.py \
 	IntegrationTests/integration/test_recovery*.py IntegrationTests/integration/test_relay*.py)
 asan-integration-core:
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration \
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration \
 		--ignore=$(FAULT_SUITE) $(addprefix --ignore=,$(SECURITY_SUITES))
 
 asan-integration-security:
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(SECURITY_SUITES)
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(SECURITY_SUITES)
 
 asan-faults:
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(FAULT_SUITE)
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(FAULT_SUITE)
 
 asan-browser:
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/browser
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/browser
 
-tsan-build-and-unit:
-	$(TSAN_NICE) $(SANITIZED) thread $(SWIFT) build --build-tests
-	$(TSAN_NICE) $(SANITIZED) thread $(SWIFT) test --skip-build --skip '$(TSAN_SKIP)'
+tsan-build-and-unit: tsan-unit
+
+tsan-build:
+	$(TSAN_NICE) $(STAGE) $@ $(SANITIZED) thread $(SWIFT) build --build-tests
+
+tsan-unit: tsan-build
+	$(TSAN_NICE) $(STAGE) $@ $(SANITIZED) thread $(SWIFT) test --skip-build --skip '$(TSAN_SKIP)'
 
 # In two halves side by side: they wait on sockets and timers far more than they compute.
 tsan-integration:
 	@$(MAKE) --no-print-directory -j2 --output-sync=target tsan-integration-a tsan-integration-b
 
-tsan-integration-a:
-	$(SANITIZED) thread $(PYTEST) -q -p no:cacheprovider $(TSAN_SUITES_A)
+tsan-integration-a: tsan-build
+	$(STAGE) $@ $(SANITIZED) thread $(PYTEST) -q -p no:cacheprovider $(TSAN_SUITES_A)
 
-tsan-integration-b:
-	$(SANITIZED) thread $(PYTEST) -q -p no:cacheprovider $(TSAN_SUITES_B)
+tsan-integration-b: tsan-build
+	$(STAGE) $@ $(SANITIZED) thread $(PYTEST) -q -p no:cacheprovider $(TSAN_SUITES_B)
 
 unit-test: build
 	$(SWIFT) test
@@ -154,7 +167,7 @@ fuzz: build-deps
 # not start one itself, since `make test` builds with the sanitizer and a plain build here would
 # undo that.
 fuzz-check:
-	scripts/check-fuzz-targets.sh
+	$(STAGE) $@ scripts/check-fuzz-targets.sh
 
 clean:
 	rm -rf .build .venv
