@@ -8,7 +8,12 @@ import SocketIO
 public final class ChatSession {
     public let roomID: String
     public private(set) var username: String?
-    private let limits: ChatLimits
+    /// The node's limits, which a reload may replace (`[limits]`).
+    private let liveLimits: LiveSetting<ChatLimits>
+    /// This session's copy of them: checked against the live generation on each join and say
+    /// (one atomic load; the lock only once after a reload), so the say path stays lock-free.
+    private var limitsCopy: LiveSetting<ChatLimits>.Snapshot
+    private var limits: ChatLimits { limitsCopy.value }
     private let hub: RoomHub
     private let shard: RoomShard
     private unowned let member: RoomMember
@@ -21,10 +26,13 @@ public final class ChatSession {
     /// the snapshot passes it by; without, the caller does that (`RoomHub.join(joinedAt:)`).
     /// `onJoined` hears the username of a successful `join`, after the member is in the room and
     /// before the join is published (the engine tells the recovery store).
-    public init(roomID: String, limits: ChatLimits, hub: RoomHub, shard: RoomShard, member: RoomMember, now: @escaping () -> UInt64,
+    public init(roomID: String, limits: LiveSetting<ChatLimits>, hub: RoomHub, shard: RoomShard, member: RoomMember, now: @escaping () -> UInt64,
                 restoredUsername: String? = nil, restoredAt: NIODeadline? = nil, onJoined: ((String) -> Void)? = nil) {
         self.roomID = roomID
-        self.limits = limits
+        self.liveLimits = limits
+        let limitsCopy = limits.snapshot
+        self.limitsCopy = limitsCopy
+        let limits = limitsCopy.value
         self.hub = hub
         self.shard = shard
         self.member = member
@@ -37,13 +45,30 @@ public final class ChatSession {
         }
     }
 
+    /// A session with fixed limits (tests, tools): nothing replaces them.
+    public convenience init(roomID: String, limits: ChatLimits, hub: RoomHub, shard: RoomShard, member: RoomMember, now: @escaping () -> UInt64,
+                            restoredUsername: String? = nil, restoredAt: NIODeadline? = nil, onJoined: ((String) -> Void)? = nil) {
+        self.init(roomID: roomID, limits: LiveSetting(limits), hub: hub, shard: shard, member: member, now: now,
+                  restoredUsername: restoredUsername, restoredAt: restoredAt, onJoined: onJoined)
+    }
+
     private let onJoined: ((String) -> Void)?
+
+    /// Takes the limits a reload set since this session last looked; a new rate or burst
+    /// retunes the say bucket (see `TokenBucket.retune`).
+    private func followReloadedLimits() {
+        guard liveLimits.refresh(&limitsCopy) else { return }
+        if limits.sayRate != sayBucket.rate || limits.sayBurst != sayBucket.burst {
+            sayBucket.retune(rate: limits.sayRate, burst: limits.sayBurst, now: now())
+        }
+    }
 
     public var isJoined: Bool { username != nil }
 
     /// Handles one event; returns the packets to send back to this client (acks, errors).
     public func handleEvent(name: String, arguments: [JSONValue], ackID: Int?) -> [SocketPacket] {
         let result: Result<Void, ChatError>
+        followReloadedLimits()
         switch name {
         case "join":
             hub.metrics.joins.increment()

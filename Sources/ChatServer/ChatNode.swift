@@ -12,7 +12,7 @@ import NIOPosix
 public final class ChatNode: @unchecked Sendable { // serverChannel: set once by start(), before it is read
     public let nodeName: String
     private let group: MultiThreadedEventLoopGroup
-    private let context: ServerContext
+    let context: ServerContext
     private let listen: HostPort
     /// `[node NAME] tls_cert` / `tls_key`: `listen` serves HTTPS and WSS.
     private let clientTLS: ClientTLSSettings?
@@ -21,16 +21,23 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
     /// How rooms reach the other nodes (see `FanoutFactory`).
     private let fanout: any Fanout
     /// Connection-state recovery (`[recovery] enabled = on`), on `loops[0]`.
-    private let recovery: RecoveryStore?
+    let recovery: RecoveryStore?
     /// The config the node runs: the one it started with, then what each reload applied.
     private let running: NIOLockedValueBox<ClusterConfig>
     /// Hands a reloaded config to the fanout (the mesh dials added peers, closes removed
     /// ones, takes new link settings); nil when the fanout has nothing to reload.
     private let reloadFanout: FanoutFactory.Reload?
     private let metrics: ServerMetrics
+    /// The level every log handler of the process reads (`[cluster] log_level`); nil when the
+    /// process did not bootstrap logging through one (tests), so the level cannot change.
+    private let logLevel: LiveLogLevel?
 
-    public init(config: ClusterConfig, node: NodeEntry, threads: Int? = nil, logger: Logger) {
+    /// `logLevel`: the object `serve` bootstrapped logging with, so that a reload can change
+    /// the level of every logger at once; the node applies `config.logLevel` to it now.
+    public init(config: ClusterConfig, node: NodeEntry, threads: Int? = nil, logger: Logger, logLevel: LiveLogLevel? = nil) {
         self.nodeName = node.name
+        self.logLevel = logLevel
+        logLevel?.apply(configured: config.logLevel)
         self.listen = node.listen
         self.clientTLS = node.clientTLS
         self.logger = logger
@@ -47,13 +54,8 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         self.reloadFanout = reloadFanout
         // On the fanout's loop, where every fanout delivers (see docs/RECOVERY.md).
         let recovery = metrics.recovery.map { recoveryMetrics in
-            let settings = config.recovery
-            return RecoveryStore(
-                policy: RecoveryPolicy(
-                    maxDisconnection: settings.maxDisconnection, roomMessages: settings.roomMessages,
-                    historyBytes: settings.historyBytes, catchUp: settings.catchUp,
-                    originSilence: settings.maxDisconnection + settings.maxDisconnection + config.mesh.bufferTime
-                ),
+            RecoveryStore(
+                policy: Self.recoveryPolicy(config),
                 eventLoop: loops[0], localNode: node.name, epoch: epoch, metrics: recoveryMetrics
             )
         }
@@ -82,6 +84,15 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         fanout.relay?.setOwnerHandler(RelayOwner(server: context))
     }
 
+    static func recoveryPolicy(_ config: ClusterConfig) -> RecoveryPolicy {
+        let settings = config.recovery
+        return RecoveryPolicy(
+            maxDisconnection: settings.maxDisconnection, roomMessages: settings.roomMessages,
+            historyBytes: settings.historyBytes, catchUp: settings.catchUp,
+            originSilence: settings.maxDisconnection + settings.maxDisconnection + config.mesh.bufferTime
+        )
+    }
+
     /// The bound client address (useful when the config asked for port 0).
     public var localAddress: SocketAddress? { serverChannel?.localAddress }
 
@@ -96,7 +107,6 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         // before it takes clients.
         try fanout.start(FanoutStartContext(inheritedMeshSocket: inherited.mesh))
         let context = self.context
-        let outbound = context.limits.outboundBuffer
         // Header timeout and socket cap for every accepted client socket (see ConnectionGate).
         let gate = ConnectionGate(server: context, eventLoops: eventLoops)
         let bootstrap = ServerBootstrap(group: group)
@@ -104,7 +114,6 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: max(1, outbound / 2), high: max(2, outbound)))
             .childChannelOption(.maxMessagesPerRead, value: 16)
             // Each channel keeps its receive buffer pooled after a read; chat frames are small,
             // so start at 512 bytes (it still grows for bigger reads) instead of 2 KiB per
@@ -115,6 +124,10 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
                 // the connection makes room or is refused.
                 do {
                     guard try gate.admit(channel) else { return channel.close() }
+                    // Per connection, not a bootstrap option: `outbound_buffer` is live, and a
+                    // connection accepted after a reload gets the reloaded bound.
+                    let outbound = context.outboundBuffer
+                    try channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: max(1, outbound / 2), high: max(2, outbound)))
                 } catch { return channel.eventLoop.makeFailedFuture(error) }
                 // HTTPS/WSS: TLS below everything else, which then reads and writes plain HTTP.
                 if let tls {
@@ -204,8 +217,10 @@ extension ChatNode {
     /// Takes a reloaded cluster.conf that loaded cleanly: logs every change, one line each,
     /// saying whether it is applied now or needs a restart; applies what it can; and runs on
     /// `ConfigDiff.appliedConfig` less what it did not apply (so the next reload reports those
-    /// again). Blocks until the fanout has taken the change (at most `fanoutTimeout`): call it
-    /// off the event loops.
+    /// again). The node's own settings (`[engineio]`, `[limits]`, `[recovery]` bounds, the log
+    /// level) cannot fail to apply; the fanout's (peers, `[mesh]`, `[redis]` buffer) can.
+    /// Blocks until the fanout and the recovery store have taken the change (at most
+    /// `fanoutTimeout` each): call it off the event loops, one reload at a time.
     /// - Returns: whether it was applied (false: the fanout refused or timed out).
     @discardableResult
     public func reload(to loaded: ClusterConfig, fanoutTimeout: TimeAmount = .seconds(10)) -> Bool {
@@ -224,7 +239,7 @@ extension ChatNode {
                 continue
             }
             if appliesLive(change, in: old) {
-                if change.section == "node" || change.section == "mesh" { fanoutChanged = fanoutChanged || reloadFanout != nil }
+                if Self.isFanoutChange(change, in: old) { fanoutChanged = fanoutChanged || reloadFanout != nil }
                 logger.info("reload: \(change)")
             } else {
                 var kept = change
@@ -234,18 +249,21 @@ extension ChatNode {
                 logger.notice("reload: \(kept)")
             }
         }
-        Self.keepNotApplied(&target, old: old, meshReloads: reloadFanout != nil)
+        keepNotApplied(&target, old: old)
+        applyNodeSettings(target, old: old, timeout: fanoutTimeout)
         if fanoutChanged, let reloadFanout {
             switch waitFor(reloadFanout(target), timeout: fanoutTimeout) {
             case .success(let report):
                 logger.info("reload: \(report)")
             case .failure(let error):
-                // The links are as they were: keep the old peers and link settings, so the
-                // next reload tries the same change again.
+                // The links are as they were: keep the old peers, link settings and buffer
+                // bounds, so the next reload tries the same change again. The node's own
+                // settings above are applied either way.
                 target.nodes = old.nodes
                 target.mesh = old.mesh
+                target.redisBuffer = old.redisBuffer
                 running.withLockedValue { $0 = target }
-                logger.error("reload: the fanout did not take the new config, peers and [mesh] stay as they were: \(error)")
+                logger.error("reload: the fanout did not take the new config, peers, [mesh] and [redis] buffers stay as they were: \(error)")
                 metrics.countReload(applied: false)
                 return false
             }
@@ -258,22 +276,37 @@ extension ChatNode {
         return true
     }
 
-    /// Whether this node applies a change `ConfigDiff` calls live. `ConfigDiff` already calls
-    /// the client-side settings (`[engineio]`, `[limits]`, `[recovery]` bounds, `[redis]`
-    /// buffer) "needs restart", since the running sessions and handlers hold them from start;
-    /// should it call one live before this node can swap it, it is still reported as waiting
-    /// for a restart, never as applied.
+    /// Whether this node applies a change `ConfigDiff` calls live. Should `ConfigDiff` call a
+    /// key live that this node cannot swap, it is still reported as waiting for a restart,
+    /// never as applied.
     private func appliesLive(_ change: ConfigChange, in old: ClusterConfig) -> Bool {
         switch change.section {
         case "cluster":
-            // secret_file: only where the secret came from; drain_timeout: read at SIGTERM
-            // from `runningConfig`.
-            return true
+            // log_level: only through the handlers `serve` bootstrapped; secret_file: only
+            // where the secret came from; drain_timeout: read at SIGTERM from `runningConfig`.
+            return change.key != "log_level" || logLevel != nil
         case "node", "mesh":
             // Redis mode has no links to change; the mesh takes them through its reload.
             return old.fanout == .redis || reloadFanout != nil
+        case "redis":
+            // Only buffer_messages / buffer_ms are live. Unused unless the fanout is Redis;
+            // with it, the fanout's reload takes them.
+            return old.fanout != .redis || reloadFanout != nil
+        case "engineio", "limits", "recovery":
+            // The node's live settings and the recovery store take them (`applyNodeSettings`).
+            return true
         default:
             return false
+        }
+    }
+
+    /// Whether the fanout's reload must hear of `change`: peers and `[mesh]`, or the Redis
+    /// buffer bounds of a Redis node.
+    private static func isFanoutChange(_ change: ConfigChange, in old: ClusterConfig) -> Bool {
+        switch change.section {
+        case "node", "mesh": return true
+        case "redis": return old.fanout == .redis
+        default: return false
         }
     }
 
@@ -281,20 +314,49 @@ extension ChatNode {
         switch change.section {
         case "node", "mesh":
             return "this node started without mesh peers, so it has no links to change; restart it"
+        case "redis":
+            return "this node's Redis fanout does not take new buffer bounds; restart it"
+        case "cluster":
+            return "this process's logging was not set up to change level; restart it"
         default:
-            return "applies to new connections after a restart (not swapped live yet)"
+            return "not applied by this node; restart it"
         }
     }
 
     /// Puts back into `config` the old values of what `appliesLive` does not apply.
-    private static func keepNotApplied(_ config: inout ClusterConfig, old: ClusterConfig, meshReloads: Bool) {
-        config.engine = old.engine
-        config.limits = old.limits
-        config.redisBuffer = old.redisBuffer
-        config.recovery = old.recovery
-        if !meshReloads && old.fanout == .mesh {
+    private func keepNotApplied(_ config: inout ClusterConfig, old: ClusterConfig) {
+        if logLevel == nil { config.logLevel = old.logLevel }
+        if old.fanout == .redis && reloadFanout == nil { config.redisBuffer = old.redisBuffer }
+        if reloadFanout == nil && old.fanout == .mesh {
             config.nodes = old.nodes
             config.mesh = old.mesh
+        }
+    }
+
+    /// The settings the node itself holds: `[engineio]` and `[limits]` (the server context, its
+    /// heartbeat wheels and socket gate, each session's chat limits), the recovery store's
+    /// bounds (on its loop, waited for) and how long Redis rooms stay held for a session, and
+    /// the log level.
+    private func applyNodeSettings(_ target: ClusterConfig, old: ClusterConfig, timeout: TimeAmount) {
+        if target.engine != old.engine || target.limits != old.limits {
+            context.applySettings(engine: target.engine, limits: target.limits)
+        }
+        let policy = Self.recoveryPolicy(target)
+        if let recovery, policy != Self.recoveryPolicy(old) {
+            let applied = recovery.eventLoop.submit { () -> String in
+                recovery.apply(policy: policy)
+                return "recovery store bounds applied"
+            }
+            if case .failure(let error) = waitFor(applied, timeout: timeout) {
+                logger.error("reload: the recovery store did not take the new bounds in time: \(error)")
+            }
+        }
+        if target.recovery.maxDisconnection != old.recovery.maxDisconnection {
+            context.heldRooms?.holdFor = target.recovery.maxDisconnection
+        }
+        if target.logLevel != old.logLevel, let logLevel {
+            let level = logLevel.apply(configured: target.logLevel)
+            logger.info("reload: log level is now \(level)")
         }
     }
 

@@ -4,16 +4,34 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import SocketIO
+import Synchronization
 
 /// What every connection handler of one node shares: settings, the session table, the rooms,
-/// metrics and the logger. Immutable after start, so it is shared across event loops freely.
+/// metrics and the logger. Its references never change after start, so it is shared across
+/// event loops freely; the settings a reload replaces (`[engineio]`, `[limits]`) sit in
+/// `LiveSetting` boxes that any loop reads safely (`applySettings`).
 final class ServerContext: Sendable {
     let nodeName: String
     /// The start of every Engine.IO sid made here, so any node can tell this one owns it.
     let nodeTag: String
-    let engine: EngineSettings
-    let limits: LimitSettings
-    let chatLimits: ChatLimits
+    private let liveEngine: LiveSetting<EngineSettings>
+    private let liveLimits: LiveSetting<LimitSettings>
+    /// The chat protocol's part of `[limits]`: each `ChatSession` keeps a copy and checks its
+    /// generation on every join and say (an atomic load, no lock on the say path).
+    let chatLimits: LiveSetting<ChatLimits>
+    /// `[limits] outbound_buffer`, read for every packet queued for a polling client: an atomic
+    /// rather than the lock behind `limits`, so delivering to a room takes no lock per member.
+    private let outboundBufferAtomic: Synchronization.Atomic<Int>
+    /// Told of new `[limits]` (old, new) on a reload, after the boxes hold them (the socket gate).
+    private let limitsObservers = NIOLockedValueBox<[@Sendable (LimitSettings, LimitSettings) -> Void]>([])
+
+    /// `[engineio]` as of now. Takes a lock: read it per request, session or timer, not per
+    /// message delivered.
+    var engine: EngineSettings { liveEngine.value }
+    /// `[limits]` as of now (a lock, as `engine`).
+    var limits: LimitSettings { liveLimits.value }
+    /// `[limits] outbound_buffer` as of now, lock-free.
+    var outboundBuffer: Int { outboundBufferAtomic.load(ordering: .relaxed) }
     let sessions: SessionRegistry
     let hub: RoomHub
     /// Connection-state recovery's sessions and history (`[recovery] enabled = on`), confined
@@ -48,12 +66,10 @@ final class ServerContext: Sendable {
         self.health = health
         self.nodeName = nodeName
         self.nodeTag = NodeTag.of(nodeName: nodeName)
-        self.engine = engine
-        self.limits = limits
-        self.chatLimits = ChatLimits(
-            usernameMax: limits.usernameMax, textMax: limits.textMax, roomIDMax: limits.roomIDMax,
-            sayRate: limits.sayRate, sayBurst: limits.sayBurst
-        )
+        self.liveEngine = LiveSetting(engine)
+        self.liveLimits = LiveSetting(limits)
+        self.chatLimits = LiveSetting(Self.chatPart(of: limits))
+        self.outboundBufferAtomic = Synchronization.Atomic(limits.outboundBuffer)
         self.sessions = SessionRegistry()
         self.hub = hub
         self.recovery = recovery
@@ -68,6 +84,43 @@ final class ServerContext: Sendable {
         self.heartbeatWheels = Dictionary(uniqueKeysWithValues: eventLoops.map {
             (ObjectIdentifier($0), HeartbeatWheel(eventLoop: $0, shortestDelay: shortest, longestDelay: longest))
         })
+    }
+
+    static func chatPart(of limits: LimitSettings) -> ChatLimits {
+        ChatLimits(
+            usernameMax: limits.usernameMax, textMax: limits.textMax, roomIDMax: limits.roomIDMax,
+            sayRate: limits.sayRate, sayBurst: limits.sayBurst
+        )
+    }
+
+    /// A reload's `[engineio]` and `[limits]`: what reads them per request, accept or session
+    /// open takes them from now on; sessions pick up new chat limits on their next join or
+    /// say; the heartbeat wheels retune (on their loops) to the new shortest and longest
+    /// heartbeat times, keeping every deadline already set; observers (the socket gate) follow.
+    /// Called by one reload at a time (the node's signal queue).
+    func applySettings(engine: EngineSettings, limits: LimitSettings) {
+        let oldEngine = liveEngine.value
+        let oldLimits = liveLimits.value
+        liveEngine.set(engine)
+        liveLimits.set(limits)
+        outboundBufferAtomic.store(limits.outboundBuffer, ordering: .relaxed)
+        let chat = Self.chatPart(of: limits)
+        if chat != chatLimits.value { chatLimits.set(chat) }
+        if (oldEngine.pingInterval, oldEngine.pingTimeout) != (engine.pingInterval, engine.pingTimeout) {
+            // Connected sessions keep their old times (their handshake announced them), so the
+            // wheels must still serve those as well as the new ones.
+            let shortest = min(engine.pingInterval, engine.pingTimeout, oldEngine.pingInterval, oldEngine.pingTimeout)
+            let longest = max(engine.pingInterval, engine.pingTimeout, oldEngine.pingInterval, oldEngine.pingTimeout)
+            for wheel in heartbeatWheels.values {
+                wheel.eventLoop.execute { wheel.retune(shortestDelay: shortest, longestDelay: longest) }
+            }
+        }
+        for observer in limitsObservers.withLockedValue({ $0 }) { observer(oldLimits, limits) }
+    }
+
+    /// Calls `observer` with the old and the new `[limits]` on every `applySettings`.
+    func observeLimits(_ observer: @escaping @Sendable (LimitSettings, LimitSettings) -> Void) {
+        limitsObservers.withLockedValue { $0.append(observer) }
     }
 
     func heartbeatWheel(for eventLoop: any EventLoop) -> HeartbeatWheel {

@@ -140,6 +140,9 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
         /// Shown after the new value when only the hidden part changed.
         var hiddenChange: String? = nil
         let effect: Effect
+        /// With `.live`: a few words on what takes the new value, when it is not everything
+        /// at once (`live: new sessions; ...`).
+        var liveNote: String? = nil
 
         func change(old: ClusterConfig, new: ClusterConfig) -> ConfigChange? {
             let was = text(old)
@@ -149,7 +152,7 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
             if was == now, let hiddenChange { now += " (\(hiddenChange))" }
             switch effect {
             case .live:
-                return ConfigChange(subject: .setting, section: section, key: key, oldValue: was, newValue: now, classification: .live)
+                return ConfigChange(subject: .setting, section: section, key: key, oldValue: was, newValue: now, classification: .live, note: liveNote)
             case .restartEveryNode(let note, _):
                 return ConfigChange(subject: .setting, section: section, key: key, oldValue: was, newValue: now,
                                     classification: .needsRestart, restartOn: "every node", note: note)
@@ -157,27 +160,23 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    static func live(_ section: String, _ key: String, _ text: @escaping @Sendable (ClusterConfig) -> String) -> KeyRule {
-        KeyRule(section: section, key: key, text: text, effect: .live)
+    static func live(_ section: String, _ key: String, note: String? = nil, _ text: @escaping @Sendable (ClusterConfig) -> String) -> KeyRule {
+        KeyRule(section: section, key: key, text: text, effect: .live, liveNote: note)
     }
 
     /// A key a running node read into its sessions, sockets or stores at start and a reload does
-    /// not swap yet: reported, kept at its old value, applied by restarting each node (in any
+    /// not swap: reported, kept at its old value, applied by restarting each node (in any
     /// order: nodes with different values still work together).
-    static func atStart(_ section: String, _ key: String, keepOld: @escaping @Sendable (inout ClusterConfig, ClusterConfig) -> Void,
+    static func atStart(_ section: String, _ key: String, note: String, keepOld: @escaping @Sendable (inout ClusterConfig, ClusterConfig) -> Void,
                         _ text: @escaping @Sendable (ClusterConfig) -> String) -> KeyRule {
-        KeyRule(section: section, key: key, text: text,
-                effect: .restartEveryNode(note: "read at start; a reload does not apply it yet", keepOld: keepOld))
+        KeyRule(section: section, key: key, text: text, effect: .restartEveryNode(note: note, keepOld: keepOld))
     }
 
-    static let keepOldRedisBuffer: @Sendable (inout ClusterConfig, ClusterConfig) -> Void = { $0.redisBuffer = $1.redisBuffer }
-    static let keepOldEngine: @Sendable (inout ClusterConfig, ClusterConfig) -> Void = { $0.engine = $1.engine }
-    static let keepOldLimits: @Sendable (inout ClusterConfig, ClusterConfig) -> Void = { $0.limits = $1.limits }
-    static let keepOldRecoveryBounds: @Sendable (inout ClusterConfig, ClusterConfig) -> Void = { config, old in
-        let enabled = config.recovery.enabled
-        config.recovery = old.recovery
-        config.recovery.enabled = enabled
-    }
+    /// New sessions take it; a connected one keeps what its handshake announced, since its
+    /// client times its own side of the heartbeat by those numbers.
+    static let newSessions = "new sessions; connected ones keep what their handshake said"
+
+    static let keepOldWriteDelay: @Sendable (inout ClusterConfig, ClusterConfig) -> Void = { $0.limits.maxWriteDelay = $1.limits.maxWriteDelay }
 
     static func milliseconds(_ time: TimeAmount) -> String { String(time.wholeMilliseconds) }
 
@@ -211,6 +210,8 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
         live("cluster", "secret_file") { $0.secretFile ?? "none" },
         // Read when SIGTERM arrives.
         live("cluster", "drain_timeout") { milliseconds($0.drainTimeout) },
+        // The node's log handlers read the level from one shared box on every message.
+        live("cluster", "log_level") { $0.logLevel ?? "none (the --log-level flag)" },
 
         // [redis]
         // The Redis connection (address, credentials, TLS) is made at start, and nodes on
@@ -218,11 +219,15 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
         KeyRule(section: "redis", key: "url", text: { $0.redisURL?.description ?? "none" },
                 same: { $0.redisURL == $1.redisURL }, hiddenChange: "another password",
                 effect: .restartEveryNode(note: "all nodes must use the same Redis", keepOld: keepOldRedisConnection)),
+        // A node on SSUBSCRIBE and one on SUBSCRIBE do not hear each other's rooms.
+        KeyRule(section: "redis", key: "mode", text: { $0.redisMode.rawValue },
+                effect: .restartEveryNode(note: "all nodes must use the same pub/sub mode", keepOld: { $0.redisMode = $1.redisMode })),
         KeyRule(section: "redis", key: "channel_prefix", text: { "\"\($0.channelPrefix)\"" },
                 effect: .restartEveryNode(note: "only nodes with the same prefix share rooms", keepOld: { $0.channelPrefix = $1.channelPrefix })),
-        // Given to the Redis fanout when the node starts; a reload does not reach it yet.
-        atStart("redis", "buffer_messages", keepOld: keepOldRedisBuffer) { String($0.redisBuffer.bufferMessages) },
-        atStart("redis", "buffer_ms", keepOld: keepOldRedisBuffer) { milliseconds($0.redisBuffer.bufferTime) },
+        // The Redis fanout takes new bounds on its loop; what it holds beyond them is dropped
+        // as if the bound had been passed.
+        live("redis", "buffer_messages") { String($0.redisBuffer.bufferMessages) },
+        live("redis", "buffer_ms") { milliseconds($0.redisBuffer.bufferTime) },
         KeyRule(section: "redis", key: "tls_ca", text: { $0.redisTLS?.caFile ?? "none" },
                 effect: .restartEveryNode(note: nil, keepOld: keepOldRedisConnection)),
         KeyRule(section: "redis", key: "tls_cert", text: { $0.redisTLS?.certFile ?? "none" },
@@ -230,26 +235,30 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
         KeyRule(section: "redis", key: "tls_key", text: { $0.redisTLS?.keyFile ?? "none" },
                 effect: .restartEveryNode(note: nil, keepOld: keepOldRedisConnection)),
 
-        // [engineio] and [limits]: the node's shared context holds them from start (the
-        // heartbeat wheels, the socket gate, the write-buffer water marks, each session's
-        // limits and say bucket); swapping them under running sessions is not built yet.
-        atStart("engineio", "ping_interval", keepOld: keepOldEngine) { milliseconds($0.engine.pingInterval) },
-        atStart("engineio", "ping_timeout", keepOld: keepOldEngine) { milliseconds($0.engine.pingTimeout) },
-        atStart("engineio", "max_payload", keepOld: keepOldEngine) { String($0.engine.maxPayload) },
-        atStart("engineio", "upgrade_timeout", keepOld: keepOldEngine) { milliseconds($0.engine.upgradeTimeout) },
-        atStart("engineio", "connect_timeout", keepOld: keepOldEngine) { milliseconds($0.engine.connectTimeout) },
-        atStart("engineio", "allowed_origins", keepOld: keepOldEngine) { $0.engine.allowedOrigins?.joined(separator: " ") ?? "*" },
-        atStart("limits", "username_max", keepOld: keepOldLimits) { String($0.limits.usernameMax) },
-        atStart("limits", "text_max", keepOld: keepOldLimits) { String($0.limits.textMax) },
-        atStart("limits", "roomid_max", keepOld: keepOldLimits) { String($0.limits.roomIDMax) },
-        atStart("limits", "say_rate", keepOld: keepOldLimits) { String($0.limits.sayRate) },
-        atStart("limits", "say_burst", keepOld: keepOldLimits) { String($0.limits.sayBurst) },
-        atStart("limits", "outbound_buffer", keepOld: keepOldLimits) { String($0.limits.outboundBuffer) },
-        atStart("limits", "max_connections", keepOld: keepOldLimits) { String($0.limits.maxConnections) },
-        atStart("limits", "max_write_delay", keepOld: keepOldLimits) { milliseconds($0.limits.maxWriteDelay) },
-        atStart("limits", "header_timeout", keepOld: keepOldLimits) { milliseconds($0.limits.headerTimeout) },
-        atStart("limits", "max_sockets", keepOld: keepOldLimits) { String($0.limits.maxSockets) },
-        atStart("limits", "fd_reserve", keepOld: keepOldLimits) { String($0.limits.fdReserve) },
+        // [engineio] and [limits]: the node's live settings (ServerContext) are read when a
+        // session opens, a request or upgrade arrives, a socket is accepted, a timer is set; the
+        // chat limits on each join and say. So new values reach new sessions at once, and
+        // connected ones as far as it is safe (see the notes and docs/CONFIG.md).
+        live("engineio", "ping_interval", note: newSessions) { milliseconds($0.engine.pingInterval) },
+        live("engineio", "ping_timeout", note: newSessions) { milliseconds($0.engine.pingTimeout) },
+        live("engineio", "max_payload") { String($0.engine.maxPayload) },
+        live("engineio", "upgrade_timeout") { milliseconds($0.engine.upgradeTimeout) },
+        live("engineio", "connect_timeout") { milliseconds($0.engine.connectTimeout) },
+        live("engineio", "allowed_origins") { $0.engine.allowedOrigins?.joined(separator: " ") ?? "*" },
+        live("limits", "username_max") { String($0.limits.usernameMax) },
+        live("limits", "text_max") { String($0.limits.textMax) },
+        live("limits", "roomid_max") { String($0.limits.roomIDMax) },
+        live("limits", "say_rate") { String($0.limits.sayRate) },
+        live("limits", "say_burst") { String($0.limits.sayBurst) },
+        live("limits", "outbound_buffer", note: "polling queues at once, WebSocket write buffers of new connections") { String($0.limits.outboundBuffer) },
+        live("limits", "max_connections") { String($0.limits.maxConnections) },
+        // Each loop's room shard paces its writes by it, fixed when the hub is made.
+        atStart("limits", "max_write_delay", note: "the room shards' write pacing is fixed at start", keepOld: keepOldWriteDelay) {
+            milliseconds($0.limits.maxWriteDelay)
+        },
+        live("limits", "header_timeout") { milliseconds($0.limits.headerTimeout) },
+        live("limits", "max_sockets") { String($0.limits.maxSockets) },
+        live("limits", "fd_reserve") { String($0.limits.fdReserve) },
 
         // [mesh]: timers, buffer bounds and the frame cap are read per link event. (A larger
         // max_frame must reach every node before a larger max_payload does: docs/CONFIG.md.)
@@ -274,10 +283,10 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
         // a message is kept or a session is held.
         KeyRule(section: "recovery", key: "enabled", text: { $0.recovery.enabled ? "on" : "off" },
                 effect: .restartEveryNode(note: "it changes what every client receives", keepOld: { $0.recovery.enabled = $1.recovery.enabled })),
-        // The bounds are the store's policy, fixed when the node makes its store.
-        atStart("recovery", "max_disconnection", keepOld: keepOldRecoveryBounds) { milliseconds($0.recovery.maxDisconnection) },
-        atStart("recovery", "room_messages", keepOld: keepOldRecoveryBounds) { String($0.recovery.roomMessages) },
-        atStart("recovery", "history_bytes", keepOld: keepOldRecoveryBounds) { String($0.recovery.historyBytes) },
-        atStart("recovery", "catch_up", keepOld: keepOldRecoveryBounds) { milliseconds($0.recovery.catchUp) },
+        // The bounds are the store's policy, swapped on its loop: a smaller bound evicts at once.
+        live("recovery", "max_disconnection") { milliseconds($0.recovery.maxDisconnection) },
+        live("recovery", "room_messages") { String($0.recovery.roomMessages) },
+        live("recovery", "history_bytes") { String($0.recovery.historyBytes) },
+        live("recovery", "catch_up") { milliseconds($0.recovery.catchUp) },
     ]
 }

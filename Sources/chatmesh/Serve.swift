@@ -45,11 +45,13 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-        let level = logLevel.level
+        // Every handler reads its level from `levels`, so a reload of `[cluster] log_level`
+        // changes the level of every logger the node has handed out (see LiveLogLevel).
+        let levels = LiveLogLevel(flag: logLevel.level)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            handler.logLevel = .trace  // the wrapper's level decides
+            return levels.handler(base: handler)
         }
         ResourceLimits.raiseOpenFileLimit()
         // A SIGHUP while starting (a supervisor forwarding a reload to a node it just spawned)
@@ -73,12 +75,13 @@ struct Serve: ParsableCommand {
         if !fileProblems.isEmpty {
             throw ValidationError(fileProblems.map { "\($0)" }.joined(separator: "\n"))
         }
+        levels.apply(configured: clusterConfig.logLevel)
         var logger = Logger(label: "chatmesh")
         logger[metadataKey: "node"] = "\(entry.name)"
 
         let threadCount = threads ?? defaultThreads(clusterConfig)
         logger.info("starting", metadata: ["event_loops": "\(threadCount)"])
-        let chatNode = ChatNode(config: clusterConfig, node: entry, threads: threadCount, logger: logger)
+        let chatNode = ChatNode(config: clusterConfig, node: entry, threads: threadCount, logger: logger, logLevel: levels)
         do {
             try chatNode.start(inherited: inherited)
         } catch let error as ClientTLSSetupError {

@@ -93,6 +93,37 @@ struct ConnectionDefenceTests {
         #expect(h.registry.openCount == 0 && h.registry.unfinishedCount == 0 && h.registry.awaitingHeadCount == 0)
     }
 
+    /// A reload shortens header_timeout: a connection already waiting is timed by the new
+    /// value (cut at once if it waited longer), and a later one too.
+    @Test func aReloadedHeaderTimeoutAppliesToConnectionsAlreadyWaiting() throws {
+        let h = Harness()
+        let old = try #require(try h.accept())
+        h.loop.advanceTime(by: .seconds(3))
+        let young = try #require(try h.accept())
+        h.gate.apply(headerTimeout: .seconds(2), socketCap: 1000)
+        h.loop.run()
+        #expect(!old.isActive, "waited 3 s, past the new 2 s")
+        #expect(young.isActive)
+        h.loop.advanceTime(by: .milliseconds(1999))
+        #expect(young.isActive)
+        h.loop.advanceTime(by: .milliseconds(1))
+        #expect(!young.isActive)
+        #expect(h.cutReasons == [.headerTimeout, .headerTimeout])
+        #expect(h.registry.headerTimeout == .seconds(2))
+    }
+
+    /// A reload lowers the socket cap: the next accept is judged by it.
+    @Test func aReloadedSocketCapRefusesTheNextConnection() throws {
+        let h = Harness(cap: 10)
+        let first = try #require(try h.accept())
+        try send(first, "GET /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\nHost: a\r\n\r\n")
+        h.gate.apply(headerTimeout: Self.timeout, socketCap: 1)
+        #expect(h.gate.socketCap == 1)
+        #expect(try h.accept() == nil, "every socket is a client at the new cap of 1")
+        h.gate.apply(headerTimeout: Self.timeout, socketCap: 2)
+        #expect(try h.accept() != nil)
+    }
+
     @Test func trickledHeaderLinesDoNotResetTheTimer() throws {
         let h = Harness()
         let channel = try #require(try h.accept())

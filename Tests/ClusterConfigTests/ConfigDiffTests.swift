@@ -72,27 +72,51 @@ import Darwin
 
     // MARK: live settings
 
-    /// Limits, engine settings, the Redis buffer and the recovery bounds are held from start
-    /// (sockets, sessions, stores): a reload reports them and keeps the old values.
-    @Test func limitsNeedARestartUntilAReloadAppliesThem() throws {
-        let diff = ConfigDiff(old: try Self.config(), new: try Self.config(with: "[limits]\nsay_rate = 50\nmax_write_delay = 0"), localNode: "a1")
-        #expect(Self.lines(diff) == ["[limits] say_rate: 20 -> 50 (needs restart on every node: read at start; a reload does not apply it yet)", "[limits] max_write_delay: 10 -> 0 (needs restart on every node: read at start; a reload does not apply it yet)"])
-        #expect(diff.liveChanges.isEmpty)
-        #expect(diff.appliedConfig.limits.sayRate == 20)
+    /// The chat limits change live; the room shards' write pacing is fixed when the hub is made,
+    /// so `max_write_delay` alone keeps its old value.
+    @Test func limitsChangeLiveExceptTheWritePacing() throws {
+        let diff = ConfigDiff(old: try Self.config(), new: try Self.config(with: "[limits]\nsay_rate = 50\nmax_write_delay = 0\ntext_max = 10"), localNode: "a1")
+        #expect(Self.lines(diff) == [
+            "[limits] text_max: 4096 -> 10 (live)",
+            "[limits] say_rate: 20 -> 50 (live)",
+            "[limits] max_write_delay: 10 -> 0 (needs restart on every node: the room shards' write pacing is fixed at start)",
+        ])
+        #expect(diff.appliedConfig.limits.sayRate == 50)
+        #expect(diff.appliedConfig.limits.textMax == 10)
+        #expect(diff.appliedConfig.limits.maxWriteDelay == .milliseconds(10))
     }
 
-    @Test func engineTimingsAndAllowedOriginsNeedARestart() throws {
+    @Test func limitsOfSocketsAndConnectionsChangeLive() throws {
+        let new = try Self.config(with: """
+            [limits]
+            outbound_buffer = 65536
+            max_connections = 10
+            header_timeout = 3000
+            max_sockets = 100
+            fd_reserve = 64
+            """)
+        let diff = ConfigDiff(old: try Self.config(), new: new, localNode: "a1")
+        #expect(diff.changes.count == 5)
+        #expect(diff.restartChanges.isEmpty)
+        #expect(diff.changes.first?.description == "[limits] outbound_buffer: 1048576 -> 65536 (live: polling queues at once, WebSocket write buffers of new connections)")
+        #expect(diff.appliedConfig.limits == new.limits)
+    }
+
+    /// Connected sessions keep the heartbeat times their handshake announced; the rest is live.
+    @Test func engineTimingsAndAllowedOriginsChangeLive() throws {
         let new = try Self.config(with: """
             [engineio]
             ping_interval = 30000
             connect_timeout = 5000
             allowed_origins = https://chat.example.org, https://b.example.org
             """)
-        #expect(Self.lines(ConfigDiff(old: try Self.config(), new: new, localNode: "a2")) == [
-            "[engineio] ping_interval: 25000 -> 30000 (needs restart on every node: read at start; a reload does not apply it yet)",
-            "[engineio] connect_timeout: 45000 -> 5000 (needs restart on every node: read at start; a reload does not apply it yet)",
-            "[engineio] allowed_origins: * -> https://chat.example.org https://b.example.org (needs restart on every node: read at start; a reload does not apply it yet)",
+        let diff = ConfigDiff(old: try Self.config(), new: new, localNode: "a2")
+        #expect(Self.lines(diff) == [
+            "[engineio] ping_interval: 25000 -> 30000 (live: new sessions; connected ones keep what their handshake said)",
+            "[engineio] connect_timeout: 45000 -> 5000 (live)",
+            "[engineio] allowed_origins: * -> https://chat.example.org https://b.example.org (live)",
         ])
+        #expect(diff.appliedConfig.engine == new.engine)
     }
 
     @Test func meshTimingsBuffersAndFrameCapChangeLive() throws {
@@ -110,20 +134,21 @@ import Darwin
         #expect(diff.changes.first?.description == "[mesh] ping_interval: 1000 -> 500 (live)")
     }
 
-    @Test func recoveryBoundsAndEnabledNeedARestart() throws {
+    @Test func recoveryBoundsChangeLiveAndEnabledNeedsARestart() throws {
         let old = try Self.config(with: "[recovery]\nenabled = off")
         let new = try Self.config(with: "[recovery]\nenabled = on\nroom_messages = 50\ncatch_up = 2000")
         let diff = ConfigDiff(old: old, new: new, localNode: "a1")
         #expect(Self.lines(diff) == [
             "[recovery] enabled: off -> on (needs restart on every node: it changes what every client receives)",
-            "[recovery] room_messages: 1000 -> 50 (needs restart on every node: read at start; a reload does not apply it yet)",
-            "[recovery] catch_up: 1000 -> 2000 (needs restart on every node: read at start; a reload does not apply it yet)",
+            "[recovery] room_messages: 1000 -> 50 (live)",
+            "[recovery] catch_up: 1000 -> 2000 (live)",
         ])
         #expect(diff.appliedConfig.recovery.enabled == false)
-        #expect(diff.appliedConfig.recovery.roomMessages == 1000)
+        #expect(diff.appliedConfig.recovery.roomMessages == 50)
+        #expect(diff.appliedConfig.recovery.catchUp == .milliseconds(2000))
     }
 
-    @Test func redisBufferURLAndTLSNeedRestart() throws {
+    @Test func redisBufferChangesLiveAndURLAndTLSNeedRestart() throws {
         let old = try Self.config(with: "[redis]\nurl = redis://:old-password@cache:6379/0")
         let new = try Self.config(with: """
             [redis]
@@ -135,13 +160,35 @@ import Darwin
         let diff = ConfigDiff(old: old, new: new, localNode: "a1")
         #expect(Self.lines(diff) == [
             "[redis] url: redis://***@cache:6379/0 -> rediss://***@cache:6380/0 (needs restart on every node: all nodes must use the same Redis)",
-            "[redis] buffer_messages: 10000 -> 500 (needs restart on every node: read at start; a reload does not apply it yet)",
-            "[redis] buffer_ms: 5000 -> 1500 (needs restart on every node: read at start; a reload does not apply it yet)",
+            "[redis] buffer_messages: 10000 -> 500 (live)",
+            "[redis] buffer_ms: 5000 -> 1500 (live)",
             "[redis] tls_ca: none -> /etc/chatmesh/redis-ca.pem (needs restart on every node)",
         ])
         #expect(diff.appliedConfig.redisURL == old.redisURL)
         #expect(diff.appliedConfig.redisTLS == nil)
-        #expect(diff.appliedConfig.redisBuffer.bufferMessages == 10000)
+        #expect(diff.appliedConfig.redisBuffer.bufferMessages == 500)
+    }
+
+    /// Classic and sharded pub/sub do not reach each other: every node switches together.
+    @Test func redisModeNeedsEveryNodeRestarted() throws {
+        var old = try Self.config(with: "[redis]\nurl = redis://cache:6379")
+        old.fanout = .redis
+        var new = old
+        new.redisMode = .sharded
+        let diff = ConfigDiff(old: old, new: new, localNode: "a1")
+        #expect(Self.lines(diff) == ["[redis] mode: classic -> sharded (needs restart on every node: all nodes must use the same pub/sub mode)"])
+        #expect(diff.appliedConfig.redisMode == .classic)
+    }
+
+    /// `[cluster] log_level` is live; taking it out hands the level back to `--log-level`.
+    @Test func logLevelChangesLive() throws {
+        var old = try Self.config()
+        old.logLevel = "debug"
+        var new = old
+        new.logLevel = nil
+        let diff = ConfigDiff(old: old, new: new, localNode: "a1")
+        #expect(Self.lines(diff) == ["[cluster] log_level: debug -> none (the --log-level flag) (live)"])
+        #expect(diff.appliedConfig.logLevel == nil)
     }
 
     /// A password is never printed, but its change is still reported.
@@ -421,7 +468,7 @@ import Darwin
         defer { unlink(newPath) }
         let diff = ConfigDiff(old: try ClusterConfig.load(path: oldPath), new: try ClusterConfig.load(path: newPath), localNode: nil)
         #expect(diff.description == """
-            [limits] say_rate: 20 -> 50 (needs restart on every node: read at start; a reload does not apply it yet)
+            [limits] say_rate: 20 -> 50 (live)
             node a4 added (live: peers dial it)
             """)
     }

@@ -12,7 +12,8 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
     public let localOrigin: UInt32
     public let localNode: String
     public let epoch: UInt64
-    public let policy: RecoveryPolicy
+    /// `[recovery]`'s bounds; a reload replaces them (`apply(policy:)`).
+    public private(set) var policy: RecoveryPolicy
     public let metrics: RecoveryMetrics
     /// Set by the mesh when it starts; nil on a single node and with Redis.
     public weak var replication: (any SessionReplication)?
@@ -51,8 +52,9 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
     }
     private var sweepTask: RepeatedTask?
 
-    /// How often expiry, tombstones, age eviction and silent origins are looked at.
-    public let sweepInterval: TimeAmount
+    /// How often expiry, tombstones, age eviction and silent origins are looked at (a tenth of
+    /// `max_disconnection`, 10 ms to 1 s).
+    public private(set) var sweepInterval: TimeAmount
     /// How often a recovery waiting to catch up looks again.
     public static let catchUpRetry: TimeAmount = .milliseconds(20)
 
@@ -67,12 +69,46 @@ public final class RecoveryStore: @unchecked Sendable { // every member is touch
         self.metrics = metrics
         self.wallClock = wallClock
         self.createdMillis = wallClock()
+        self.sweepInterval = Self.sweepInterval(for: policy)
+        startSweeping()
+    }
+
+    private static func sweepInterval(for policy: RecoveryPolicy) -> TimeAmount {
         let tenth = policy.maxDisconnection.nanoseconds / 10
-        self.sweepInterval = .nanoseconds(min(1_000_000_000, max(10_000_000, tenth)))
+        return .nanoseconds(min(1_000_000_000, max(10_000_000, tenth)))
+    }
+
+    private func startSweeping() {
         sweepTask = eventLoop.scheduleRepeatedTask(initialDelay: sweepInterval, delay: sweepInterval) { [weak self] task in
             guard let self else { return task.cancel() }
             self.sweep()
         }
+    }
+
+    /// Takes new bounds (a reload of `[recovery]`), on `eventLoop`. Smaller message bounds evict
+    /// at once what they no longer cover; a shorter `max_disconnection` expires, at the next
+    /// sweep, held sessions and tombstones now older than it (the sweep interval follows it).
+    /// A running store never forgets an origin sooner than it would have: `originSilence` only
+    /// grows here, since peers and recovering clients may still name an origin under the old,
+    /// longer bound.
+    public func apply(policy newPolicy: RecoveryPolicy) {
+        eventLoop.preconditionInEventLoop()
+        var policy = newPolicy
+        policy.originSilence = max(newPolicy.originSilence, self.policy.originSilence)
+        self.policy = policy
+        let interval = Self.sweepInterval(for: policy)
+        if interval != sweepInterval, sweepTask != nil {
+            sweepInterval = interval
+            sweepTask?.cancel()
+            startSweeping()
+        }
+        let now = eventLoop.now
+        for log in logs.values {
+            while log.count > policy.roomMessages { evictFirst(of: log) }
+        }
+        while keptBytes > policy.historyBytes, evictGloballyOldest() {}
+        evictAged(now: now)
+        updateGauges()
     }
 
     /// Stops the expiry timer (the node is shutting down).

@@ -88,18 +88,23 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         self.eventLoop = eventLoop
         self.server = server
         self.roomID = query["roomid"]
+        // The heartbeat times of the settings as of now: the session keeps them for its life
+        // (its handshake announces them), even if a reload changes `[engineio]` meanwhile.
+        let engine = server.engine
         self.state = EngineSessionState(transport: transport, heartbeat: EngineHeartbeat(
-            pingIntervalMs: server.engine.pingInterval.wholeMilliseconds, pingTimeoutMs: server.engine.pingTimeout.wholeMilliseconds,
+            pingIntervalMs: engine.pingInterval.wholeMilliseconds, pingTimeoutMs: engine.pingTimeout.wholeMilliseconds,
             openedAt: eventLoop.now.uptimeNanoseconds
         ))
         self.shard = server.hub.shard(for: eventLoop)
         self.heartbeats = server.heartbeatWheel(for: eventLoop)
     }
 
+    /// The open packet's contents: the heartbeat times this session runs by (fixed when it
+    /// was made), and the payload limit as of now.
     var handshake: EngineHandshake {
         EngineHandshake(
             sid: sid, upgrades: state.sendsOverPolling ? ["websocket"] : [],
-            pingIntervalMs: server.engine.pingInterval.wholeMilliseconds, pingTimeoutMs: server.engine.pingTimeout.wholeMilliseconds,
+            pingIntervalMs: Int(state.heartbeat.pingInterval / 1_000_000), pingTimeoutMs: Int(state.heartbeat.pingTimeout / 1_000_000),
             maxPayload: server.engine.maxPayload
         )
     }
@@ -346,7 +351,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
             sendMessage(text)
         case .connect(let namespace, let auth):
             guard !connectPending else { return }
-            if let error = server.chatLimits.validateRoomID(roomID) {
+            if let error = server.chatLimits.value.validateRoomID(roomID) {
                 server.metrics.countError(error.reason.rawValue)
                 sendMessage(SocketIOServerSession.connectError(
                     namespace: namespace, message: error.message,
@@ -473,7 +478,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
     /// the join does, and a node that recovers the session knows it had joined.
     private func recordJoinAhead(of arguments: [JSONValue], chat: ChatSession, store: RecoveryStore) {
         guard let pid, !chat.isJoined, let username = arguments.first?["username"]?.stringValue,
-              server.chatLimits.validateUsername(username) == nil else { return }
+              server.chatLimits.value.validateUsername(username) == nil else { return }
         onStoreLoop(store) { store.joined(pid: pid, username: username) }
     }
 
@@ -583,7 +588,7 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
     private func enqueueForPolling(_ encoded: ByteBuffer) {
         pollQueueBytes += encoded.readableBytes
         pollQueue.append(encoded)
-        if pollQueueBytes > server.limits.outboundBuffer {
+        if pollQueueBytes > server.outboundBuffer {
             overflow()
         }
     }

@@ -22,11 +22,13 @@ final class HeartbeatWheel: @unchecked Sendable {  // unchecked: its state is to
     private struct Entry {
         let target: any Target
         let generation: UInt32
-        let dueTick: UInt64
+        /// The deadline itself, not its tick: `retune` re-files entries under a new tick.
+        let dueNanos: UInt64
     }
 
     let eventLoop: any EventLoop
-    let tick: TimeAmount
+    /// Changed only by `retune`, on `eventLoop`.
+    private(set) var tick: TimeAmount
     private var slots: [[Entry]]
     /// The last tick whose slot was processed.
     private var processedTick: UInt64
@@ -38,15 +40,46 @@ final class HeartbeatWheel: @unchecked Sendable {  // unchecked: its state is to
     ///   slot for every tick up to it, so each slot holds only entries due at that tick.
     init(eventLoop: any EventLoop, shortestDelay: TimeAmount, longestDelay: TimeAmount) {
         self.eventLoop = eventLoop
-        let tickNanos = min(max(shortestDelay.nanoseconds / 10, 5_000_000), 500_000_000)
-        self.tick = .nanoseconds(tickNanos)
-        let slotCount = Int(max(longestDelay.nanoseconds, 0) / tickNanos) + 2
+        let (tick, slotCount) = Self.shape(shortestDelay: shortestDelay, longestDelay: longestDelay)
+        self.tick = tick
         self.slots = Array(repeating: [], count: slotCount)
-        self.processedTick = eventLoop.now.uptimeNanoseconds / UInt64(tickNanos)
+        self.processedTick = eventLoop.now.uptimeNanoseconds / UInt64(tick.nanoseconds)
+    }
+
+    /// A tenth of the shortest delay (5 ms to 500 ms), and a slot per tick up to the longest.
+    private static func shape(shortestDelay: TimeAmount, longestDelay: TimeAmount) -> (tick: TimeAmount, slots: Int) {
+        let tickNanos = min(max(shortestDelay.nanoseconds / 10, 5_000_000), 500_000_000)
+        return (.nanoseconds(tickNanos), Int(max(longestDelay.nanoseconds, 0) / tickNanos) + 2)
     }
 
     private func tickNumber(of deadline: NIODeadline) -> UInt64 {
         deadline.uptimeNanoseconds / UInt64(tick.nanoseconds)
+    }
+
+    /// The first tick at or after `nanos`: processing it never fires the deadline early.
+    private func dueTick(_ nanos: UInt64) -> UInt64 {
+        let tickNanos = UInt64(tick.nanoseconds)
+        return (nanos + tickNanos - 1) / tickNanos
+    }
+
+    /// Takes new heartbeat times (a reload changed `[engineio]`): a new tick and slot count,
+    /// with every waiting entry re-filed under them, so each deadline keeps its time (one new
+    /// tick late at most) and a shorter new delay is not served by a coarse old tick. The
+    /// caller passes bounds that cover the sessions still on the old times too.
+    func retune(shortestDelay: TimeAmount, longestDelay: TimeAmount) {
+        eventLoop.preconditionInEventLoop()
+        let (newTick, slotCount) = Self.shape(shortestDelay: shortestDelay, longestDelay: longestDelay)
+        guard newTick != tick || slotCount != slots.count else { return }
+        let waiting = slots.joined()
+        ticker?.cancel()
+        ticker = nil
+        tick = newTick
+        slots = Array(repeating: [], count: slotCount)
+        // Entries due before now (the loop was busy) go in the next tick, as `schedule` files them.
+        processedTick = tickNumber(of: eventLoop.now)
+        entryCount = 0
+        for entry in waiting { file(entry) }
+        if entryCount > 0 { scheduleTicker() }
     }
 
     /// Calls `target.heartbeatDeadlinePassed(generation:)` once `delay` has passed.
@@ -61,15 +94,19 @@ final class HeartbeatWheel: @unchecked Sendable {  // unchecked: its state is to
             // Idle until now: nothing is waiting, so the slots before now need no visit.
             processedTick = max(processedTick, tickNumber(of: eventLoop.now))
         }
+        file(Entry(target: target, generation: generation, dueNanos: deadline.uptimeNanoseconds))
+        if ticker == nil { scheduleTicker() }
+    }
+
+    /// Puts `entry` in the slot of its due tick, or as far ahead as the wheel reaches.
+    private func file(_ entry: Entry) {
         // Tick k is processed once the clock is at k * tick or later: the first tick at or after
         // the deadline never fires early, and is less than a tick late.
-        let tickNanos = UInt64(tick.nanoseconds)
-        let due = max((deadline.uptimeNanoseconds + tickNanos - 1) / tickNanos, processedTick + 1)
+        let due = max(dueTick(entry.dueNanos), processedTick + 1)
         let maxAhead = UInt64(slots.count - 1)
         let clampedDue = min(due, processedTick + maxAhead)
-        slots[Int(clampedDue % UInt64(slots.count))].append(Entry(target: target, generation: generation, dueTick: due))
+        slots[Int(clampedDue % UInt64(slots.count))].append(entry)
         entryCount += 1
-        if ticker == nil { scheduleTicker() }
     }
 
     /// Wakes at the next tick boundary, not one tick from now: a wheel started mid-tick would
@@ -92,9 +129,10 @@ final class HeartbeatWheel: @unchecked Sendable {  // unchecked: its state is to
             swap(&entries, &slots[index])
             entryCount -= entries.count
             for entry in entries {
-                if entry.dueTick > processedTick {
+                let due = dueTick(entry.dueNanos)
+                if due > processedTick {
                     // Farther out than the wheel reaches: goes round once more.
-                    let ahead = min(entry.dueTick, processedTick + UInt64(slots.count - 1))
+                    let ahead = min(due, processedTick + UInt64(slots.count - 1))
                     slots[Int(ahead % UInt64(slots.count))].append(entry)
                     entryCount += 1
                 } else {

@@ -1,6 +1,7 @@
 import ChatCore
 import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// Keeps the room of a held session subscribed while the session may still be recovered, for
 /// a fanout whose subscriptions follow the node's local members (Redis). Without it, a blip
@@ -25,12 +26,17 @@ final class HeldRoomInterest: Sendable {
     }
 
     private let hub: RoomHub
-    private let holdFor: TimeAmount
+    /// `[recovery] max_disconnection`; a reload sets it for sessions held from then on.
+    private let holdForNanos: Synchronization.Atomic<Int64>
+    var holdFor: TimeAmount {
+        get { .nanoseconds(holdForNanos.load(ordering: .relaxed)) }
+        set { holdForNanos.store(newValue.nanoseconds, ordering: .relaxed) }
+    }
     private let holds = NIOLockedValueBox<[String: Hold]>([:])
 
     init(hub: RoomHub, holdFor: TimeAmount) {
         self.hub = hub
-        self.holdFor = holdFor
+        self.holdForNanos = Synchronization.Atomic(holdFor.nanoseconds)
     }
 
     /// Sessions held here right now (for tests).

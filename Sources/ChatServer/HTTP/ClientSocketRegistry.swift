@@ -30,7 +30,8 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
     }
 
     let eventLoop: any EventLoop
-    let headerTimeout: TimeAmount
+    /// `[limits] header_timeout`; a reload changes it on this loop (`setHeaderTimeout`).
+    private(set) var headerTimeout: TimeAmount
     private let countCut: @Sendable (CutReason) -> Void
     private var awaitingHead = ArrivalQueue<ClientConnectionTracker>()
     private var unfinished = ArrivalQueue<ClientConnectionTracker>()
@@ -129,6 +130,18 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
         leaveUnfinished(tracker)
         countCut(reason)
         tracker.cut(reason: reason)
+    }
+
+    /// A reload's `header_timeout`, on this loop. Every connection waits the same time, so the
+    /// queue stays in expiry order; the timer is re-armed for the first one's new deadline
+    /// (those already waiting longer than the new timeout are cut at once).
+    func setHeaderTimeout(_ timeout: TimeAmount) {
+        eventLoop.preconditionInEventLoop()
+        guard timeout != headerTimeout else { return }
+        headerTimeout = timeout
+        timer?.cancel()
+        timer = nil
+        cutExpired()
     }
 
     // MARK: The header timer

@@ -1,4 +1,5 @@
 import ChatCore
+import ClusterConfig
 import Logging
 import NIOCore
 import Synchronization
@@ -12,7 +13,10 @@ import Synchronization
 /// Per-loop registries keep the hot path free of locks: a connection touches only its own
 /// loop's registry; the cap check on accept sums a few atomics.
 final class ConnectionGate: Sendable {
-    let socketCap: Int
+    /// Sockets admitted; a reload may change it (`[limits] max_sockets`, `fd_reserve`), and
+    /// every accept on any loop reads it, hence an atomic.
+    var socketCap: Int { socketCapAtomic.load(ordering: .relaxed) }
+    private let socketCapAtomic: Atomic<Int>
     private let registries: [ClientSocketRegistry]
     private let registryByLoop: [ObjectIdentifier: ClientSocketRegistry]
     private let logger: Logger
@@ -22,7 +26,7 @@ final class ConnectionGate: Sendable {
 
     init(eventLoops: [any EventLoop], headerTimeout: TimeAmount, socketCap: Int, logger: Logger,
          countCut: @escaping @Sendable (ClientSocketRegistry.CutReason) -> Void) {
-        self.socketCap = socketCap
+        self.socketCapAtomic = Atomic(socketCap)
         self.logger = logger
         self.countCut = countCut
         let registries = eventLoops.map { ClientSocketRegistry(eventLoop: $0, headerTimeout: headerTimeout, countCut: countCut) }
@@ -40,6 +44,15 @@ final class ConnectionGate: Sendable {
             preconditionFailure("event loop \(eventLoop) has no client socket registry")
         }
         return registry
+    }
+
+    /// A reload's `[limits]`: the cap is recomputed at once; each loop's header timer takes the
+    /// new `header_timeout` on that loop.
+    func apply(headerTimeout: TimeAmount, socketCap: Int) {
+        socketCapAtomic.store(socketCap, ordering: .relaxed)
+        for registry in registries {
+            registry.eventLoop.execute { registry.setHeaderTimeout(headerTimeout) }
+        }
     }
 
     /// From the child channel initializer, on the new channel's loop, before any other
@@ -108,15 +121,27 @@ extension ConnectionGate {
             metrics.countCut($0)
         }
         metrics.observeClientSockets { [weak self] in (self?.openSockets ?? 0, self?.unfinishedSockets ?? 0) }
+        Self.log(cap, limits: server.limits, logger: server.logger)
+        let logger = server.logger
+        server.observeLimits { [weak self] old, limits in
+            guard let self, (old.maxSockets, old.fdReserve, old.headerTimeout) != (limits.maxSockets, limits.fdReserve, limits.headerTimeout)
+            else { return }
+            let cap = ClientSocketCap(limits: limits)
+            self.apply(headerTimeout: limits.headerTimeout, socketCap: cap.value)
+            Self.log(cap, limits: limits, logger: logger)
+        }
+    }
+
+    private static func log(_ cap: ClientSocketCap, limits: LimitSettings, logger: Logger) {
         var metadata: Logger.Metadata = [
             "max_sockets": "\(cap.value)", "fd_limit": "\(cap.descriptorLimit.map(String.init) ?? "unlimited")",
-            "header_timeout_ms": "\(server.limits.headerTimeout.nanoseconds / 1_000_000)",
+            "header_timeout_ms": "\(limits.headerTimeout.nanoseconds / 1_000_000)",
         ]
         if cap.lowered {
-            metadata["configured_max_sockets"] = "\(server.limits.maxSockets)"
-            server.logger.warning("max_sockets lowered to keep fd_reserve descriptors free", metadata: metadata)
+            metadata["configured_max_sockets"] = "\(limits.maxSockets)"
+            logger.warning("max_sockets lowered to keep fd_reserve descriptors free", metadata: metadata)
         } else {
-            server.logger.info("client socket limits", metadata: metadata)
+            logger.info("client socket limits", metadata: metadata)
         }
     }
 
