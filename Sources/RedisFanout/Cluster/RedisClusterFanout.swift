@@ -200,7 +200,8 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
     private func read(from candidates: ArraySlice<HostPort>, failures: [String]) -> EventLoopFuture<Void> {
         guard !stopping else { return eventLoop.makeSucceededVoidFuture() }
         guard let address = candidates.first else {
-            report("no Redis Cluster node gave a usable topology", detail: failures.joined(separator: "; "), key: "no-topology")
+            report("no Redis Cluster node gave a usable topology (\(failures.joined(separator: "; ")))", detail: "retrying",
+                   key: "no-topology")
             let delay = refreshBackoff.nextDelay()
             eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in refresher?.request() }
             return eventLoop.makeSucceededVoidFuture()
@@ -279,6 +280,10 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         }
         topology = new
         slotOverrides.removeAll()
+        // A dead primary stays in the map until its replica is promoted (cluster-node-timeout
+        // and an election): reads that find the same map back off meanwhile.
+        let allUp = new.shards.allSatisfy { shards[$0.primary]?.subscriberUp == true }
+        if changed || allUp { refresher?.speedUp() } else { refresher?.slowDown() }
         let primaries = Set(new.shards.map(\.primary))
         for primary in primaries { ensureLinks(primary, ownsSlots: true) }
         for (address, links) in shards where !primaries.contains(address) && !links.retired {

@@ -4,10 +4,17 @@ import NIOCore
 /// failover at the same moment (their links to the dead primary drop together), so the reads
 /// are rate-limited and jittered: at most one in flight, starts at least `minimumGap` apart,
 /// each start a random 0…`jitter` later than it could be. Requests while one is in flight or
-/// scheduled fold into one more read after it. Confined to the fanout's event loop.
+/// scheduled fold into one more read after it. While reads keep finding nothing new (a dead
+/// primary not yet replaced), the fanout widens the gap (`gap`, up to `maximumGap`).
+/// Confined to the fanout's event loop.
 final class RedisTopologyRefresher {
     static let minimumGap = TimeAmount.milliseconds(100)
     static let defaultJitter = TimeAmount.milliseconds(100)
+    static let maximumGap = TimeAmount.milliseconds(800)
+
+    /// The pause between starts now: `minimumGap`, doubled by each `slowDown()` up to
+    /// `maximumGap`, back to `minimumGap` at `speedUp()`.
+    private(set) var gap = RedisTopologyRefresher.minimumGap
 
     private let eventLoop: any EventLoop
     private let jitter: TimeAmount
@@ -40,7 +47,7 @@ final class RedisTopologyRefresher {
         guard scheduled == nil else { return }
         let now = eventLoop.now
         var at = now
-        if let lastStart, lastStart + Self.minimumGap > now { at = lastStart + Self.minimumGap }
+        if let lastStart, lastStart + gap > now { at = lastStart + gap }
         let jitterNanos = jitter.nanoseconds > 0 ? Int64.random(in: 0...jitter.nanoseconds) : 0
         at = at + .nanoseconds(jitterNanos)
         scheduled = eventLoop.assumeIsolated().scheduleTask(deadline: at) { [self] in
@@ -59,6 +66,16 @@ final class RedisTopologyRefresher {
             inFlight = false
             if wantedAgain { request() }
         }
+    }
+
+    /// The last read found nothing new while something is still wrong: wait longer next time.
+    func slowDown() {
+        gap = min(Self.maximumGap, gap + gap)
+    }
+
+    /// The map changed, or all is well: reads may follow at the minimum gap again.
+    func speedUp() {
+        gap = Self.minimumGap
     }
 
     func stop() {
