@@ -63,7 +63,7 @@ def chat(sender, receiver, name: str, text: str) -> None:
 def test_a_bad_file_is_rejected_and_the_old_config_runs_on(mesh_factory, notify_listener):
     """A syntax error, an unknown key and a bad value: each is logged at its line, counted
     as rejected, and the node keeps serving its clients on the old config; then a good file
-    is applied, and a changed limit is reported honestly as waiting for a restart."""
+    is applied, and the limit it changes is applied live."""
     mesh = mesh_factory(["a1"], start=False)
     node = mesh["a1"]
     node.env = {**os.environ, "NOTIFY_SOCKET": notify_listener.path}
@@ -108,17 +108,87 @@ def test_a_bad_file_is_rejected_and_the_old_config_runs_on(mesh_factory, notify_
              if ln in ("RELOADING=1", "READY=1") and pid == node.pid]
     assert lines == ["READY=1"] + ["RELOADING=1", "READY=1"] * 3, lines
 
-    # A good file is applied; a limit it changes is reported, and not called live.
+    # A good file is applied, and the limit it changes is applied live.
     mesh.conf_path.write_text(good + "\n[limits]\nsay_rate = 7\n")
     hangup(node)
     reloaded(node, 1, "applied")
     log = node.log_text(100000)
     change = [ln for ln in log.splitlines() if "[limits] say_rate" in ln]
-    assert change and "needs restart on" in change[-1] and "(live" not in change[-1], change
+    assert change and "[limits] say_rate: 20 -> 7 (live)" in change[-1] and "needs restart" not in change[-1], change
     assert node.counter("chatmesh_config_reload_total", result="rejected") == 3
     chat(bob, alice, "bob", "after the good reload")
     assert not alice.disconnected.is_set() and not bob.disconnected.is_set()
     assert node.alive()
+
+
+def test_a_changed_limit_takes_effect_without_restart(mesh_factory):
+    """Two linked nodes with text_max = 100 and a generous say rate; clients on both (one of
+    them long-polling) chat; SIGHUP both with text_max = 20, say_rate = 1, say_burst = 2: the
+    log calls each change live, the reload is counted as applied, and with no restart and no
+    client disconnected, a say longer than 20 characters is refused (text_too_long) and not
+    delivered, a burst of short says is cut to the new burst (rate_limited), and a short say
+    still crosses the mesh. `check-config --diff` shows the same changes as live."""
+    import subprocess
+
+    from chatmesh_testkit import chatmesh_binary
+
+    mesh = mesh_factory(["a1", "a2"], limits={"text_max": 100, "say_rate": 100000, "say_burst": 100000})
+    a1, a2 = mesh["a1"], mesh["a2"]
+    pids = {n.name: n.pid for n in (a1, a2)}
+    room = unique_room("reload-limit")
+    alice = mesh.client("a1", room)
+    bob = mesh.client("a2", room)
+    carol = mesh.client("a1", room, transports=("polling",))
+    alice.join("alice")
+    bob.join("bob")
+    carol.join("carol")
+    long_text = "x" * 60
+    chat(alice, bob, "alice", long_text)
+    old = mesh.dir / "before.conf"
+    old.write_text(mesh.conf_path.read_text())
+
+    mesh.limits.update({"text_max": 20, "say_rate": 1, "say_burst": 2})
+    mesh.conf_path.write_text(mesh.config_text())
+    hangup(a1, a2)
+    for node in (a1, a2):
+        reloaded(node, 1, "applied")
+        log = node.log_text(100000)
+        for line in ("[limits] text_max: 100 -> 20 (live)", "[limits] say_rate: 100000 -> 1 (live)",
+                     "[limits] say_burst: 100000 -> 2 (live)"):
+            assert line in log, (node.name, line, log[-3000:])
+        assert "needs restart" not in log, log[-3000:]
+        assert node.counter("chatmesh_config_reload_total", result="rejected") == 0
+
+    # The long say is refused to its sender, and nobody else hears it.
+    alice.say("y" * 60)
+    alice.wait_for(lambda evs: any(e == "error" and a.get("reason") == "text_too_long" for e, a in evs),
+                   timeout=RELOAD_S, what="text_too_long after the reload")
+    # A short say still crosses the mesh and reaches the polling client; the refused one,
+    # said before it, would have arrived first.
+    chat(bob, alice, "bob", "short")
+    carol.wait_for(lambda evs: ("message", say_msg("bob", "short")) in evs, timeout=RELOAD_S, what="bob's short say")
+    assert ("message", say_msg("alice", "y" * 60)) not in bob.snapshot() + carol.snapshot()
+
+    # Alice's bucket held 100000 tokens; the reload capped it to the new burst of 2.
+    burst = [f"burst {i}" for i in range(6)]
+    for text in burst:
+        alice.say(text)
+    alice.wait_for(lambda evs: sum(1 for e, a in evs if e == "error" and a.get("reason") == "rate_limited") >= 3,
+                   timeout=RELOAD_S, what="rate_limited after the reload")
+    bob.wait_for(lambda evs: ("message", say_msg("alice", burst[0])) in evs, timeout=RELOAD_S, what="the first of the burst")
+    time.sleep(0.3)
+    heard = [t for t in burst if ("message", say_msg("alice", t)) in bob.snapshot()]
+    assert 1 <= len(heard) <= 3, heard
+
+    for client in (alice, bob, carol):
+        assert not client.disconnected.is_set(), "a client noticed the reload"
+    assert {n.name: n.pid for n in (a1, a2)} == pids and a1.alive() and a2.alive(), "a node restarted"
+
+    diff = subprocess.run([chatmesh_binary(), "check-config", "--diff", str(old), str(mesh.conf_path), "--node", "a1"],
+                          capture_output=True, text=True, timeout=30)
+    assert diff.returncode == 0, diff.stderr
+    assert diff.stdout.splitlines() == ["[limits] text_max: 100 -> 20 (live)", "[limits] say_rate: 100000 -> 1 (live)",
+                                        "[limits] say_burst: 100000 -> 2 (live)"], diff.stdout
 
 
 def test_a_node_added_by_reload_joins_the_mesh(mesh_factory):
