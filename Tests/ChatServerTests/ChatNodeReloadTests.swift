@@ -105,6 +105,28 @@ struct ChatNodeReloadTests {
         #expect(chatNode.runningConfig.logLevel == nil)
     }
 
+    /// A Redis node hands new `[redis] buffer_*` bounds to its fanout (no Redis needed: the
+    /// fanout takes them on its loop whether or not it is connected).
+    @Test func aRedisNodeTakesNewBufferBounds() throws {
+        let config = try ClusterConfig.parse("""
+            [cluster]
+            fanout = redis
+            [redis]
+            url = redis://127.0.0.1:1
+            buffer_messages = 100
+            [node a1]
+            listen = 127.0.0.1:1
+            """, file: "cluster.conf")
+        let entry = try #require(config.node(named: "a1"))
+        let chatNode = ChatNode(config: config, node: entry, threads: 1, logger: Logger(label: "test"))
+        defer { chatNode.stop(timeout: .milliseconds(10)) }
+        var loaded = config
+        loaded.redisBuffer.bufferMessages = 5
+        loaded.redisBuffer.bufferTime = .milliseconds(700)
+        #expect(chatNode.reload(to: loaded))
+        #expect(chatNode.runningConfig.redisBuffer == loaded.redisBuffer)
+    }
+
     @Test func aNodeWithoutMeshLinksKeepsItsPeerListUntilARestart() throws {
         let (chatNode, config) = try node()
         defer { chatNode.stop(timeout: .milliseconds(10)) }
