@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-60}
 shift || true
 ALL_TARGETS=(FuzzEnginePacket FuzzPollingPayload FuzzEngineRequest FuzzSocketPacket FuzzJSON
-             FuzzMeshFrame FuzzMeshHandshake FuzzRESP FuzzClusterConfig FuzzWebSocketFrame)
+             FuzzMeshFrame FuzzMeshHandshake FuzzRESP FuzzClusterConfig FuzzWebSocketFrame
+             FuzzRedisTopology)
 [ $# -gt 0 ] && TARGETS=("$@") || TARGETS=("${ALL_TARGETS[@]}")
 
 SWIFT=${SWIFT:-swift}
