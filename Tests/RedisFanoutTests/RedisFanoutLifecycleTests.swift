@@ -110,3 +110,28 @@ import Testing
         #expect(stopped.done)
     }
 }
+
+extension RedisFanoutLifecycleTests {
+    /// A reload of `[redis] buffer_messages` takes effect at once: what waits beyond the new
+    /// count is dropped, oldest first, and the rest is published in order once Redis answers.
+    @Test func aSmallerBufferAppliedLiveDropsTheOldestWaitingSays() throws {
+        let loop = EmbeddedEventLoop()
+        let fanout = makeFanout(on: loop)
+        for text in ["one", "two", "three"] {
+            fanout.publish(ChatMessage(room: "r", eventJSON: #"{"event":"message","data":{"text":"\#(text)"}}"#))
+        }
+        loop.run()
+        let line = fanout.applyBuffer(messages: 1, time: .seconds(10))
+        loop.run()
+        let said = try line.wait()
+        #expect(said == "redis buffer: 100 messages, 10000 ms -> 1 messages, 10000 ms (2 buffered says dropped)")
+        let link = try connect(fanout, on: loop)
+        loop.run()
+        var written = ByteBufferAllocator().buffer(capacity: 0)
+        while var chunk = try link.publisher.readOutbound(as: ByteBuffer.self) { written.writeBuffer(&chunk) }
+        let text = String(buffer: written)
+        #expect(text.components(separatedBy: "PUBLISH").count == 2)
+        #expect(text.contains("three"))
+        #expect(!text.contains("one"))
+    }
+}
