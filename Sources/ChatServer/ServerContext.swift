@@ -52,6 +52,10 @@ final class ServerContext: Sendable {
     let startedAt: NIODeadline
     /// The heartbeat timers of each event loop's sessions.
     private let heartbeatWheels: [ObjectIdentifier: HeartbeatWheel]
+    /// The shortest and longest heartbeat times any session of this process may still run by:
+    /// a session keeps the times it opened with, so after reloads the wheels must serve every
+    /// set of times since the start, not just the last two.
+    private let heartbeatSpan: NIOLockedValueBox<(shortest: TimeAmount, longest: TimeAmount)>
     /// Set when the node drains: new sessions are refused (503), existing ones wind down.
     let draining = NIOLockedValueBox(false)
     var isDraining: Bool { draining.withLockedValue { $0 } }
@@ -81,6 +85,7 @@ final class ServerContext: Sendable {
         self.startedAt = .now()
         let shortest = min(engine.pingInterval, engine.pingTimeout)
         let longest = max(engine.pingInterval, engine.pingTimeout)
+        self.heartbeatSpan = NIOLockedValueBox((shortest, longest))
         self.heartbeatWheels = Dictionary(uniqueKeysWithValues: eventLoops.map {
             (ObjectIdentifier($0), HeartbeatWheel(eventLoop: $0, shortestDelay: shortest, longestDelay: longest))
         })
@@ -109,8 +114,11 @@ final class ServerContext: Sendable {
         if (oldEngine.pingInterval, oldEngine.pingTimeout) != (engine.pingInterval, engine.pingTimeout) {
             // Connected sessions keep their old times (their handshake announced them), so the
             // wheels must still serve those as well as the new ones.
-            let shortest = min(engine.pingInterval, engine.pingTimeout, oldEngine.pingInterval, oldEngine.pingTimeout)
-            let longest = max(engine.pingInterval, engine.pingTimeout, oldEngine.pingInterval, oldEngine.pingTimeout)
+            let (shortest, longest) = heartbeatSpan.withLockedValue { span in
+                span.shortest = min(span.shortest, engine.pingInterval, engine.pingTimeout)
+                span.longest = max(span.longest, engine.pingInterval, engine.pingTimeout)
+                return span
+            }
             for wheel in heartbeatWheels.values {
                 wheel.eventLoop.execute { wheel.retune(shortestDelay: shortest, longestDelay: longest) }
             }

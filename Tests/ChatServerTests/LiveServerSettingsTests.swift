@@ -42,6 +42,20 @@ struct LiveServerSettingsTests {
         #expect(server.heartbeatWheel(for: loop).tick == .milliseconds(200))
     }
 
+    /// Sessions opened under each reload keep their times, so the wheels keep serving the
+    /// shortest time since the start, not only the last two reloads'.
+    @Test func theWheelsServeEveryHeartbeatTimeStillInUse() {
+        var engine = server.engine
+        engine.pingInterval = .milliseconds(3000)
+        engine.pingTimeout = .milliseconds(2000)
+        server.applySettings(engine: engine, limits: server.limits)
+        engine.pingInterval = .milliseconds(30_000)
+        engine.pingTimeout = .milliseconds(30_000)
+        server.applySettings(engine: engine, limits: server.limits)
+        loop.run()
+        #expect(server.heartbeatWheel(for: loop).tick == .milliseconds(200))
+    }
+
     @Test func theOriginCheckFollowsTheReloadedAllowList() {
         #expect(server.isOriginAllowed("https://evil.example"))
         var engine = server.engine
