@@ -231,6 +231,7 @@ if Context.environment["CHATMESH_FUZZ"] != nil {
         fuzzTarget("FuzzMeshFrame", ["MeshFanout"] + nio),
         fuzzTarget("FuzzMeshHandshake", ["MeshFanout"] + nio),
         fuzzTarget("FuzzRESP", ["RedisFanout"] + nio),
+        fuzzTarget("FuzzRedisTopology", ["RedisFanout", "ClusterConfig"] + nio),
         fuzzTarget("FuzzClusterConfig", ["ClusterConfig"]),
         fuzzTarget("FuzzWebSocketFrame", ["ChatServer"] + nio),
     ]
