@@ -155,7 +155,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
                                                  "tls": "\(tlsContexts == nil ? "off" : "on (TLS 1.3, mutual)")"])
         try eventLoop.submit { [self] in
             started = true
-            for peer in peers.values where peer.weDial { dial(peer) }
+            dialAtStart()
             startHeartbeat()
         }.wait()
     }
@@ -304,10 +304,35 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
             }
     }
 
+    /// Every peer this node dials, each after its own share of the start window
+    /// (`scheduleFirstDial`).
+    func dialAtStart() {
+        for peer in peers.values where peer.weDial { scheduleFirstDial(peer) }
+    }
+
+    /// The first dial of a peer (at start, or when a reload adds or moves it) waits a random
+    /// part of a window that grows with the cluster, up to 1 s (`ReconnectBackoff.firstDialDelayMs`).
+    /// Nodes started together, or reloaded together, would otherwise all dial at the same instant:
+    /// each node then takes N − 1 handshakes at once, and past 64 accepted ones it closes some
+    /// (`accept`), which are redialed and churn (docs/SCALE.md).
+    func scheduleFirstDial(_ peer: PeerState) {
+        var generator = SystemRandomNumberGenerator()
+        let delay = ReconnectBackoff.firstDialDelayMs(peers: peers.count, using: &generator)
+        scheduleDial(peer, in: .milliseconds(Int64(delay)))
+    }
+
     func scheduleRedial(_ peer: PeerState) {
-        guard !stopping, !peer.removed, peer.weDial, !peer.isUp, peer.redialTimer == nil else { return }
-        peer.redialTimer = eventLoop.assumeIsolated().scheduleTask(in: peer.backoff.nextDelay()) { [self] in
+        scheduleDial(peer, in: nil)
+    }
+
+    /// A dial after `delay`, or after the backoff's next delay when nil (a redial).
+    private func scheduleDial(_ peer: PeerState, in delay: TimeAmount?) {
+        guard !stopping, !peer.removed, peer.weDial, !peer.isUp, !peer.dialing, peer.redialTimer == nil else { return }
+        let wait = delay ?? peer.backoff.nextDelay()
+        peer.nextDialAt = eventLoop.now + wait
+        peer.redialTimer = eventLoop.assumeIsolated().scheduleTask(in: wait) { [self] in
             peer.redialTimer = nil
+            peer.nextDialAt = nil
             dial(peer)
         }
     }
@@ -335,9 +360,11 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         peer.linkEpoch = established.peerEpoch
         peer.originID = MessageOrigin.originID(epoch: established.peerEpoch)
         peer.lastHeard = .now()
-        peer.backoff.reset()
+        // Not a reset: only a link that stays up a while starts the backoff over (`linkClosed`).
+        peer.backoff.linkUp(at: eventLoop.now)
         peer.redialTimer?.cancel()
         peer.redialTimer = nil
+        peer.nextDialAt = nil
         peer.metrics.linkUps.increment()
         peer.inbound.peerConnected(epoch: established.peerEpoch)
         // Resume: forget what the peer already has; a restarted peer gets nothing old.
@@ -391,6 +418,10 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
         peer.link = nil
         peer.ackTimer?.cancel()
         peer.ackTimer = nil
+        // A link that lasted `stableAfter` (10 s) starts the backoff over; a peer that takes the
+        // link and drops it at once (a frame it refuses, a crash at start) is redialed later and
+        // later instead of every 100 ms.
+        peer.backoff.linkDown(at: eventLoop.now)
         logger.info("mesh link down", metadata: ["peer": "\(peer.name)", "buffered": "\(peer.outbox.count)"])
         updatePeerGauges()
         // Down (or said goodbye): the sessions live on that process are held from now.

@@ -60,7 +60,9 @@ extension MeshFanout {
         peers[name] = peer
         logger.info("mesh peer added", metadata: ["peer": "\(name)", "address": "\(address)",
                                                   "link": "\(peer.weDial ? "dialing it" : "it dials this node")"])
-        if started { dial(peer) }
+        // Every node takes a reload at about the same time, so every node would dial a new
+        // peer at the same instant: the first dial is spread as at start.
+        if started { scheduleFirstDial(peer) }
     }
 
     /// Its link is closed with a GOODBYE saying why, and what the mesh kept for it (interest,
@@ -69,6 +71,7 @@ extension MeshFanout {
         peer.removed = true
         peer.redialTimer?.cancel()
         peer.redialTimer = nil
+        peer.nextDialAt = nil
         let reason = "removed from cluster.conf"
         detachLink(of: peer, reason: reason)
         closePendingDials(to: peer.name, reason: reason)
@@ -90,8 +93,10 @@ extension MeshFanout {
         closePendingDials(to: peer.name, reason: reason)
         peer.redialTimer?.cancel()
         peer.redialTimer = nil
+        peer.nextDialAt = nil
         peer.backoff.reset()
-        if started { dial(peer) }
+        // Every node that dials it moves at once: spread as at start.
+        if started { scheduleFirstDial(peer) }
     }
 
     /// Ends `peer`'s live link at once, as its loss would (relayed requests fail, its sessions

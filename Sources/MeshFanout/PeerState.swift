@@ -30,7 +30,10 @@ final class PeerState {
     var lastHeard: NIODeadline = .now()
     var backoff: ReconnectBackoff
     var dialing = false
+    /// The next dial (the first, spread at start, or a redial after the backoff's delay).
     var redialTimer: Scheduled<Void>?
+    /// When `redialTimer` fires (nil when none is set).
+    var nextDialAt: NIODeadline?
     /// PUBs delivered since our last ACK to this peer.
     var unacknowledged = 0
     var ackTimer: Scheduled<Void>?
