@@ -109,6 +109,12 @@ final class ServerContext: Sendable {
         liveEngine.set(engine)
         liveLimits.set(limits)
         outboundBufferAtomic.store(limits.outboundBuffer, ordering: .relaxed)
+        if limits.outboundBuffer != oldLimits.outboundBuffer {
+            // Once per session per reload, on its loop: connected WebSockets take the new bound.
+            for session in sessions.all() {
+                session.eventLoop.execute { session.outboundBoundChanged(limits.outboundBuffer) }
+            }
+        }
         let chat = Self.chatPart(of: limits)
         if chat != chatLimits.value { chatLimits.set(chat) }
         if (oldEngine.pingInterval, oldEngine.pingTimeout) != (engine.pingInterval, engine.pingTimeout) {

@@ -250,7 +250,7 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
         live("limits", "roomid_max") { String($0.limits.roomIDMax) },
         live("limits", "say_rate") { String($0.limits.sayRate) },
         live("limits", "say_burst") { String($0.limits.sayBurst) },
-        live("limits", "outbound_buffer", note: "polling queues at once, WebSocket write buffers of new connections") { String($0.limits.outboundBuffer) },
+        live("limits", "outbound_buffer") { String($0.limits.outboundBuffer) },
         live("limits", "max_connections") { String($0.limits.maxConnections) },
         // Each loop's room shard paces its writes by it, fixed when the hub is made.
         atStart("limits", "max_write_delay", note: "the room shards' write pacing is fixed at start", keepOld: keepOldWriteDelay) {

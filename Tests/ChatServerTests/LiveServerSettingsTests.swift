@@ -86,6 +86,22 @@ struct LiveServerSettingsTests {
         #expect(server.limits.maxConnections == 7)
     }
 
+    /// A connected WebSocket's write buffer takes a reloaded `outbound_buffer`.
+    @Test func aConnectedWebSocketTakesTheReloadedOutboundBound() throws {
+        let channel = EmbeddedChannel(loop: loop)
+        let session = EngineSession(eventLoop: loop, transport: .websocket, query: [:], server: server)
+        #expect(server.sessions.insert(session, limit: 100))
+        session.open(webSocket: channel)
+        var limits = server.limits
+        limits.outboundBuffer = 4096
+        server.applySettings(engine: server.engine, limits: limits)
+        loop.run()
+        let marks = try channel.getOption(.writeBufferWaterMark).wait()
+        #expect(marks.high == 4096 && marks.low == 2048)
+        session.close(.serverClose)
+        loop.run()
+    }
+
     /// Observers (the socket gate) hear the old and the new `[limits]`.
     @Test func limitsObserversHearOldAndNew() {
         let heard = NIOLockedValueBox<[(Int, Int)]>([])

@@ -98,7 +98,7 @@ import Darwin
         let diff = ConfigDiff(old: try Self.config(), new: new, localNode: "a1")
         #expect(diff.changes.count == 5)
         #expect(diff.restartChanges.isEmpty)
-        #expect(diff.changes.first?.description == "[limits] outbound_buffer: 1048576 -> 65536 (live: polling queues at once, WebSocket write buffers of new connections)")
+        #expect(diff.changes.first?.description == "[limits] outbound_buffer: 1048576 -> 65536 (live)")
         #expect(diff.appliedConfig.limits == new.limits)
     }
 

@@ -609,6 +609,13 @@ final class EngineSession: RoomMember, HeartbeatWheel.Target, RecoverableSession
         }
     }
 
+    /// A reload changed `outbound_buffer`: the WebSocket's write buffer takes the new bound (a
+    /// polling queue reads it per packet already).
+    func outboundBoundChanged(_ bytes: Int) {
+        eventLoop.preconditionInEventLoop()
+        webSocket?.setOutboundBound(bytes)
+    }
+
     /// The client reads slower than the room talks. Closing is deferred to the next tick so a
     /// broadcast in progress is not re-entered by this client's quit.
     private func overflow() {

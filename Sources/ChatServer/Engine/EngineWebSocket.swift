@@ -43,6 +43,13 @@ enum EngineWebSocket {
         }
     }
 
+    /// A reload's `outbound_buffer`, for a socket this node holds (a relayed one is bounded by
+    /// the node that holds it).
+    func setOutboundBound(_ bytes: Int) {
+        guard case .local(let channel) = self else { return }
+        _ = channel.setOption(.writeBufferWaterMark, value: .init(low: max(1, bytes / 2), high: max(2, bytes)))
+    }
+
     func flush() {
         if case .local(let channel) = self { channel.flush() }
     }
