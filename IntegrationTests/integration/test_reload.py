@@ -127,7 +127,8 @@ def test_a_changed_limit_takes_effect_without_restart(mesh_factory):
     log calls each change live, the reload is counted as applied, and with no restart and no
     client disconnected, a say longer than 20 characters is refused (text_too_long) and not
     delivered, a burst of short says is cut to the new burst (rate_limited), and a short say
-    still crosses the mesh. `check-config --diff` shows the same changes as live."""
+    still crosses the mesh. The same reload sets `[cluster] log_level = debug`: a session opened
+    after it is logged at debug. `check-config --diff` shows the same changes as live."""
     import subprocess
 
     from chatmesh_testkit import chatmesh_binary
@@ -147,14 +148,18 @@ def test_a_changed_limit_takes_effect_without_restart(mesh_factory):
     old = mesh.dir / "before.conf"
     old.write_text(mesh.conf_path.read_text())
 
+    quiet = os.environ.get("CHATMESH_LOG_LEVEL", "info") not in ("debug", "trace")
+    if quiet:
+        assert "session opened" not in a1.log_text(100000), "debug lines before log_level = debug"
     mesh.limits.update({"text_max": 20, "say_rate": 1, "say_burst": 2})
+    mesh.cluster_extra["log_level"] = "debug"
     mesh.conf_path.write_text(mesh.config_text())
     hangup(a1, a2)
     for node in (a1, a2):
         reloaded(node, 1, "applied")
         log = node.log_text(100000)
         for line in ("[limits] text_max: 100 -> 20 (live)", "[limits] say_rate: 100000 -> 1 (live)",
-                     "[limits] say_burst: 100000 -> 2 (live)"):
+                     "[limits] say_burst: 100000 -> 2 (live)", "[cluster] log_level: none (the --log-level flag) -> debug (live)"):
             assert line in log, (node.name, line, log[-3000:])
         assert "needs restart" not in log, log[-3000:]
         assert node.counter("chatmesh_config_reload_total", result="rejected") == 0
@@ -180,6 +185,11 @@ def test_a_changed_limit_takes_effect_without_restart(mesh_factory):
     heard = [t for t in burst if ("message", say_msg("alice", t)) in bob.snapshot()]
     assert 1 <= len(heard) <= 3, heard
 
+    # The new level reaches every logger the node had made, the sessions' included.
+    dave = mesh.client("a1", room)
+    dave.join("dave")
+    wait_until(lambda: "session opened" in a1.log_text(100000), timeout=RELOAD_S, what="a debug line after the reload")
+
     for client in (alice, bob, carol):
         assert not client.disconnected.is_set(), "a client noticed the reload"
     assert {n.name: n.pid for n in (a1, a2)} == pids and a1.alive() and a2.alive(), "a node restarted"
@@ -187,7 +197,8 @@ def test_a_changed_limit_takes_effect_without_restart(mesh_factory):
     diff = subprocess.run([chatmesh_binary(), "check-config", "--diff", str(old), str(mesh.conf_path), "--node", "a1"],
                           capture_output=True, text=True, timeout=30)
     assert diff.returncode == 0, diff.stderr
-    assert diff.stdout.splitlines() == ["[limits] text_max: 100 -> 20 (live)", "[limits] say_rate: 100000 -> 1 (live)",
+    assert diff.stdout.splitlines() == ["[cluster] log_level: none (the --log-level flag) -> debug (live)",
+                                        "[limits] text_max: 100 -> 20 (live)", "[limits] say_rate: 100000 -> 1 (live)",
                                         "[limits] say_burst: 100000 -> 2 (live)"], diff.stdout
 
 
