@@ -33,6 +33,9 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
     private var bufferMessages: Int
     private var bufferTime: TimeAmount
     private let tls: Result<RedisTLSClient, RedisTLSSetupError>?
+    /// `RedisClusterFanout.publishGrace`, shorter only in tests; also how long a slot caught
+    /// in a MOVED loop pauses.
+    private let publishGrace: TimeAmount
 
     /// Cap of every redial backoff; the grace below is longer, so every node is back on a
     /// shard (or has read a moved slot's new owner) before anyone publishes there.
@@ -41,8 +44,6 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         + .milliseconds(200)
     /// MOVED replies one say may follow before it goes back to waiting (a MOVED loop).
     static let maxRedirects = 5
-    /// How long a slot caught in a MOVED loop waits before its says are tried again.
-    static let redirectLoopPause = TimeAmount.seconds(1)
     static let heartbeatInterval = TimeAmount.seconds(1)
     static let silenceLimit = TimeAmount.seconds(3)
     /// The map is read this often even when nothing seems wrong (a shard added and empty yet).
@@ -75,9 +76,16 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
     private var heartbeatPunctuality = HeartbeatPunctuality(interval: RedisClusterFanout.heartbeatInterval)
 
     /// `url` is a cluster url (`redis+cluster://`): its seeds are where the map is read first.
-    public init(url: RedisURL, tls: RedisTLSSettings? = nil, channelPrefix: String, bufferMessages: Int, bufferTime: TimeAmount,
-                eventLoop: any EventLoop, logger: Logger) {
+    public convenience init(url: RedisURL, tls: RedisTLSSettings? = nil, channelPrefix: String, bufferMessages: Int,
+                            bufferTime: TimeAmount, eventLoop: any EventLoop, logger: Logger) {
+        self.init(url: url, tls: tls, channelPrefix: channelPrefix, bufferMessages: bufferMessages, bufferTime: bufferTime,
+                  eventLoop: eventLoop, logger: logger, publishGrace: Self.publishGrace)
+    }
+
+    init(url: RedisURL, tls: RedisTLSSettings? = nil, channelPrefix: String, bufferMessages: Int, bufferTime: TimeAmount,
+         eventLoop: any EventLoop, logger: Logger, publishGrace: TimeAmount) {
         self.url = url
+        self.publishGrace = publishGrace
         if url.tls {
             let settings = tls ?? RedisTLSSettings()
             self.tls = Result { () throws(RedisTLSSetupError) in try RedisTLSClient(settings: settings, host: url.host) }
@@ -268,7 +276,7 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
                 for slot in 0..<RedisHashSlot.count {
                     if let before = owner(slot), before != new.shard(forSlot: slot)?.primary { moved.append(slot) }
                 }
-                hold(moved, for: Self.publishGrace)
+                hold(moved, for: publishGrace)
             }
             logger.info("redis cluster topology", metadata: [
                 "from": "\(address)", "shards": "\(new.shards.map(Self.describe).joined(separator: "; "))",
@@ -424,8 +432,8 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
                 }
             }
             link.flush()
-            links.graceUntil = eventLoop.now + Self.publishGrace
-            eventLoop.assumeIsolated().scheduleTask(in: Self.publishGrace) { [self] in flushAll() }
+            links.graceUntil = eventLoop.now + publishGrace
+            eventLoop.assumeIsolated().scheduleTask(in: publishGrace) { [self] in flushAll() }
             logger.info("redis shard subscriber ready", metadata: ["shard": "\(links.address)", "rooms": "\(rooms)"])
         case .publisher:
             logger.info("redis shard publisher ready", metadata: ["shard": "\(links.address)", "buffered": "\(outbox.queuedCount)"])
@@ -532,7 +540,7 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
                         "redirects": "\(publish.redirects - 1)",
                     ])
                     publish.redirects = 0
-                    hold([publish.slot], for: Self.redirectLoopPause)
+                    hold([publish.slot], for: publishGrace)
                 }
                 moved(slot: publish.slot, to: redirect.address, from: links)
                 outbox.refused(publish, owner: owner)
@@ -566,7 +574,7 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         if owner(slot) != address {
             logger.info("redis slot moved", metadata: ["slot": "\(slot)", "from": "\(links.address)", "to": "\(address)"])
             slotOverrides[slot] = address
-            hold([slot], for: Self.publishGrace)
+            hold([slot], for: publishGrace)
             ensureLinks(address, ownsSlots: true)
             outbox.reroute(owner: owner)
             reconcileSubscriptions()
