@@ -5,6 +5,7 @@ machine (loopback, one event loop each: --threads 1), for each N of --nodes (def
     python3 bench/scale.py --nodes 10,25,50      # ~3 min on 2 cores with the release build
     python3 bench/scale.py --nodes 10 --rooms 2000 --idle-seconds 3 --duration 2   # a smoke run
     python3 bench/scale.py --nodes 100 --phases form,idle     # only formation and idle cost
+    python3 bench/scale.py --nodes 50 --baseline 0 --phases form,restart   # the whole cluster restarting at once
     python3 bench/scale.py --nodes 3 --baseline 0 --phases form,oversize --mesh max_frame=1100000
 
 Phases (--phases, all by default):
@@ -28,6 +29,10 @@ Phases (--phases, all by default):
            next to its size computed from the room names); then every node but the first is
            restarted at once (a SNAPSHOT storm: the first node sends its rooms N-1 times), and
            the seconds until the mesh is whole again and the first node's bytes out.
+  restart  every node stopped, then all N spawned again at once (a whole cluster restarting
+           together: a deploy, a power cut), --restarts times: seconds until every node lists all
+           N-1 peers up; link ups per link side (1.0: no link came up twice) and handshake
+           refusals by reason from the fresh processes' /metrics, counted --settle s after.
   oversize (not by default: it shows a failure) --rooms rooms on the first node with ids long
            enough that their SNAPSHOT exceeds [mesh] max_frame (so pass --mesh max_frame=…
            below rooms × 130), then the last node restarts: for --idle-seconds, how often its
@@ -450,6 +455,39 @@ def phase_rejoin(c: ScaleCluster, args) -> dict:
     return res
 
 
+def phase_restart(c: ScaleCluster, args) -> dict:
+    """The whole cluster restarts at once, `args.restarts` times. The processes are new, so their
+    counters start at 0: link ups beyond one per link side, or refusals, are the storm's."""
+    runs = []
+    links = c.n * (c.n - 1) // 2
+    for i in range(args.restarts):
+        for x in c.nodes:
+            x.terminate()
+        for x in c.nodes:
+            x.stop()
+        mc0 = machine_cpu()
+        t0 = c.spawn()
+        whole = c.wait_mesh(t0, args.form_timeout)
+        time.sleep(args.settle)
+        c.check_alive()
+        busy, steal = busy_and_steal(mc0, machine_cpu())
+        ms = c.metrics()
+        ups = total(ms, "chatmesh_mesh_link_ups_total")
+        run = {"whole_mesh_s": round(whole, 3), "link_ups": int(ups),
+               "link_ups_per_link_side": round(ups / (2 * links), 3) if links else None,
+               "rejects": rejects(ms), "machine_busy_pct": busy, "machine_steal_pct": steal}
+        runs.append(run)
+        log(f"  N={c.n}: restart {i + 1}/{args.restarts} of all {c.n} at once: mesh whole in {whole:.2f} s, "
+            f"{run['link_ups_per_link_side']} link ups per link side, refusals {run['rejects'] or 'none'} "
+            f"(machine busy {busy} %)")
+    times = sorted(r["whole_mesh_s"] for r in runs)
+    return {"runs": runs, "whole_mesh_s_median": times[len(times) // 2] if times else None,
+            "whole_mesh_s_max": times[-1] if times else None,
+            "link_ups_per_link_side_max": max((r["link_ups_per_link_side"] or 0) for r in runs) if runs else None,
+            "rejects_total": {k: sum(r["rejects"].get(k, 0) for r in runs)
+                              for k in sorted({k for r in runs for k in r["rejects"]})}}
+
+
 def phase_oversize(c: ScaleCluster, args) -> dict:
     max_frame = int(args.mesh.get("max_frame", 4194304))
     id_len = min(128, -(-max_frame // args.rooms))  # ceil: the ids' bytes alone exceed max_frame
@@ -502,6 +540,8 @@ def run_n(args, n: int, phases: set[str]) -> dict:
             res["deliver"] = phase_deliver(c, args, res.get("idle"))
         if "rejoin" in phases:
             res["rejoin"] = phase_rejoin(c, args)
+        if "restart" in phases:
+            res["restart"] = phase_restart(c, args)
         if "oversize" in phases:
             res["oversize"] = phase_oversize(c, args)
     except Exception as e:  # noqa: BLE001 - recorded, the other N still run
@@ -528,10 +568,12 @@ def table(results: list[dict], baseline: dict | None) -> str:
     base_rss = baseline["form"]["rss_kib_mean"] if baseline and "form" in baseline else None
     head = ["N", "links", "full mesh s", "RSS/node MiB", "RSS/link KiB", "fds/node", "idle CPU % core",
             "idle µs/frame", "µs/deliv 2", "µs/deliv 10", "µs/deliv N", "PUBs/say 2·10·N",
-            "rejoin s", "SNAPSHOT B", "storm s"]
+            "rejoin s", "SNAPSHOT B", "storm s", "restart all s", "link ups/side"]
     rows = [head]
     for r in results:
         f, i, d, j = r.get("form", {}), r.get("idle", {}), r.get("deliver", {}), r.get("rejoin", {})
+        rs = r.get("restart", {})
+        ups = [x for x in (f.get("link_ups_per_link_side"), rs.get("link_ups_per_link_side_max")) if x is not None]
         n = r["nodes"]
         per_link = ((f["rss_kib_mean"] - base_rss) / (n - 2)) if base_rss and f and n > 2 else None
         dv = [d.get(str(k), {}) for k in (min(2, n), min(10, n), n)]  # a room on 2, 10, all N nodes
@@ -542,7 +584,8 @@ def table(results: list[dict], baseline: dict | None) -> str:
                      *[fmt(x.get("net_cpu_us_per_delivery"), ".2f") for x in dv],
                      "·".join(fmt(x.get("pubs_forwarded_per_say"), ".1f") for x in dv),
                      fmt(j.get("restart_snapshot_received_s"), ".2f"), fmt(j.get("snapshot_bytes_measured")),
-                     fmt(j.get("storm_snapshots_received_s"), ".2f")])
+                     fmt(j.get("storm_snapshots_received_s"), ".2f"), fmt(rs.get("whole_mesh_s_median"), ".2f"),
+                     fmt(max(ups) if ups else None, ".3f")])
         if r.get("error"):
             rows.append([str(n), "FAILED: " + r["error"].splitlines()[0][:200]] + [""] * (len(head) - 2))
     widths = [max(len(row[k]) for row in rows) for k in range(len(head))]
@@ -577,6 +620,7 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--settle", type=float, default=2.0)
+    p.add_argument("--restarts", type=int, default=3, help="restart phase: how many whole-cluster restarts")
     p.add_argument("--form-timeout", type=float, default=120.0)
     p.add_argument("--mesh", action="append", default=[], metavar="KEY=VALUE", help="a [mesh] key (repeatable)")
     p.add_argument("--out", default=str(ROOT / "bench/results/scale.json"))
