@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """`make bench`: scenario F against chatmesh (mesh mode, 2 nodes), chatmesh (mesh mode with
 `[mesh] tls = on`, 2 nodes), chatmesh (mesh mode with `[recovery] enabled = on`, 2 nodes),
-chatmesh (redis mode, 2 nodes + redis-server) and the kernel floor (../shared/bench/floor.c), in
-one run, on free loopback ports.
+chatmesh (redis mode, 2 nodes + redis-server), chatmesh (redis mode, sharded, 2 nodes + a Redis
+Cluster of 3 primaries and 3 replicas) and the kernel floor (../shared/bench/floor.c), in one run,
+on free loopback ports.
 
     python3 bench/run.py                 # everything (~12-14 min on 2 cores); needs a release build
     python3 bench/run.py --quick         # shorter windows, fewer rungs (a smoke run, ~3 min)
@@ -13,6 +14,19 @@ one run, on free loopback ports.
                                              # window; the top of `perf report` is printed and kept
     python3 bench/run.py --recovery-memory   # only the memory of recovery: bytes per held session
                                              # and per kept message (fresh 2-node mesh, ~1 min)
+    python3 bench/run.py --cluster-bytes     # only the Redis Cluster bytes per message, sharded vs
+                                             # classic, on 3 and 4 shards (~1 min)
+
+The redis-cluster column is the redis column's 2 nodes (--cluster-nodes N for more) on a Redis
+Cluster (redis-server --cluster-enabled yes x 6, created with `redis-cli --cluster create
+--cluster-replicas 1`, default cluster-node-timeout, no password as the redis column) with
+`[redis] url = redis+cluster://<2 seeds>`, `mode = sharded`. Its CPU counts all 6 redis-servers;
+it is printed with its ratio to single Redis (×redis). After it (unless --skip-cluster-bytes)
+the bytes comparison (g) runs on fresh clusters of each --cluster-shards count
+(3 chatmesh nodes, a member of every room on each): 3,000 says put into Redis as a node publishes
+them (SPUBLISH to the room's primary, or PUBLISH to any node in classic mode); per message, the
+bytes each node received from Redis (`ss -tinp` on its Redis links) and the cluster bus bytes
+(`ss -ti` on the bus ports), idle traffic subtracted.
 
 The mesh-tls column runs `chatmesh gen-certs --config <its cluster.conf> --out <dir>` and pastes
 the [mesh] lines it prints into that cluster.conf: the operator's two commands. Its figures are
@@ -42,7 +56,9 @@ Scenario F: 1,000 clients, 10 rooms, 20 senders, 64-byte text. Figures:
       (INFO stats / commandstats); for the mesh columns also the bytes on the wire (TCP payload of
       the mesh sockets, `ss -ti` bytes_sent), which include TLS's record overhead;
   (f) mesh-recovery only: recovery bytes held per node at the end of the rate-50 window
-      (chatmesh_recovery_bytes_held), and the memory figures of --recovery-memory.
+      (chatmesh_recovery_bytes_held), and the memory figures of --recovery-memory;
+  (g) redis-cluster only: the sharded vs classic bytes comparison above (bytes each node receives
+      from Redis, and cluster bus bytes, per message).
 Every figure is printed beside the floor's, with the ratio to it; everything goes to
 bench/results/latest.json. Every process is started and stopped here, by pid, also on failure.
 """
@@ -252,6 +268,8 @@ class Chatmesh(System):
     `tls`, mesh links over TLS with the certificates `chatmesh gen-certs` makes for that file;
     with `recovery`, `[recovery] enabled = on` (every other recovery key at its default)."""
 
+    node_count = 2
+
     def __init__(self, args, fanout: str, tls: bool = False, recovery: bool = False,
                  recovery_keys: dict | None = None):
         super().__init__(args)
@@ -264,6 +282,7 @@ class Chatmesh(System):
                       f"(2 nodes{' + redis' if fanout == 'redis' else ''})")
         self.redis_port = None
         self.redis_proc = None
+        self.backend_procs: list[subprocess.Popen] = []   # redis-server(s): not chatmesh
         self.mesh_ports: list[int] = []
         self.mesh_section: dict[str, str] = {}
         self.nodes: list[NodeProcess] = []
@@ -279,9 +298,25 @@ class Chatmesh(System):
         if self.recovery:
             sections["recovery"] = {"enabled": "on", **self.recovery_keys}
         return config_text(nodes, fanout=self.fanout, secret="bench-secret-0123456789",
-                           redis={"url": f"redis://127.0.0.1:{self.redis_port}/0"}
-                           if self.fanout == "redis" else None,
+                           redis=self.redis_section() if self.fanout == "redis" else None,
                            sections=sections, writer="bench/run.py")
+
+    def redis_section(self) -> dict:
+        return {"url": f"redis://127.0.0.1:{self.redis_port}/0"}
+
+    def start_backend(self, port: int) -> None:
+        """redis mode: one redis-server on `port` (no password, no persistence)."""
+        self.redis_port = port
+        self.redis_proc = start([self.args.redis_bin, "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                 "--save", "", "--appendonly", "no", "--protected-mode", "no",
+                                 "--maxclients", "1000"], "redis-server")
+        self.backend_procs = [self.redis_proc]
+        wait_listening(self.redis_port, self.redis_proc, "redis-server")
+
+    @property
+    def redis_ports(self) -> list[int]:
+        """The client ports of every redis-server of this system (the nodes' Redis links)."""
+        return [self.redis_port] if self.redis_port else []
 
     def gen_certs(self, conf: Path) -> dict[str, str]:
         """`chatmesh gen-certs` for this cluster.conf, as an operator would run it; returns the
@@ -306,15 +341,13 @@ class Chatmesh(System):
         return keys
 
     def start(self) -> None:
-        ports = free_ports(5)
-        listen, mesh = ports[:2], ports[2:4]
+        k = self.node_count
+        ports = free_ports(2 * k + 1)
+        listen, mesh = ports[:k], ports[k:2 * k]
         self.procs = []
+        self.backend_procs = []
         if self.fanout == "redis":
-            self.redis_port = ports[4]
-            self.redis_proc = start([self.args.redis_bin, "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                     "--save", "", "--appendonly", "no", "--protected-mode", "no",
-                                     "--maxclients", "1000"], "redis-server")
-            wait_listening(self.redis_port, self.redis_proc, "redis-server")
+            self.start_backend(ports[2 * k])
         conf = LOG_DIR / f"cluster-{self.name}.conf"
         level = [] if os.environ.get("CHATMESH_LOG_LEVEL") else ["--log-level", "warning"]
         self.nodes = [NodeProcess(LOG_DIR, conf, f"a{i}", lp, mp, args=[*level, *self.thread_args()],
@@ -330,7 +363,7 @@ class Chatmesh(System):
             node.binary = self.args.chatmesh
             node.spawn()
             PROCS.append(node.proc)
-        self.procs = [n.proc for n in self.nodes] + ([self.redis_proc] if self.redis_proc else [])
+        self.procs = [n.proc for n in self.nodes] + self.backend_procs
         self.ports = listen
         for node in self.nodes:
             node.wait_healthy(20.0, interval=0.05)
@@ -351,6 +384,11 @@ class Chatmesh(System):
 
     def stop(self) -> None:
         super().stop()
+        for p in self.backend_procs:  # started before a failed start: not in procs yet
+            stop(p)
+            if p in PROCS:
+                PROCS.remove(p)
+        self.backend_procs = []
         for node in self.nodes:  # already stopped by pid above: closes their log files
             node.stop()
         self.nodes = []
@@ -396,7 +434,7 @@ class Chatmesh(System):
     def counters(self) -> dict:
         # write()/writev() calls of the chatmesh nodes (syscw; includes event-loop wake-ups
         # and mesh/redis links, so a little more than the client writes).
-        c = {"write_syscalls": sum(proc_io(p.pid).get("syscw", 0) for p in self.procs if p is not self.redis_proc)}
+        c = {"write_syscalls": sum(proc_io(p.pid).get("syscw", 0) for p in self.procs if p not in self.backend_procs)}
         if self.fanout == "mesh":
             m = self.metrics()
             c["mesh_bytes_out"] = m.get("chatmesh_mesh_bytes_total/out", 0)
@@ -418,6 +456,216 @@ class Chatmesh(System):
             pub = re.search(r"calls=(\d+)", info.get("cmdstat_publish", ""))
             c["redis_publish_calls"] = int(pub.group(1)) if pub else 0
         return c
+
+
+def resp_command(port: int, *args, timeout: float = 5.0):
+    """One command to a redis-server (no AUTH: the bench's run without a password), its RESP2
+    reply decoded: str for +, bytes for $, int for :, list for *; an error reply raises."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            b = str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(b), b)
+        s.sendall(out)
+        buf = bytearray()
+
+        def line() -> bytes:
+            while b"\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise ConnectionError("redis closed the connection")
+                buf.extend(chunk)
+            i = buf.index(b"\r\n")
+            text = bytes(buf[:i])
+            del buf[:i + 2]
+            return text
+
+        def value():
+            head = line()
+            t, rest = head[:1], head[1:]
+            if t == b"+":
+                return rest.decode()
+            if t == b"-":
+                raise RuntimeError(f"redis :{port}: {rest.decode()}")
+            if t == b":":
+                return int(rest)
+            if t == b"$":
+                n = int(rest)
+                if n < 0:
+                    return None
+                while len(buf) < n + 2:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise ConnectionError("redis closed the connection")
+                    buf.extend(chunk)
+                data = bytes(buf[:n])
+                del buf[:n + 2]
+                return data
+            if t == b"*":
+                n = int(rest)
+                return None if n < 0 else [value() for _ in range(n)]
+            raise RuntimeError(f"bad RESP line {head!r}")
+
+        return value()
+
+
+def info_fields(port: int, section: str) -> dict[str, str]:
+    text = resp_command(port, "INFO", section).decode()
+    return dict(l.split(":", 1) for l in text.splitlines() if ":" in l and not l.startswith("#"))
+
+
+def command_calls(port: int, command: str) -> int:
+    m = re.search(r"calls=(\d+)", info_fields(port, "commandstats").get(f"cmdstat_{command}", ""))
+    return int(m.group(1)) if m else 0
+
+
+def tcp_bytes_received_by_pid(dports: list[int]) -> dict[int, int]:
+    """{pid: bytes received} over every established socket whose far end is one of `dports`
+    (a chatmesh node's Redis links), from `ss -tinpH` (TCP payload, per socket)."""
+    match = " or ".join(f"dport = :{p}" for p in dports)
+    out = subprocess.run(["ss", "-tinpH", "state", "established", f"( {match} )"],
+                         capture_output=True, text=True, timeout=10, check=True).stdout
+    per: dict[int, int] = {}
+    pid = None
+    for l in out.splitlines():
+        if l.strip() and not l[0].isspace():
+            m = re.search(r"pid=(\d+)", l)
+            pid = int(m.group(1)) if m else None
+        m = re.search(r"\bbytes_received:(\d+)", l)
+        if m and pid is not None:
+            per[pid] = per.get(pid, 0) + int(m.group(1))
+    return per
+
+
+class RedisClusterBackend:
+    """`shards` primaries with `replicas` replicas each (redis-server --cluster-enabled yes on free
+    loopback ports, the cluster bus on ports of its own, no password, no persistence, each in a
+    directory of its own), created with `redis-cli --cluster create ... --cluster-replicas N
+    --cluster-yes`; ready once every node says cluster_state:ok and every replica is synced."""
+
+    def __init__(self, args, shards: int, replicas: int, tag: str):
+        self.args, self.shards, self.replicas, self.tag = args, shards, replicas, tag
+        self.procs: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+        self.bus_ports: list[int] = []
+
+    def start(self, timeout: float = 60.0) -> list[subprocess.Popen]:
+        n = self.shards * (1 + self.replicas)
+        ports = free_ports(2 * n)
+        self.ports, self.bus_ports = ports[:n], ports[n:]
+        for i, (port, bus) in enumerate(zip(self.ports, self.bus_ports)):
+            d = LOG_DIR / f"{self.tag}-redis-{i}"
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+            self.procs.append(start([self.args.redis_bin, "--port", str(port), "--bind", "127.0.0.1",
+                                     "--cluster-enabled", "yes", "--cluster-port", str(bus),
+                                     "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
+                                     "--protected-mode", "no", "--maxclients", "1000",
+                                     "--repl-diskless-sync-delay", "0", "--dir", str(d)],
+                                    f"{self.tag}-redis-{i}", cwd=d))
+        for i, (port, proc) in enumerate(zip(self.ports, self.procs)):
+            wait_listening(port, proc, f"{self.tag}-redis-{i}")
+        r = subprocess.run([self.args.redis_cli, "--cluster", "create",
+                            *(f"127.0.0.1:{p}" for p in self.ports),
+                            "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise RuntimeError(f"{self.tag}: redis-cli --cluster create failed:\n{r.stdout[-2000:]}{r.stderr}")
+        deadline = time.monotonic() + timeout
+        while (why := self.not_ready()) is not None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.tag}: Redis Cluster not ready after {timeout} s: {why}")
+            time.sleep(0.1)
+        return self.procs
+
+    def not_ready(self) -> str | None:
+        for port in self.ports:
+            try:
+                ci = dict(l.split(":", 1) for l in resp_command(port, "CLUSTER", "INFO").decode().split()
+                          if ":" in l)
+                if ci.get("cluster_state") != "ok" or int(ci.get("cluster_known_nodes", 0)) != len(self.ports):
+                    return f":{port} {ci.get('cluster_state')}, knows {ci.get('cluster_known_nodes')}"
+                # redis-cli --cluster create returns before every node learned who replicates whom
+                replicas = sum("slave" in l.split()[2].split(",")
+                               for l in resp_command(port, "CLUSTER", "NODES").decode().splitlines())
+                if replicas != self.shards * self.replicas:
+                    return f":{port} sees {replicas} replicas"
+                repl = info_fields(port, "replication")
+                if repl.get("role") == "slave" and repl.get("master_link_status") != "up":
+                    return f"replica :{port} not synced"
+            except (OSError, RuntimeError, ValueError) as e:
+                return f":{port} {e}"
+        return None
+
+    def calls(self, command: str) -> int:
+        return sum(command_calls(p, command) for p in self.ports)
+
+    def net_bytes(self) -> tuple[int, int]:
+        infos = [info_fields(p, "stats") for p in self.ports]
+        return (sum(int(i.get("total_net_input_bytes", 0)) for i in infos),
+                sum(int(i.get("total_net_output_bytes", 0)) for i in infos))
+
+    def bus_bytes(self) -> int:
+        """Bytes sent over the cluster bus by every node (gossip, and the pub/sub messages Redis
+        forwards to other nodes: to every node for PUBLISH, within the shard for SPUBLISH)."""
+        return tcp_bytes_sent(self.bus_ports)["bytes"]
+
+
+class ChatmeshRedisCluster(Chatmesh):
+    """`nodes` chatmesh nodes in redis mode on a Redis Cluster of `shards` primaries + as many
+    replicas: `[redis] url = redis+cluster://<two seeds>`, `mode = sharded|classic`."""
+
+    def __init__(self, args, mode: str = "sharded", shards: int = 3, nodes: int = 2, name: str | None = None):
+        super().__init__(args, "redis")
+        self.mode, self.shards, self.node_count = mode, shards, nodes
+        self.name = name or f"redis-cluster-{mode}-{shards}x2-{nodes}n"
+        self.label = (f"chatmesh redis {mode} ({nodes} nodes + Redis Cluster: {shards} primaries, "
+                      f"{shards} replicas)")
+        self.backend: RedisClusterBackend | None = None
+
+    def start_backend(self, port: int) -> None:
+        self.backend = RedisClusterBackend(self.args, self.shards, 1, self.name)
+        try:
+            self.backend.start()
+        finally:
+            self.backend_procs = list(self.backend.procs)
+
+    def redis_section(self) -> dict:
+        seeds = ",".join(f"127.0.0.1:{p}" for p in self.backend.ports[:2])
+        return {"url": f"redis+cluster://{seeds}", "mode": self.mode}
+
+    @property
+    def redis_ports(self) -> list[int]:
+        return list(self.backend.ports) if self.backend else []
+
+    def counters(self) -> dict:
+        """Redis-side counters only at the bench's window marks (cheap: an overloaded node's /metrics
+        could miss the mark); the bytes comparison adds the per-node and cluster-bus bytes."""
+        c = {"write_syscalls": sum(proc_io(p.pid).get("syscw", 0) for p in self.procs if p not in self.backend_procs)}
+        b = self.backend
+        c["redis_publish_calls"] = b.calls("spublish" if self.mode == "sharded" else "publish")
+        c["redis_net_in"], c["redis_net_out"] = b.net_bytes()
+        return c
+
+    def byte_counters(self) -> dict:
+        c = self.counters()
+        c.update(node_rx_counters(self))
+        c["redis_bus_bytes"] = self.backend.bus_bytes()
+        return c
+
+
+def node_rx_counters(system: Chatmesh) -> dict:
+    """Per chatmesh node: the bytes it received from Redis (all its Redis links; node_rx_<name>) and
+    the messages it received from Redis (chatmesh_redis_received_total; node_msgs_<name>)."""
+    try:
+        per = tcp_bytes_received_by_pid(system.redis_ports)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    out = {}
+    for n in system.nodes:
+        out[f"node_rx_{n.name}"] = per.get(n.proc.pid, 0)
+        out[f"node_msgs_{n.name}"] = system.metrics([n.port]).get("chatmesh_redis_received_total", 0)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -748,9 +996,153 @@ def recovery_memory(args) -> dict:
     return out
 
 
+CLUSTER_BYTES_NODES = 3
+CLUSTER_BYTES_MESSAGES = 3000
+CLUSTER_IDLE_S = 3.0
+
+
+def say_json(username: str, text: str) -> str:
+    """The say as every node publishes it (docs/ORIGINAL-WIRE.md)."""
+    return json.dumps({"event": "broadcast_say", "data": {"username": username, "text": text}},
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def publish_pipelined(port: int, commands: list[list[str]], batch: int = 200) -> None:
+    """Sends `commands` to one redis-server, `batch` at a time, and reads every reply (an integer
+    each; an error reply, such as MOVED, fails)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        pending = b""
+        for k in range(0, len(commands), batch):
+            chunk = commands[k:k + batch]
+            out = bytearray()
+            for args in chunk:
+                out += b"*%d\r\n" % len(args)
+                for a in args:
+                    b = a.encode()
+                    out += b"$%d\r\n%s\r\n" % (len(b), b)
+            s.sendall(out)
+            replies = 0
+            while replies < len(chunk):
+                while b"\r\n" not in pending:
+                    data = s.recv(65536)
+                    if not data:
+                        raise ConnectionError(f"redis :{port} closed the connection")
+                    pending += data
+                line, pending = pending.split(b"\r\n", 1)
+                if not line.startswith(b":"):
+                    raise RuntimeError(f"redis :{port} answered {line[:200]!r}")
+                replies += 1
+
+
+def slot_owners(port: int) -> list[tuple[int, int, int]]:
+    """(first slot, last slot, primary port) from CLUSTER SLOTS."""
+    return [(int(row[0]), int(row[1]), int(row[2][1])) for row in resp_command(port, "CLUSTER", "SLOTS")]
+
+
+def cluster_bytes(args) -> dict:
+    """Bytes per message in sharded vs classic mode, at each shard count of --cluster-shards. Per run: a
+    fresh Redis Cluster (N primaries + N replicas) and 3 chatmesh nodes; 30 idle clients of the bench
+    (`chatmesh bench --idle`) join 10 rooms, one member per node in every room; then the bench puts
+    3,000 says into the rooms straight into Redis, as a node would publish them (SPUBLISH to the
+    room's primary in sharded mode, PUBLISH to one node in classic), and waits until every node has
+    received all of them (chatmesh_redis_received_total). Per message: the bytes each node received on
+    its Redis links (`ss -tinp`, TCP payload), and the bytes the Redis nodes sent each other on the
+    cluster bus (`ss -ti` on the bus ports); both minus what the same system moved while idle for as
+    long (gossip, pings). Exact whatever the machine's speed: nothing is sampled mid-flight."""
+    out: dict = {"messages": CLUSTER_BYTES_MESSAGES, "chatmesh_nodes": CLUSTER_BYTES_NODES, "runs": []}
+    rooms = SCENARIO["rooms"]
+    for shards in args.cluster_shards:
+        for mode in ("sharded", "classic"):
+            system = ChatmeshRedisCluster(args, mode, shards, nodes=CLUSTER_BYTES_NODES)
+            log(f"== bytes: {system.label}")
+            idle_client = None
+            try:
+                system.start()
+                cmd = [str(args.chatmesh), "bench", "--json-only", "--targets", system.targets(),
+                       "--idle", str(rooms * CLUSTER_BYTES_NODES), "--rooms", str(rooms),
+                       "--room-prefix", ROOM_PREFIX, "--connect-rate", "1000", "--threads", "1"]
+                idle_client = start(cmd, f"client-bytes-{system.name}", stdout=subprocess.PIPE)
+                line = idle_client.stdout.readline().decode()
+                if not line.startswith("{"):
+                    raise RuntimeError(f"idle client: no ready line:\n{log_tail(f'client-bytes-{system.name}')}")
+
+                def received() -> dict[str, float]:
+                    return {n.name: system.metrics([n.port]).get("chatmesh_redis_received_total", 0)
+                            for n in system.nodes}
+
+                time.sleep(1.0)  # the joins' messages arrive
+                idle0, t0 = system.byte_counters(), time.monotonic()
+                time.sleep(CLUSTER_IDLE_S)
+                idle1, idle_s = system.byte_counters(), time.monotonic() - t0
+
+                # where a node would publish each room: its slot's primary (sharded), any node (classic)
+                owners = slot_owners(system.backend.ports[0])
+                target = {}
+                for r in range(rooms):
+                    slot = int(resp_command(system.backend.ports[0], "CLUSTER", "KEYSLOT", f"{ROOM_PREFIX}{r}"))
+                    target[r] = next(p for a, b, p in owners if a <= slot <= b) if mode == "sharded" \
+                        else system.backend.ports[-1]
+                commands: dict[int, list[list[str]]] = {}
+                for k in range(CLUSTER_BYTES_MESSAGES):
+                    payload = say_json(f"b{k % SCENARIO['senders']}", "x" * SCENARIO["payload"])
+                    commands.setdefault(target[k % rooms], []).append(
+                        ["SPUBLISH" if mode == "sharded" else "PUBLISH", f"{ROOM_PREFIX}{k % rooms}", payload])
+                before = received()
+                c0, t1 = system.byte_counters(), time.monotonic()
+                threads = [threading.Thread(target=publish_pipelined, args=(port, cmds)) for port, cmds in commands.items()]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(timeout=120)
+                deadline = time.monotonic() + 120
+                while any(v - before[n] < CLUSTER_BYTES_MESSAGES for n, v in received().items()):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{system.name}: not every node received the {CLUSTER_BYTES_MESSAGES} "
+                                           f"messages: {received()} (before {before})")
+                    system.check_alive()
+                    time.sleep(0.1)
+                c1, busy_s = system.byte_counters(), time.monotonic() - t1
+                scale = busy_s / idle_s
+
+                def per_message(key: str) -> float:
+                    return ((c1.get(key, 0) - c0.get(key, 0)) - (idle1.get(key, 0) - idle0.get(key, 0)) * scale) \
+                        / CLUSTER_BYTES_MESSAGES
+
+                row = {"mode": mode, "shards": shards, "seconds": busy_s,
+                       "node_rx_bytes_per_message": {n.name: per_message(f"node_rx_{n.name}") for n in system.nodes},
+                       "bus_bytes_per_message": per_message("redis_bus_bytes"),
+                       "idle_bus_bytes_per_s": (idle1.get("redis_bus_bytes", 0) - idle0.get("redis_bus_bytes", 0)) / idle_s,
+                       "payload_bytes": len(say_json("b10", "x" * SCENARIO["payload"])) + len(f"{ROOM_PREFIX}0")}
+                out["runs"].append(row)
+                log(f"  {mode} on {shards} shards: per message, each node received "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in row["node_rx_bytes_per_message"].items())
+                    + f" B from Redis; the cluster bus carried {row['bus_bytes_per_message']:,.0f} B "
+                    f"(idle gossip {row['idle_bus_bytes_per_s']:,.0f} B/s subtracted; {busy_s:.1f} s)")
+            except Exception as e:  # noqa: BLE001 - one failed run does not lose the others
+                log(f"  {system.name} FAILED: {e}")
+                out.setdefault("errors", {})[system.name] = str(e)
+            finally:
+                if idle_client is not None:
+                    stop(idle_client)
+                    if idle_client in PROCS:
+                        PROCS.remove(idle_client)
+                system.stop()
+    return out
+
+
+def print_cluster_bytes(cb: dict) -> None:
+    print(f"Redis Cluster bytes per message ({cb['messages']:,} says of {SCENARIO['payload']} bytes put into Redis "
+          f"as a node publishes them; {cb['chatmesh_nodes']} chatmesh nodes, each with a member in every room; "
+          f"idle traffic subtracted):")
+    print(f"  {'mode':8} {'shards':>6}  {'each node receives from Redis (B)':>36}  {'cluster bus (B)':>15}")
+    for row in cb["runs"]:
+        rx = " / ".join(f"{v:.1f}" for v in row["node_rx_bytes_per_message"].values())
+        print(f"  {row['mode']:8} {row['shards']:>6}  {rx:>36}  {row['bus_bytes_per_message']:>15,.0f}")
+
+
 def run_system(args, system: System) -> dict:
     log(f"== {system.label}")
-    res: dict = {"label": system.label}
+    res: dict = {"label": system.label, "chatmesh_nodes": getattr(system, "node_count", 1)}
     if not args.skip_idle:
         res["idle"] = idle_rss(args, system)
     system.start()
@@ -844,7 +1236,7 @@ def summarize(name: str, res: dict) -> dict:
         s["recovery_mesh_bytes_per_session"] = mem.get("mesh_bytes_per_session_beyond_plain")
     if c.get("redis_publish_calls"):
         pubs = c["redis_publish_calls"]
-        nodes = 2
+        nodes = res.get("chatmesh_nodes", 2)
         s["redis_in_bytes_per_publish"] = c["redis_net_in"] / pubs
         s["redis_out_bytes_per_publish"] = c["redis_net_out"] / pubs
         # per message per link: node->redis PUBLISH, and redis->each subscribed node
@@ -880,7 +1272,7 @@ FIGURES = [
 
 # Columns also shown as a ratio to another column than the floor: mesh-tls and mesh-recovery to
 # plain mesh (the issues' targets, CPU per delivery at rate 50: TLS ≤ 1.10×, recovery ≤ 1.15×).
-RELATIVE_TO = {"mesh-tls": "mesh", "mesh-recovery": "mesh"}
+RELATIVE_TO = {"mesh-tls": "mesh", "mesh-recovery": "mesh", "redis-cluster": "redis"}
 TARGETS = {"mesh-tls": 1.10, "mesh-recovery": 1.15}
 
 
@@ -975,8 +1367,18 @@ def ensure_redis(args) -> str | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--systems", "--targets", dest="systems", default="floor,mesh,mesh-tls,mesh-recovery,redis",
-                    help="comma-separated: floor, mesh, mesh-tls, mesh-recovery, redis")
+    ap.add_argument("--systems", "--targets", dest="systems",
+                    default="floor,mesh,mesh-tls,mesh-recovery,redis,redis-cluster",
+                    help="comma-separated: floor, mesh, mesh-tls, mesh-recovery, redis, redis-cluster")
+    ap.add_argument("--cluster-nodes", type=int, default=2,
+                    help="chatmesh nodes of the redis-cluster column (default 2, as the redis and mesh columns)")
+    ap.add_argument("--cluster-bytes", action="store_true",
+                    help="only the Redis Cluster bytes per message, sharded vs classic (--cluster-shards); no scenario F")
+    ap.add_argument("--skip-cluster-bytes", action="store_true",
+                    help="no bytes comparison after the redis-cluster column")
+    ap.add_argument("--cluster-shards", default="3,4",
+                    help="shard counts of the bytes comparison (each a fresh cluster, N primaries + N replicas)")
+
     ap.add_argument("--profile", default="", help="comma-separated systems (e.g. mesh,mesh-tls) whose node a1 is "
                     "recorded with `perf record -g` during the rate-50 window")
     ap.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
@@ -1001,8 +1403,11 @@ def main() -> int:
     order = [s.strip() for s in args.systems.split(",") if s.strip()]
     if args.recovery_memory:
         order = ["mesh-recovery"]
+    if args.cluster_bytes:
+        order = ["redis-cluster"]
+    args.cluster_shards = [int(x) for x in args.cluster_shards.split(",") if x]
     args.profile = [s.strip() for s in args.profile.split(",") if s.strip()]
-    known = {"floor", "mesh", "mesh-tls", "mesh-recovery", "redis"}
+    known = {"floor", "mesh", "mesh-tls", "mesh-recovery", "redis", "redis-cluster"}
     if set(order + args.profile) - known:
         log(f"unknown system(s) {sorted(set(order + args.profile) - known)}: choose from {sorted(known)}")
         return 2
@@ -1027,15 +1432,20 @@ def main() -> int:
             args.floor_bin = ROOT / ".build" / "floor"
             args.floor_bin.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(["gcc", "-O2", "-o", str(args.floor_bin), str(shared / "bench" / "floor.c")], check=True)
-    if "redis" in order:
+    if {"redis", "redis-cluster"} & set(order):
         args.redis_bin = ensure_redis(args)
+        args.redis_cli = shutil.which("redis-cli")
         if not args.redis_bin:
             log("no redis-server (and cannot install it): running without redis mode")
-            order.remove("redis")
+            order = [n for n in order if n not in ("redis", "redis-cluster")]
+        elif "redis-cluster" in order and not args.redis_cli:
+            log("no redis-cli (Debian: redis-tools): running without the redis-cluster column")
+            order.remove("redis-cluster")
 
     systems = {"floor": lambda: Floor(args), "mesh": lambda: Chatmesh(args, "mesh"),
                "mesh-tls": lambda: Chatmesh(args, "mesh", tls=True),
-               "mesh-recovery": lambda: Chatmesh(args, "mesh", recovery=True), "redis": lambda: Chatmesh(args, "redis")}
+               "mesh-recovery": lambda: Chatmesh(args, "mesh", recovery=True), "redis": lambda: Chatmesh(args, "redis"),
+               "redis-cluster": lambda: ChatmeshRedisCluster(args, "sharded", 3, args.cluster_nodes, name="redis-cluster")}
     started = time.monotonic()
     results, summaries, labels, errors = {}, {}, {}, {}
     env = machine()
@@ -1044,7 +1454,8 @@ def main() -> int:
         system = systems[name]()
         labels[name] = system.label
         try:
-            results[name] = {"label": system.label} if args.recovery_memory else run_system(args, system)
+            results[name] = {"label": system.label} if args.recovery_memory or args.cluster_bytes \
+                else run_system(args, system)
             summaries[name] = summarize(name, results[name])
         except Exception as e:  # one system failing does not lose the others' figures
             log(f"{name} FAILED: {e}")
@@ -1058,6 +1469,13 @@ def main() -> int:
             errors["recovery-memory"] = str(e)
             stop_all()
         summaries["mesh-recovery"] = summarize("mesh-recovery", results["mesh-recovery"])
+    if "redis-cluster" in results and (args.cluster_bytes or not args.skip_cluster_bytes):
+        try:
+            results["redis-cluster"]["bytes_by_mode"] = cluster_bytes(args)
+        except Exception as e:  # noqa: BLE001 - the scenario F figures stand without it
+            log(f"cluster bytes FAILED: {e}")
+            errors["cluster-bytes"] = str(e)
+            stop_all()
     rows = table(summaries, order)
     text = print_table(rows, order, labels)
     print()
@@ -1091,6 +1509,11 @@ def main() -> int:
               f"{plain['rss_growth_per_dropped_session']:.0f} B on plain mesh; {rec['joined']:,} sessions); "
               f"{rec['mesh_bytes_per_session_beyond_plain']:.0f} B more between the nodes per session (connect, "
               f"join, drop) than plain mesh")
+    cb = results.get("redis-cluster", {}).get("bytes_by_mode")
+    if cb and cb.get("runs"):
+        print_cluster_bytes(cb)
+    for name, err in (cb or {}).get("errors", {}).items():
+        errors[f"cluster-bytes {name}"] = err
     tls = summaries.get("mesh-tls", {})
     if tls:
         wire, app = tls.get("internode_wire_bytes_per_message"), tls.get("internode_bytes_per_message")
