@@ -1,7 +1,13 @@
 """Connection-level defences of the client port: idle and slowloris connections up to and past
-the node's descriptor limit are cut within `header_timeout` (or sooner, to make room at the
-socket cap), while new Socket.IO clients still connect and chat, `/healthz` answers every poll,
-and /metrics counts every cut by reason.
+the node's descriptor limit are cut within `header_timeout` of their accept (or sooner, to make
+room at the socket cap), while new Socket.IO clients still connect and chat, `/healthz` answers
+every poll, and /metrics counts every cut by reason.
+
+The node accepts in the order connections arrived, so everything that connects during a flood
+(an attacker, a newcomer, a /healthz poll) first waits its turn in the kernel's accept queue,
+longer on a sanitizer build or a loaded machine. The test measures that wait from the node's
+own /metrics (attackers accepted so far) and judges each time against it, rather than
+guessing a slack wide enough for every machine.
 
 The attackers run in helper processes (this file run as a script), so the test process keeps
 its own descriptors; the scaled test lowers the node's RLIMIT_NOFILE with `prlimit` so the
@@ -27,6 +33,7 @@ if __name__ != "__main__":
 
     from chatmesh_testkit import WAIT, RecordingClient, record_figure, say_msg, unique_room
     from harness.clients import close_all
+    from harness.node import Metrics
     from harness.process import MANAGED_PIDS, stop_process
 
 
@@ -38,18 +45,23 @@ def attack(host: str, port: int, count: int, mode: str, hold_s: float) -> dict:
     """Opens `count` connections that never complete a request head: `idle` ones send nothing,
     `slowloris` ones send a request line and then one header line a second. Records how long
     each lived (from its connect to the node's close) and, for slowloris, how many header lines
-    it sent; gives up on the ones still open after `hold_s`."""
+    it sent; gives up on the ones still open after `hold_s`. `spans` are each socket's connect
+    and close on the system-wide monotonic clock (`time.monotonic()` is CLOCK_MONOTONIC), so the
+    test process can set them against what the node's /metrics said when."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sel = selectors.DefaultSelector()
     opened_at: dict[socket.socket, float] = {}
     lines_sent: dict[socket.socket, int] = {}
     lifetimes: list[float] = []
+    spans: list[tuple[float, float]] = []
     lines_at_close: list[int] = []
     failed, first_error = 0, None
 
     def closed(s: socket.socket, now: float) -> None:
-        lifetimes.append(round(now - opened_at.pop(s), 3))
+        start = opened_at.pop(s)
+        lifetimes.append(round(now - start, 3))
+        spans.append((round(start, 4), round(now, 4)))
         lines_at_close.append(lines_sent.pop(s, 0))
         sel.unregister(s)
         s.close()
@@ -104,7 +116,7 @@ def attack(host: str, port: int, count: int, mode: str, hold_s: float) -> dict:
             next_line = now + 1.0
     return {"event": "done", "mode": mode, "opened": count - failed, "failed_connect": failed,
             "first_error": first_error, "still_open": len(opened_at), "lifetimes": lifetimes,
-            "lines_at_close": lines_at_close}
+            "lines_at_close": lines_at_close, "spans": spans}
 
 
 if __name__ == "__main__":
@@ -176,14 +188,74 @@ class Poller(threading.Thread):
         return self.results
 
 
-def chat_round(node, listener, room: str, i: int, keep: list) -> float:
+class NodeView:
+    """The node's own account of the attack, read from /metrics over one keep-alive connection
+    (a new connection per poll would wait in the accept queue behind the attackers). Each
+    sample is (sent, received, open client sockets, attackers accepted so far, descriptors the
+    process holds, from /proc). An attacker the node has accepted is either still unfinished
+    (it never completes a request head) or has been cut, so `unfinished + cut{header_timeout} +
+    cut{socket_cap}` counts them (give or take a /healthz poll between its accept and its head)."""
+
+    def __init__(self, node):
+        self.url = node.http + "/metrics"
+        self.session = requests.Session()
+        self.fd_dir = f"/proc/{node.pid}/fd"
+
+    def sample(self) -> tuple[float, float, float, float, int]:
+        sent = time.monotonic()
+        r = self.session.get(self.url, timeout=WAIT)
+        received = time.monotonic()
+        assert r.status_code == 200, r.status_code
+        m = Metrics.parse(r.text)
+        accepted = sum(m.get(name, **labels) or 0.0 for name, labels in (
+            ("chatmesh_client_sockets_unfinished", {}),
+            ("chatmesh_connections_cut_total", {"reason": "header_timeout"}),
+            ("chatmesh_connections_cut_total", {"reason": "socket_cap"})))
+        return sent, received, m.get("chatmesh_client_sockets"), accepted, len(os.listdir(self.fd_dir))
+
+
+def accepted_by(samples: list, spans: list) -> list[float]:
+    """For each attacker socket (`spans`, in connect order), the time by which the node had
+    accepted it: the node accepts in the order connections completed, so the k-th to connect
+    was accepted by the first sample that counts k accepted. An upper bound (late by at most
+    one poll), so a lifetime measured from it errs in the node's favour by that much and no
+    more; the node cannot cut a connection before it has accepted it."""
+    out, i = [], 0
+    for k, (connected, _) in enumerate(spans, start=1):
+        while i < len(samples) - 1 and samples[i][3] < k:
+            i += 1
+        out.append(max(connected, samples[i][1]))
+    return out
+
+
+def accepted_within(samples: list, window_s: float) -> tuple[float, float]:
+    """The most attackers the node accepted inside any `window_s` (counted between the sending
+    of one sample and the receipt of a later one), and over how long: all of them were open
+    at once at the end of that span unless the socket cap cut some, since none had waited a
+    whole header_timeout yet."""
+    best, span, j = 0.0, window_s, 0
+    for i in range(len(samples)):
+        j = max(j, i)
+        while j + 1 < len(samples) and samples[j + 1][1] - samples[i][0] <= window_s:
+            j += 1
+        if samples[j][3] - samples[i][3] > best:
+            best, span = samples[j][3] - samples[i][3], max(0.1, samples[j][1] - samples[i][0])
+    return best, span
+
+
+def chat_round(node, listener, room: str, i: int, keep: list, connect_timeout: float = WAIT) -> float:
     """A new client connects (WebSocket or long-polling, in turn), joins and says; the listener
     hears it. Returns how long that took. The client stays connected (in `keep`, closed at the
-    end all at once: python-engineio's polling disconnect can wait a ping interval)."""
+    end all at once: python-engineio's polling disconnect can wait a ping interval).
+
+    Its first connection waits in the kernel's accept queue behind whatever arrived before
+    it, as any client's would: `connect_timeout` lets it wait that out, and the caller judges
+    the time taken against the accept lag it measured."""
     t = time.monotonic()
     c = RecordingClient(node, room, transports=["websocket"] if i % 2 else ["polling"])
     keep.append(c)
-    c.connect()
+    c.sio.eio.request_timeout = connect_timeout
+    c.sio.connect(c.url(), transports=c.transports, wait_timeout=connect_timeout)
     c.join(f"newcomer{i}")
     text = f"made it through {i}"
     c.say(text)
@@ -202,15 +274,15 @@ def run_attack(node, idle: int, slowloris: int, processes_per_mode: int, header_
     assert before.get("chatmesh_connections_cut_total", reason="socket_cap") == 0, before.text
 
     def healthz():
-        r = requests.get(node.http + "/healthz", timeout=WAIT)
-        return r.status_code
-
-    def sockets():
-        m = node.metrics()
-        return m.get("chatmesh_client_sockets")
+        # A new connection each time, which waits in the accept queue like any client's: it
+        # may wait out the accept lag, judged below.
+        t = time.monotonic()
+        r = requests.get(node.http + "/healthz", timeout=hold)
+        return t, time.monotonic() - t, r.status_code
 
     health = Poller(healthz, 0.1)
-    peak = Poller(sockets, 0.25)
+    view = NodeView(node)
+    peak = Poller(view.sample, 0.1)
     chats: list = []
     newcomers: list = []
     chat_stop = threading.Event()
@@ -218,8 +290,9 @@ def run_attack(node, idle: int, slowloris: int, processes_per_mode: int, header_
     def chat_loop():
         i = 0
         while not chat_stop.is_set():
+            t = time.monotonic()
             try:
-                chats.append(chat_round(node, listener, room, i, newcomers))
+                chats.append((t, chat_round(node, listener, room, i, newcomers, connect_timeout=hold)))
             except Exception as e:  # noqa: BLE001 - a failed round is the finding
                 chats.append(e)
             i += 1
@@ -254,42 +327,81 @@ def run_attack(node, idle: int, slowloris: int, processes_per_mode: int, header_
     close_all([listener, *newcomers])
 
     lifetimes = [x for r in results for x in r["lifetimes"]]
+    spans = sorted(tuple(x) for r in results for x in r["spans"])
     slow_lines = [n for r in results if r["mode"] == "slowloris" for n in r["lines_at_close"]]
     failed_connects = sum(r["failed_connect"] for r in results)
     m = node.metrics()
     cut_timeout = m.get("chatmesh_connections_cut_total", reason="header_timeout")
     cut_cap = m.get("chatmesh_connections_cut_total", reason="socket_cap")
-    peak_sockets = max((p for p in peaks if isinstance(p, float)), default=0)
+    view.session.close()
+    samples = [p for p in peaks if isinstance(p, tuple)]
+    final = time.monotonic()
+    samples.append((final, final, m.get("chatmesh_client_sockets"), cut_timeout + cut_cap, 0))
+    peak_sockets = max((p[2] for p in samples), default=0)
+    peak_descriptors = max((p[4] for p in samples), default=0)
+    accepts = accepted_by(samples, spans)
+    node_lifetimes = [close - accepted for (_, close), accepted in zip(spans, accepts)]
+    longest = max(range(len(spans)), key=node_lifetimes.__getitem__)
+    accept_lag = max(accepted - connected for (connected, _), accepted in zip(spans, accepts))
+    held, held_span = accepted_within(samples, header_timeout_s - 0.25)
+    poll_gap = max((b[1] - a[1] for a, b in zip(samples, samples[1:-1])), default=0)
     chat_failures = [c for c in chats if isinstance(c, Exception)]
-    chat_times = sorted(c for c in chats if not isinstance(c, Exception))
-    bad_health = [h for h in health_results if h != 200]
+    chat_times = sorted(c[1] for c in chats if not isinstance(c, Exception))
+
+    def lag_during(t0: float, t1: float) -> float:
+        """The longest a connection made between `t0` and `t1` waited to be accepted, going by
+        the attackers that connected just before `t0` and in between."""
+        before = [k for k, (connected, _) in enumerate(spans) if connected <= t0][-1:]
+        during = [k for k, (connected, _) in enumerate(spans) if t0 < connected <= t1]
+        return max((max(0.0, accepts[k] - max(t0, spans[k][0])) for k in before + during), default=0.0)
+
+    # A newcomer is slowed by the accept queue and by nothing else.
+    late_chats = [(round(took, 2), round(lag_during(t, t + took), 2)) for t, took in
+                  (c for c in chats if not isinstance(c, Exception))
+                  if took > lag_during(t, t + took) + WAIT]
+    bad_health = [h for h in health_results if not isinstance(h, tuple) or h[2] != 200]
+    late_health = [(round(took, 2), round(lag_during(t, t + took), 2)) for t, took, _ in
+                   (h for h in health_results if h not in bad_health)
+                   if took > lag_during(t, t + took) + WAIT]
     record_figure(label, (
         f"{opened} attacker sockets ({idle} idle, {slowloris} slowloris; {failed_connects} connects "
         f"failed) opened in {t_opened:.1f}s, all closed by the node after {t_done:.1f}s; "
-        f"lifetime max {max(lifetimes):.2f}s (header_timeout {header_timeout_s}s); cut: "
+        f"accept lag max {accept_lag:.2f}s, {held:.0f} accepted within one header_timeout; "
+        f"lifetime max {max(lifetimes):.2f}s from connect, {max(node_lifetimes):.2f}s from accept "
+        f"(header_timeout {header_timeout_s}s; /metrics every {poll_gap:.2f}s at worst); cut: "
         f"header_timeout {cut_timeout:.0f}, socket_cap {cut_cap:.0f}; client sockets peak "
-        f"{peak_sockets:.0f} (cap {cap}); {len(chat_times)} newcomers chatted meanwhile "
-        f"(slowest {chat_times[-1] if chat_times else 0:.2f}s), {len(chat_failures)} failed; "
+        f"{peak_sockets:.0f} (cap {cap}), descriptors peak {peak_descriptors}; "
+        f"{len(chat_times)} newcomers chatted meanwhile "
+        f"(slowest {chat_times[-1] if chat_times else 0:.2f}s; {len(late_chats)} slower than the accept "
+        f"lag + {WAIT}s), {len(chat_failures)} failed; "
         f"/healthz {len(health_results)} polls, {len(bad_health)} failed"
-        + (f" (first: {bad_health[0]!r})" if bad_health else "")))
+        + (f" (first: {bad_health[0]!r})" if bad_health else "") + f", {len(late_health)} late"))
 
     assert all(r["still_open"] == 0 for r in results), \
         f"attacker sockets still open after {hold}s: {[r['still_open'] for r in results]}"
-    assert max(lifetimes) <= header_timeout_s + slack_s, \
-        f"an attacker lived {max(lifetimes):.2f}s, header_timeout is {header_timeout_s}s"
+    # The header timer runs from the node's accept: a busy node (a sanitizer build, a loaded
+    # machine) accepts late, but once it has, the connection is cut within header_timeout.
+    connected, closed = spans[longest]
+    assert node_lifetimes[longest] <= header_timeout_s + slack_s, (
+        f"an attacker lived {node_lifetimes[longest]:.2f}s after the node accepted it (connected "
+        f"{connected:.2f}, accepted by {accepts[longest]:.2f}, closed {closed:.2f}); "
+        f"header_timeout is {header_timeout_s}s")
     if slowloris:
         # Trickled header lines did not buy time: sockets that sent some were cut all the same.
         assert max(slow_lines) >= 1, slow_lines[:50]
     assert not chat_failures, f"{len(chat_failures)} newcomers failed: {chat_failures[:3]}"
+    assert not late_chats, f"newcomers slower than the accept queue + {WAIT}s: (took, lag) {late_chats[:5]}"
     assert len(chat_times) >= 3, chat_times
     assert not bad_health, f"/healthz failed {len(bad_health)} of {len(health_results)} times: " \
                            f"{bad_health[:3]}"
+    assert not late_health, f"/healthz slower than the accept queue + {WAIT}s: (took, lag) {late_health[:5]}"
     assert len(health_results) >= 10, health_results
     # Every attacker was cut by the node, and nobody else: the counters add up exactly.
     assert cut_timeout + cut_cap == opened, (cut_timeout, cut_cap, opened, m.text)
     assert cut_timeout > 0, m.text
     assert after_round < WAIT
-    return {"opened": opened, "cut_cap": cut_cap, "peak": peak_sockets}
+    return {"opened": opened, "cut_cap": cut_cap, "peak": peak_sockets, "descriptors": peak_descriptors,
+            "accepted_within_timeout": held, "accept_rate": held / held_span}
 
 
 def start_node(node_factory, limits: dict, nofile: int | None):
@@ -302,19 +414,42 @@ def start_node(node_factory, limits: dict, nofile: int | None):
 
 def test_idle_and_slowloris_past_the_descriptor_limit_are_cut_while_clients_chat(node_factory):
     """2,600 attacker sockets against a node with 2,048 descriptors (cap 1,792 with the default
-    reserve of 256): half idle, half trickling a header line a second. header_timeout is 4 s,
-    long enough for even a loaded debug build to accept them all before the first expire; the
-    slack allows for the time a connection waits in the accept queue of a busy node."""
-    node = start_node(node_factory, {"header_timeout": 4000}, nofile=2048)
+    reserve of 256): half idle, half trickling a header line a second. Each is cut within
+    header_timeout (4 s) of the node's accept, plus a little slack for the timer's loop turn and
+    the attacker noticing; the wait in the accept queue before it is measured, not guessed.
+
+    The cap is reached only if the node accepts more than 1,792 connections within one
+    header_timeout, which a sanitizer build on a loaded machine may not: then the node's
+    measured accept rate sets the header_timeout of a second attack, on a fresh node, under
+    which it must."""
     cap = 2048 - 256
-    out = run_attack(node, idle=1300, slowloris=1300, processes_per_mode=1, header_timeout_s=4.0,
-                     slack_s=6.0, cap=cap, label="connection defences, 2,048 descriptors")
-    assert out["opened"] > 2048
-    # The cap was reached and held: room was made, and the node went past it by no more than
-    # the cuts in flight to other loops, well inside the 256 descriptors of reserve.
+    header_timeout_s = 4.0
+    for attempt in (1, 2):
+        node = start_node(node_factory, {"header_timeout": int(header_timeout_s * 1000)}, nofile=2048)
+        out = run_attack(node, idle=1300, slowloris=1300, processes_per_mode=1,
+                         header_timeout_s=header_timeout_s, slack_s=2.0, cap=cap,
+                         label=f"connection defences, 2,048 descriptors (attack {attempt})")
+        assert out["opened"] > 2048
+        node.assert_healthy()
+        # The premise of the cap checks below: more connections accepted within one
+        # header_timeout than the cap holds, by enough that the cap was held for a while.
+        if out["accepted_within_timeout"] >= cap + 200:
+            break
+        assert attempt == 1, f"the cap was not reached even with header_timeout {header_timeout_s}s: {out}"
+        needed = 1.5 * (cap + 200) / out["accept_rate"]
+        assert needed <= 40, (f"the node accepts {out['accept_rate']:.0f} connections/s; reaching "
+                              f"its cap would take a header_timeout of {needed:.0f}s: {out}")
+        header_timeout_s = float(int(needed) + 1)
+    # The cap was reached and held: room was made, and the node went past it only by the
+    # connections whose room was still being made, inside the 256 descriptors of reserve: the
+    # process never ran out of descriptors (an accept failing with EMFILE). Sampled every 0.1 s
+    # over a keep-alive connection, the passing is seen whole: up to ~130 sockets over the cap
+    # (a cut handed to another loop runs a loop turn later; a closed socket leaves the count
+    # when its handlers are removed, a turn later too), and descriptors up to ~240 over it
+    # (channels accepted on the listener's loop and not yet admitted on their own).
     assert out["cut_cap"] > 0
-    assert cap - 50 <= out["peak"] <= cap + 64, out
-    node.assert_healthy()
+    assert cap - 50 <= out["peak"] <= cap + 256, out
+    assert out["descriptors"] < 2048, out
     assert "client socket cap reached" in node.log_text(200000)
 
 
