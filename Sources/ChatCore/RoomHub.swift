@@ -46,6 +46,13 @@ public final class RoomHub: FanoutDelivery {
         return shard
     }
 
+    /// A reload's new `max_write_delay`, handed to every shard on its own loop; the future
+    /// completes when all have it.
+    public func setMaxWriteDelay(_ delay: TimeAmount) -> EventLoopFuture<Void> {
+        let applied = shards.map { shard in shard.eventLoop.submit { shard.setMaxWriteDelay(delay) } }
+        return EventLoopFuture.andAllSucceed(applied, on: shards[0].eventLoop)
+    }
+
     /// Rooms with at least one local member.
     public var roomCount: Int { memberCounts.withLockedValue { $0.count } }
 

@@ -110,9 +110,21 @@ public final class RoomShard: @unchecked Sendable { // state touched only on eve
     private var lastRoundEnd: UInt64 = 0
     private var lastRoundCost: UInt64 = 0
     private var roundScheduled = false
-    private let maxWriteDelayNanos: UInt64
+    private var maxWriteDelayNanos: UInt64
     private let clock: () -> NIODeadline
     private let cpuClock: () -> UInt64
+
+    /// The longest a broadcast may wait for the next write round; read on this shard's loop.
+    public var maxWriteDelay: TimeAmount {
+        eventLoop.preconditionInEventLoop()
+        return .nanoseconds(Int64(maxWriteDelayNanos))
+    }
+
+    /// A reload's new `max_write_delay`; on this shard's loop. The next round waits by it.
+    public func setMaxWriteDelay(_ delay: TimeAmount) {
+        eventLoop.preconditionInEventLoop()
+        maxWriteDelayNanos = UInt64(max(0, delay.nanoseconds))
+    }
 
     private func writePendingBatches() {
         let now = clock().uptimeNanoseconds

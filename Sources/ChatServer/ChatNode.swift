@@ -341,6 +341,12 @@ extension ChatNode {
         if target.engine != old.engine || target.limits != old.limits {
             context.applySettings(engine: target.engine, limits: target.limits)
         }
+        if target.limits.maxWriteDelay != old.limits.maxWriteDelay {
+            let applied = context.hub.setMaxWriteDelay(target.limits.maxWriteDelay).map { "write pacing applied" }
+            if case .failure(let error) = waitFor(applied, timeout: timeout) {
+                logger.error("reload: the room shards did not take the new max_write_delay in time: \(error)")
+            }
+        }
         let policy = Self.recoveryPolicy(target)
         if let recovery, policy != Self.recoveryPolicy(old) {
             let applied = recovery.eventLoop.submit { () -> String in

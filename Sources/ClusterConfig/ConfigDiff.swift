@@ -176,7 +176,6 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
     /// client times its own side of the heartbeat by those numbers.
     static let newSessions = "new sessions; connected ones keep what their handshake said"
 
-    static let keepOldWriteDelay: @Sendable (inout ClusterConfig, ClusterConfig) -> Void = { $0.limits.maxWriteDelay = $1.limits.maxWriteDelay }
 
     static func milliseconds(_ time: TimeAmount) -> String { String(time.wholeMilliseconds) }
 
@@ -252,10 +251,8 @@ public struct ConfigDiff: Sendable, Equatable, CustomStringConvertible {
         live("limits", "say_burst") { String($0.limits.sayBurst) },
         live("limits", "outbound_buffer") { String($0.limits.outboundBuffer) },
         live("limits", "max_connections") { String($0.limits.maxConnections) },
-        // Each loop's room shard paces its writes by it, fixed when the hub is made.
-        atStart("limits", "max_write_delay", note: "the room shards' write pacing is fixed at start", keepOld: keepOldWriteDelay) {
-            milliseconds($0.limits.maxWriteDelay)
-        },
+        // Each loop's room shard takes it on its own loop (RoomHub.setMaxWriteDelay).
+        live("limits", "max_write_delay") { milliseconds($0.limits.maxWriteDelay) },
         live("limits", "header_timeout") { milliseconds($0.limits.headerTimeout) },
         live("limits", "max_sockets") { String($0.limits.maxSockets) },
         live("limits", "fd_reserve") { String($0.limits.fdReserve) },

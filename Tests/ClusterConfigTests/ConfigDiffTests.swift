@@ -72,18 +72,17 @@ import Darwin
 
     // MARK: live settings
 
-    /// The chat limits change live; the room shards' write pacing is fixed when the hub is made,
-    /// so `max_write_delay` alone keeps its old value.
-    @Test func limitsChangeLiveExceptTheWritePacing() throws {
+    /// The chat limits and the room shards' write pacing change live.
+    @Test func limitsAndTheWritePacingChangeLive() throws {
         let diff = ConfigDiff(old: try Self.config(), new: try Self.config(with: "[limits]\nsay_rate = 50\nmax_write_delay = 0\ntext_max = 10"), localNode: "a1")
         #expect(Self.lines(diff) == [
             "[limits] text_max: 4096 -> 10 (live)",
             "[limits] say_rate: 20 -> 50 (live)",
-            "[limits] max_write_delay: 10 -> 0 (needs restart on every node: the room shards' write pacing is fixed at start)",
+            "[limits] max_write_delay: 10 -> 0 (live)",
         ])
         #expect(diff.appliedConfig.limits.sayRate == 50)
         #expect(diff.appliedConfig.limits.textMax == 10)
-        #expect(diff.appliedConfig.limits.maxWriteDelay == .milliseconds(10))
+        #expect(diff.appliedConfig.limits.maxWriteDelay == .zero)
     }
 
     @Test func limitsOfSocketsAndConnectionsChangeLive() throws {
