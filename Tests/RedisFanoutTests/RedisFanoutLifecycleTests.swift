@@ -3,6 +3,8 @@ import ClusterConfig
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOPosix
+import Foundation
 import SocketIO
 import Testing
 @testable import RedisFanout
@@ -133,5 +135,33 @@ extension RedisFanoutLifecycleTests {
         #expect(text.components(separatedBy: "PUBLISH").count == 2)
         #expect(text.contains("three"))
         #expect(!text.contains("one"))
+    }
+}
+
+extension RedisFanoutLifecycleTests {
+    /// Classic mode on a cluster names several nodes: a dead first one is skipped, and both
+    /// connections end on the next (a fake node on loopback; the dead one a closed port).
+    @Test func aDeadFirstSeedIsSkippedForTheNext() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let live = try RedisClusterFanoutRedirectTests.FakeNode(group: group) { _ in [.integer(1)] }
+        defer { live.close() }
+        let closed = try RedisClusterFanoutRedirectTests.FakeNode(group: group) { _ in [] }
+        let deadAddress = closed.address
+        closed.close()
+        var url = RedisURL(host: deadAddress.host, port: deadAddress.port)
+        url.cluster = true
+        url.seeds = [deadAddress, live.address]
+        let fanout = RedisFanout(url: url, channelPrefix: "", bufferMessages: 100, bufferTime: .seconds(10), eventLoop: group.next(),
+                                 logger: Logger(label: "redis-test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        fanout.start(delivery: RedisClusterFanoutRedirectTests.NoDelivery())
+        try fanout.start(FanoutStartContext())
+        defer { _ = try? fanout.stop().wait() }
+        fanout.subscribe(room: "lobby")
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline && (!fanout.health.isReady || live.sent("SUBSCRIBE").isEmpty) {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        #expect(fanout.health.isReady)
+        #expect(live.sent("SUBSCRIBE").map { $0[1] } == ["lobby"])
     }
 }
