@@ -451,6 +451,8 @@ def test_every_kind_of_bad_file_is_rejected_and_chat_runs_on(mesh_factory):
                  "fanout = redis needs"),
         case("[mesh] tls = on without its files", "\n[mesh]\ntls = on\n", "tls = on", "needs tls_ca, tls_cert and tls_key"),
         case("a mesh TLS file with tls off", "\n[mesh]\ntls_ca = ca.pem\n", "tls_ca = ca.pem", "but tls is off"),
+        case("missing mesh TLS files", "\n[mesh]\ntls = on\ntls_ca = nope-ca.pem\ntls_cert = nope.pem\ntls_key = nope.key\n",
+             "tls_ca = nope-ca.pem", "nope-ca.pem"),
         case("a node certificate without its key", "tls_cert = a2.pem\n", "tls_cert = a2.pem", "needs 'tls_key'"),
         case("a redis TLS file with a redis:// url", "\n[redis]\nurl = redis://:pw@127.0.0.1:6379\ntls_ca = ca.pem\n",
              "tls_ca = ca.pem", "is only for TLS"),

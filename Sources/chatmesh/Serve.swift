@@ -142,6 +142,13 @@ struct Serve: ParsableCommand {
             chatNode.reloadRejected("\(error)")
             return
         }
+        // The file checks a start makes (and check-config): a file that names a TLS file this
+        // node cannot use is rejected now, not found at the next restart.
+        let fileProblems = TLSFileChecks.problems(in: loaded, configFile: path, nodes: [chatNode.nodeName])
+        if !fileProblems.isEmpty {
+            chatNode.reloadRejected(fileProblems.map { "\($0)" }.joined(separator: "; "))
+            return
+        }
         chatNode.reload(to: loaded)
     }
 }
