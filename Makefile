@@ -6,7 +6,7 @@ BIN := .build/debug/chatmesh
 PYTEST := .venv/bin/pytest
 
 .PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench bench-scale scale-test fuzz fuzz-check \
-	sanitize sanitize-address sanitize-thread asan-integration asan-integration-core asan-integration-security asan-faults asan-browser \
+	sanitize sanitize-address sanitize-thread asan-integration asan-integration-core asan-integration-security asan-integration-redis-cluster asan-faults asan-browser \
 	tsan-build-and-unit tsan-build tsan-unit tsan-integration tsan-integration-a tsan-integration-b test-steps
 
 all: build
@@ -44,7 +44,7 @@ test-steps:
 	$(STAGE) asan-unit $(SANITIZED) address $(SWIFT) test --skip-build
 	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN)
 	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target asan-integration-core asan-integration-security asan-browser \
-		asan-faults tsan-integration-a tsan-integration-b tsan-unit TSAN_NICE="chrt --idle 0"
+		tsan-integration-a tsan-integration-b tsan-unit asan-integration-redis-cluster asan-faults TSAN_NICE="chrt --idle 0"
 
 build-tests:
 	$(STAGE) build$(if $(SANITIZE),-$(SANITIZE)) $(if $(SANITIZE),$(SANITIZED) $(SANITIZE) )$(SWIFT) build --build-tests
@@ -96,9 +96,14 @@ FAULT_SUITE := IntegrationTests/integration/test_faults_netns.py
 SECURITY_SUITES := $(wildcard IntegrationTests/integration/test_*tls*.py IntegrationTests/integration/test_check_config_security.py \
 	IntegrationTests/integration/test_connection_defences.py IntegrationTests/integration/test_systemd_*.py \
 	IntegrationTests/integration/test_recovery*.py IntegrationTests/integration/test_relay*.py)
+# The Redis Cluster suites (two real 6-process clusters) are a third part beside them.
+REDIS_CLUSTER_SUITES := $(wildcard IntegrationTests/integration/test_redis_cluster*.py)
 asan-integration-core:
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration \
-		--ignore=$(FAULT_SUITE) $(addprefix --ignore=,$(SECURITY_SUITES))
+		--ignore=$(FAULT_SUITE) $(addprefix --ignore=,$(SECURITY_SUITES) $(REDIS_CLUSTER_SUITES))
+
+asan-integration-redis-cluster:
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(REDIS_CLUSTER_SUITES)
 
 asan-integration-security:
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(SECURITY_SUITES)
