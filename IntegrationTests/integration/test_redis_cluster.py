@@ -19,7 +19,8 @@ import pytest
 
 from chatmesh_testkit import record_figure
 from harness.clients import blast
-from redis_cluster_testkit import ClusterChat, cluster_module, key_slot, room_in_slots
+from harness.process import free_port
+from redis_cluster_testkit import cluster_module, key_slot
 from redis_testkit import (M, LineReader, join_msg, numbered, order_report, quit_msg,
                            redis_cli_binary, say_msg, says, stop_process, unique_room,
                            wait_until)
@@ -277,7 +278,6 @@ def test_a_dead_first_seed_is_skipped(request, env):
     topology from the second and serves a room on every shard."""
     rc, _ = env
     _, make_chat, _ = cluster_module(request)
-    from harness.process import free_port
     dead = free_port()
     chat = make_chat(rc, mode="sharded", names=("c1", "c2"),
                      url=f"redis+cluster://:{rc.password}@127.0.0.1:{dead},{rc.nodes[3].address}")

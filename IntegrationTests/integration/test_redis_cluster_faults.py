@@ -19,7 +19,7 @@ import pytest
 from chatmesh_testkit import record_figure
 from harness.clients import PacedSender
 from redis_cluster_testkit import cluster_module, key_slot, room_in_slots, sigterm_all
-from redis_testkit import M, join_msg, numbered, order_report, say_msg, unique_room, wait_until
+from redis_testkit import M, join_msg, numbered, order_report, say_msg, wait_until
 
 NODES = ("a1", "a2", "a3")
 BUFFER_MS = 10000
@@ -177,9 +177,16 @@ def test_primary_killed_under_traffic_replica_promoted_nothing_lost(env):
     watch.stop()
     calm_clients[0].wait_for(lambda evs: (M, say_msg("erin", "the other shard")) in evs,
                              what="a say on the other shard")
-    report = delivery_report(sent, {"bob@a2": bob, "carol@a3": carol, "alice@a1": alice})
+    members = {"bob@a2": bob, "carol@a3": carol, "alice@a1": alice}
+    report = delivery_report(sent, members)
     deltas = metric_deltas(chat, before)
     new = failover["new"]
+    # Every say missing anywhere: when it was sent, relative to the kill, and who got it.
+    missing = sorted(set(range(sent)) - set.intersection(*(set(numbered(c, "alice"))
+                                                             for c in members.values())))
+    missing_detail = [(i, f"{(sender.sent_at[i] - failover['killed_at']) * 1000:+.0f} ms",
+                       [w for w, c in members.items() if i in numbered(c, "alice")])
+                      for i in missing[:20]]
     record_figure("redis cluster failover",
                   f"kill -9 of primary :{victim.port} (slots {victim_shard.label}) under 100 says/s; "
                   f"replica :{new.port} promoted after {failover['seconds']:.2f}s; delivery of says "
@@ -187,7 +194,9 @@ def test_primary_killed_under_traffic_replica_promoted_nothing_lost(env):
                   f"{ {k: round(v, 2) for k, v in resumed.items()} } s (0 bob@a2, 1 carol@a3, "
                   f"2 alice@a1); {sent} says, {sender.ok_acks()} acked ok; "
                   + "; ".join(f"{k}: lost {v['lost']}, duplicated {v['duplicated']}"
-                              for k, v in report.items()))
+                              for k, v in report.items())
+                  + (f"; missing says (sent relative to the kill, got it): {missing_detail}"
+                     if missing else ""))
     record_figure("redis cluster failover", f"not ready during it: {sorted(watch.not_ready)} "
                   f"(ready again {[(k, round(v - promoted_at, 2)) for k, v in watch.ready_again.items()]} "
                   f"s after the promotion); metric deltas {deltas}")
@@ -198,7 +207,8 @@ def test_primary_killed_under_traffic_replica_promoted_nothing_lost(env):
         f"delivery resumed after {resumed} s of the promotion (limit {RESUME_LIMIT_S})"
     assert sender.ok_acks() == sent, "every say was acked ok (buffered, not refused)"
     for who, r in report.items():
-        assert r["lost"] == 0, f"{who}: {r['report']}"
+        assert r["lost"] == 0, f"{who}: {r['report']}; missing says (sent relative to the " \
+                               f"kill, who got them): {missing_detail}"
         assert r["first_copies_in_order"], f"{who}: {r['report']}"
     for n, d in deltas.items():
         assert d["dropped"] == 0, deltas
