@@ -342,3 +342,64 @@ def test_clusterdown_keeps_nodes_up_and_they_recover(env):
         a.wait_for(lambda evs: (M, join_msg("b")) in evs, what="b's join")
         b.say("back")
         a.wait_for(lambda evs: (M, say_msg("b", "back")) in evs, what=f"a say on shard :{port}")
+
+
+def test_moved_loop_is_bounded_logged_and_the_says_wait(env):
+    """A MOVED loop made by hand: the room's primary is told (CLUSTER SETSLOT <slot> NODE) that
+    another primary owns the slot, which still believes the first one does: each answers MOVED
+    to the other. The node follows a bounded number of redirects, logs the loop, counts it,
+    keeps the says and stays up; once the slot is given back they are delivered."""
+    rc, chat = env
+    shard, other = rc.shards()[0], rc.shards()[1]
+    owner, wrong = shard.primary, other.primary
+    room = room_in_slots("loop", shard.slots())
+    slot = key_slot(room)
+    alice, (bob, carol) = busy_room(chat, room, "a1")
+    before = {n: chat[n].metrics() for n in chat.nodes}
+    log_size = len(chat["a1"].log_text(10 ** 7))
+    assert owner.command("CLUSTER", "SETSLOT", slot, "NODE", wrong.node_id) == "OK"
+    try:
+        assert "MOVED" in owner.cli("SPUBLISH", room, "probe").stdout
+        assert "MOVED" in wrong.cli("SPUBLISH", room, "probe").stdout
+        t0 = time.monotonic()
+        for i in range(5):
+            alice.say(f"alice:{i}")
+        t_loop = None
+        try:
+            wait_until(lambda: chat["a1"].metrics().total("chatmesh_redis_redirect_loops_total")
+                       > before["a1"].total("chatmesh_redis_redirect_loops_total"),
+                       timeout=5, what="a1 counting the MOVED loop")
+            t_loop = time.monotonic() - t0
+        except AssertionError:
+            pass  # reported below, with what happened instead
+        time.sleep(0.5)
+        log = chat["a1"].log_text(10 ** 7)[log_size:]
+        line = next((l for l in log.splitlines() if "moved loop" in l.lower()), None)
+        moved_lines = {n: chat[n].log_text(10 ** 7).count("redis slot moved") for n in chat.nodes}
+        got_during = {w: numbered(c, "alice") for w, c in (("bob", bob), ("carol", carol))}
+        alive = {n: chat[n].alive() for n in chat.nodes}
+    finally:
+        assert owner.command("CLUSTER", "SETSLOT", slot, "NODE", owner.node_id) == "OK"
+    t_back = time.monotonic()
+    rc.wait_ok(10)
+    wait_complete(5, [bob, carol, alice])
+    delivered = time.monotonic() - t_back
+    report = delivery_report(5, {"bob@a2": bob, "carol@a3": carol, "alice@a1": alice})
+    deltas = metric_deltas(chat, before)
+    record_figure("redis cluster MOVED loop",
+                  f"slot {slot} of :{owner.port} pointed at :{wrong.port} and back: a1 counted the "
+                  f"loop after {t_loop if t_loop is None else round(t_loop, 2)}s and logged: {line}; "
+                  f"'redis slot moved' lines logged per node: {moved_lines}; during it the others got "
+                  f"{got_during}; after the slot was given back the 5 says arrived within "
+                  f"{delivered:.2f}s: " + "; ".join(f"{k}: lost {v['lost']}, duplicated "
+                                                   f"{v['duplicated']}" for k, v in report.items())
+                  + f"; metric deltas {deltas}")
+    assert all(alive.values()), alive
+    for who, r in report.items():
+        assert r["lost"] == 0, f"{who}: {r['report']}"
+        assert r["first_copies_in_order"], f"{who}: {r['report']}"
+    assert deltas["a1"]["moved"] >= 2, deltas
+    assert t_loop is not None and line is not None, \
+        f"a1 neither counted (chatmesh_redis_redirect_loops_total) nor logged a MOVED loop in 5 s; " \
+        f"'redis slot moved' lines per node {moved_lines}; a1's log:\n{log[-2000:]}"
+    assert max(moved_lines.values()) < 200, f"the loop flooded the logs: {moved_lines}"
