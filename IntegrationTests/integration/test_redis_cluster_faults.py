@@ -2,9 +2,10 @@
 replicas, cluster-node-timeout 1000 ms, password on; 3 chatmesh nodes): a primary holding a
 busy room is killed with SIGKILL and its replica promoted; a busy room's slot is moved to
 another primary with `redis-cli --cluster reshard`; two of the three shards stop entirely
-(CLUSTERDOWN on the third). Under traffic each time, every acknowledged say reaches every
-member: nothing lost within the buffer bound (`buffer_ms = 10000`: the outages here last 2-5
-s), duplicates counted and printed; no node crashes.
+(CLUSTERDOWN on the third); two primaries send each other MOVED for one slot (a loop made with
+CLUSTER SETSLOT). Under traffic each time, every acknowledged say reaches every member: nothing
+lost within the buffer bound (`buffer_ms = 10000`: the outages here last 2-5 s), duplicates
+counted and printed; no node crashes.
 
 One Redis Cluster per module; every test puts it back (killed and stopped nodes started
 again, rejoining as replicas) so that no test depends on another's order."""
