@@ -8,9 +8,9 @@ nodes on it in sharded or classic mode.
 
     @pytest.fixture(scope="module")
     def env(request):
-        make_redis_cluster, make_chat = cluster_module(request)
+        make_redis_cluster, make_chat, make_redis = cluster_module(request)
         rc = make_redis_cluster()
-        return rc, make_chat(rc, mode="sharded")
+        return rc, make_chat(rc, mode="sharded")    # a1..a3, url redis+cluster://:PASS@seed1,seed2
 
 Every redis-server listens on a free loopback port with its cluster bus on another free port
 (`cluster-port`: port + 10000 may be above 65535), requires a password (requirepass and
@@ -402,7 +402,7 @@ class RedisCluster:
                 return self.by_port(port)
             return None
 
-        new = wait_until(promoted, timeout=timeout, interval=0.01,
+        new = wait_until(promoted, timeout=timeout, interval=0.02,
                          what=f"a replica of :{primary.port} promoted")
         promoted_at = time.monotonic()
         return {"killed_at": killed_at, "promoted_at": promoted_at, "new": new,
