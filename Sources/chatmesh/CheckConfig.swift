@@ -1,6 +1,7 @@
 import ArgumentParser
 import ClusterConfig
 import ClusterSecurity
+import RedisFanout
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,6 +21,13 @@ struct CheckConfig: ParsableCommand {
         agree. With --node, a change is judged from that node's side. Relative paths are \
         resolved against each file's own directory, so keep NEW beside OLD to compare only \
         what changed.
+
+        With --connect (off by default: without it check-config reads only files), a config \
+        with fanout = redis also has every seed of [redis] url dialed as a node would (TLS and \
+        AUTH included, \(RedisSeedProbe.defaultTimeout.nanoseconds / 1_000_000_000) s each, all at \
+        once) and one line printed per seed: ok, warning (usable, probably not what was meant) \
+        or unusable (unreachable, AUTH refused, not in cluster mode for a redis+cluster:// url, \
+        CLUSTERDOWN); any unusable seed makes the exit status 1. With --diff, FILE's Redis is dialed.
         """
     )
 
@@ -35,10 +43,14 @@ struct CheckConfig: ParsableCommand {
     @Flag(name: .customLong("no-tls-files"), help: "Do not check the TLS files (certificates, keys) the config names.")
     var noTLSFiles = false
 
+    @Flag(help: "Also dial the Redis that FILE names (fanout = redis): one line per seed saying whether a node can use it.")
+    var connect = false
+
     func run() throws {
         do {
             if let diff {
-                try printDiff(from: diff)
+                let new = try printDiff(from: diff)
+                if connect { try probeRedis(of: new) }
                 return
             }
             let config = try ClusterConfig.load(path: file)
@@ -57,6 +69,7 @@ struct CheckConfig: ParsableCommand {
                 throw ExitCode(1)
             }
             print(config.summary())
+            if connect { try probeRedis(of: config) }
         } catch let exit as ExitCode {
             throw exit
         } catch {
@@ -65,8 +78,9 @@ struct CheckConfig: ParsableCommand {
         }
     }
 
-    /// `--diff OLD FILE`: the changes, one a line. Errors are thrown as in `run`.
-    private func printDiff(from oldFile: String) throws {
+    /// `--diff OLD FILE`: the changes, one a line; returns FILE's config. Errors are thrown
+    /// as in `run`.
+    private func printDiff(from oldFile: String) throws -> ClusterConfig {
         let old = try ClusterConfig.load(path: oldFile)
         let new = try ClusterConfig.load(path: file)
         if let node, old.node(named: node) == nil, new.node(named: node) == nil {
@@ -81,6 +95,28 @@ struct CheckConfig: ParsableCommand {
             throw ExitCode(1)
         }
         print(ConfigDiff(old: old, new: new, localNode: node))
+        return new
+    }
+
+    /// `--connect`: one line per Redis seed (`RedisSeedProbe`); exit 1 when one is unusable,
+    /// since a node would only log the same reason and keep retrying.
+    private func probeRedis(of config: ClusterConfig) throws {
+        guard config.fanout == .redis, let url = config.redisURL else {
+            print("connect: fanout = \(config.fanout.rawValue), no Redis to dial")
+            return
+        }
+        let reports: [RedisSeedProbe.Report]
+        do {
+            reports = try RedisSeedProbe.check(url: url, tls: config.redisTLS)
+        } catch {
+            throw ConfigError(file: file, line: error.line, message: "[redis] \(error.key): \(error.message)")
+        }
+        for report in reports { print(report) }
+        let unusable = reports.filter { $0.verdict == .unusable }.count
+        if unusable > 0 {
+            printError("\(file): \(unusable) of \(reports.count) Redis seed\(reports.count == 1 ? "" : "s") unusable (see above)")
+            throw ExitCode(1)
+        }
     }
 }
 
