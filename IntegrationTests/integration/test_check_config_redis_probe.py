@@ -18,7 +18,8 @@ import pytest
 from chatmesh_testkit import chatmesh_binary, free_ports, wait_until
 from harness.cluster import factory
 from redis_cluster_testkit import ClusterRedis
-from redis_testkit import REDIS_PASSWORD, redis_factory, redis_server  # noqa: F401  (fixtures)
+from redis_testkit import (REDIS_PASSWORD, RedisTLSFiles, redis_factory,  # noqa: F401  (fixtures)
+                           redis_server)
 
 CONF = """[cluster]
 fanout = redis
@@ -29,9 +30,10 @@ listen = 127.0.0.1:{port}
 """
 
 
-def check_config(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
+def check_config(tmp_path: Path, url: str, *extra: str, redis_keys: dict | None = None) -> subprocess.CompletedProcess:
     conf = tmp_path / "cluster.conf"
-    conf.write_text(CONF.format(url=url, port=free_ports(1)[0]))
+    keys = "".join(f"{k} = {v}\n" for k, v in (redis_keys or {}).items())
+    conf.write_text(CONF.format(url=url, port=free_ports(1)[0]).replace("[node a1]", keys + "[node a1]"))
     return subprocess.run([str(chatmesh_binary()), "check-config", str(conf), *extra],
                           capture_output=True, text=True, timeout=30)
 
@@ -102,3 +104,19 @@ def test_a_one_shard_cluster_is_ok_behind_a_cluster_url_and_a_warning_behind_red
     [line] = seed_lines(r)
     assert line.startswith(f"redis seed {seed}: warning: a Redis Cluster node of 1 shard behind a "
                            "single-server url: use redis+cluster:// (with mode = classic or sharded)"), line
+
+
+def test_tls_is_dialed_with_the_configs_ca_as_a_node_would(tmp_path, redis_factory):
+    files = RedisTLSFiles(tmp_path / "tls")
+    redis = redis_factory(tls=files)
+    line = f"redis seed 127.0.0.1:{redis.port}: "
+    r = check_config(tmp_path, redis.url, "--connect", redis_keys=files.redis_keys())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert seed_lines(r) == [line + "ok: a single server (not in cluster mode)"], r.stdout
+
+    # Without tls_ca the system's CAs do not know the test CA: refused, as a node would be.
+    r = check_config(tmp_path, redis.url, "--connect")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert seed_lines(r) == [line + "unusable: TLS handshake failed: certificate verify failed (is [redis] "
+                             "tls_ca the CA that signed the server's certificate, and is that certificate "
+                             "within its validity dates?)"], r.stdout
