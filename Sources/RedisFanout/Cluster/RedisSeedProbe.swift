@@ -50,8 +50,12 @@ public final class RedisSeedProbe: RedisLinkOwner, @unchecked Sendable {
         let tlsClient = try url.tls ? RedisTLSClient(settings: tls ?? RedisTLSSettings(), host: url.host) : nil
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        // `probe` never fails its future: every outcome is a report.
-        return (try? probe(url: url, tls: tlsClient, timeout: timeout, eventLoop: group.next()).wait()) ?? []
+        do {
+            return try probe(url: url, tls: tlsClient, timeout: timeout, eventLoop: group.next()).wait()
+        } catch {
+            // Not expected (every outcome of a probe is a report), but never "no seed, all fine".
+            return url.seeds.map { Report(seed: $0, verdict: .unusable, finding: "not probed: \(error)") }
+        }
     }
 
     /// One report per seed, in the url's order; callable from any thread (the probes run on
@@ -90,7 +94,7 @@ public final class RedisSeedProbe: RedisLinkOwner, @unchecked Sendable {
         return probe.promise.futureResult
     }
 
-    public let logger = Logger(label: "chatmesh.redis-seed-probe", factory: { _ in SwiftLogNoOpLogHandler() })
+    let logger = Logger(label: "chatmesh.redis-seed-probe", factory: { _ in SwiftLogNoOpLogHandler() })
     private let seed: HostPort
     private let url: RedisURL
     private let setup: [[RESPArgument]]
