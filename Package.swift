@@ -123,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "chatmesh",
             dependencies: [
-                "ChatServer", "ClusterConfig", "ClusterSecurity", "ClusterSupervisor", "ChatBench",
+                "ChatServer", "ClusterConfig", "ClusterSecurity", "ClusterSupervisor", "ChatBench", "RedisFanout",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
