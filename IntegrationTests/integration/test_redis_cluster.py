@@ -2,7 +2,8 @@
 cross-node chat suite on 3 nodes in sharded mode with rooms on every shard (and proof, from
 Redis itself, that every shard carried its rooms and only its rooms), classic mode on the same
 cluster with an original-format publisher (`redis-cli PUBLISH` of the seed's JSON), and bad
-input: a seed that is not in cluster mode, a dead first seed.
+input: a seed that is not in cluster mode (at start, and in `check-config --connect`), a dead
+first seed.
 
 The [redis] url names 2 of the 6 nodes (`redis+cluster://:PASS@seed1,seed2`); the rest of the
 topology has to come from the cluster. One Redis Cluster and one 3-node chatmesh cluster per
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from chatmesh_testkit import record_figure
+from chatmesh_testkit import chatmesh_binary, record_figure
 from harness.clients import blast
 from harness.process import free_port
 from redis_cluster_testkit import cluster_module, key_slot
@@ -288,3 +289,37 @@ def test_a_dead_first_seed_is_skipped(request, env):
         a.wait_for(lambda evs: (M, join_msg("b")) in evs, what="b's join")
         b.say("hi")
         a.wait_for(lambda evs: (M, say_msg("b", "hi")) in evs, what="b's say")
+
+
+def check_config_connect(conf) -> subprocess.CompletedProcess:
+    return subprocess.run([str(chatmesh_binary()), "check-config", str(conf),
+                           "--connect"], capture_output=True, text=True, timeout=30)
+
+
+def test_check_config_connect_tells_a_cluster_from_a_plain_server(request, env):
+    """`check-config --connect` dials every seed as a node would: the cluster's seeds are ok;
+    a redis+cluster:// url whose seed is a plain redis-server is unusable (exit 1, with the
+    fix); a redis:// url naming a cluster node gets a warning."""
+    rc, _ = env
+    _, make_chat, make_redis = cluster_module(request)
+    plain = make_redis()
+    seeds = {n.address for n in rc.nodes[:2]}
+    good = make_chat(rc, mode="sharded", start=False)
+    bad = make_chat(rc, mode="sharded", start=False,
+                    url=f"redis+cluster://:{plain.password}@127.0.0.1:{plain.port}")
+    single = make_chat(rc, mode="classic", start=False,
+                       url=f"redis://:{rc.password}@{rc.nodes[0].address}/0")
+    out = {name: check_config_connect(c.conf_path) for name, c in
+           (("cluster", good), ("plain seed", bad), ("cluster node as redis://", single))}
+    record_figure("redis cluster", "check-config --connect: " + "; ".join(
+        f"{k} -> exit {r.returncode}: {' | '.join(l for l in r.stdout.splitlines() if 'seed' in l)}"
+        for k, r in out.items()))
+    r = out["cluster"]
+    assert r.returncode == 0, r.stdout + r.stderr
+    for addr in seeds:
+        assert any(addr in l and ": ok:" in l for l in r.stdout.splitlines()), r.stdout
+    r = out["plain seed"]
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "not in cluster mode" in r.stdout and "unusable" in r.stdout, r.stdout
+    r = out["cluster node as redis://"]
+    assert "warning" in r.stdout and "redis+cluster://" in r.stdout, r.stdout
