@@ -110,8 +110,9 @@ public final class ChatNode: @unchecked Sendable { // serverChannel: set once by
         // Header timeout and socket cap for every accepted client socket (see ConnectionGate).
         let gate = ConnectionGate(server: context, eventLoops: eventLoops)
         let bootstrap = ServerBootstrap(group: group)
-            .serverChannelInitializer { ConnectionGate.addAcceptBackoff(to: $0) }
+            .serverChannelInitializer { gate.addListenerHandlers(to: $0) }
             .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.maxMessagesPerRead, value: UInt(ConnectionGate.acceptBatch))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)

@@ -222,29 +222,142 @@ struct ConnectionDefenceTests {
         #expect(h.cutReasons == [.socketCap, .headerTimeout, .headerTimeout])
     }
 
-    /// The oldest unfinished connection of the node goes, even when it is on another loop
-    /// than the newcomer (which is then admitted while that loop cuts it).
-    @Test func atTheCapTheNodesOldestUnfinishedGoesWhateverItsLoop() throws {
+    /// Two loops' gate, on embedded loops, and plain tracked channels (no HTTP codec).
+    final class TwoLoops {
         let loopA = EmbeddedEventLoop(), loopB = EmbeddedEventLoop()
         let cuts = NIOLockedValueBox<[ClientSocketRegistry.CutReason]>([])
-        let gate = ConnectionGate(eventLoops: [loopA, loopB], headerTimeout: Self.timeout, socketCap: 2,
+        let gate: ConnectionGate
+
+        init(cap: Int) {
+            let cuts = self.cuts
+            gate = ConnectionGate(eventLoops: [loopA, loopB], headerTimeout: ConnectionDefenceTests.timeout, socketCap: cap,
                                   logger: .init(label: "test")) { reason in cuts.withLockedValue { $0.append(reason) } }
-        func accept(on loop: EmbeddedEventLoop) throws -> EmbeddedChannel {
+        }
+
+        /// As the listener does: counted at accept, admitted later on its own loop (`admit`).
+        func accepted(on loop: EmbeddedEventLoop) -> EmbeddedChannel {
             let channel = EmbeddedChannel(loop: loop)
-            #expect(try gate.admit(channel))
-            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            gate.accepted(channel)
             return channel
         }
-        let older = try accept(on: loopB)
-        loopA.advanceTime(by: .seconds(1))
-        loopB.advanceTime(by: .seconds(1))
-        let newer = try accept(on: loopA)
-        _ = try accept(on: loopA)
-        #expect(older.isActive, "the cut runs on the oldest connection's own loop")
-        loopB.run()
+
+        func admit(_ channel: EmbeddedChannel) throws -> Bool {
+            guard try gate.admit(channel) else {
+                _ = try? channel.close().wait()
+                return false
+            }
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            return true
+        }
+
+        func accept(on loop: EmbeddedEventLoop) throws -> EmbeddedChannel {
+            let channel = accepted(on: loop)
+            #expect(try admit(channel))
+            return channel
+        }
+
+        /// The connection completes a request head: a client now, never cut to make room.
+        func completeHead(_ channel: EmbeddedChannel) throws {
+            try channel.pipeline.syncOperations.handler(type: ClientConnectionTracker.self).requestHeadReceived()
+        }
+    }
+
+    /// At the cap the newcomer's own loop cuts its oldest unfinished connection at once, even
+    /// when another loop holds an older one: a cut handed to another loop waits for its turn,
+    /// and the cap is passed meanwhile. With none on its own loop, another loop's goes.
+    @Test func atTheCapThisLoopsUnfinishedGoesFirstElseAnotherLoops() throws {
+        let t = TwoLoops(cap: 2)
+        let older = try t.accept(on: t.loopB)
+        t.loopA.advanceTime(by: .seconds(1))
+        t.loopB.advanceTime(by: .seconds(1))
+        let newer = try t.accept(on: t.loopA)
+        let third = try t.accept(on: t.loopA)
+        #expect(!newer.isActive, "this loop's unfinished connection is cut at once")
+        #expect(older.isActive && third.isActive)
+        #expect(t.gate.openSockets == 2)
+        try t.completeHead(third)
+        let fourth = try t.accept(on: t.loopA)
+        #expect(older.isActive, "another loop's connection is cut on its own loop")
+        #expect(t.gate.openSockets == 3, "until then its descriptor is held")
+        t.loopB.run()
         #expect(!older.isActive)
-        #expect(newer.isActive)
-        #expect(cuts.withLockedValue { $0 } == [.socketCap])
+        #expect(third.isActive && fourth.isActive)
+        #expect(t.gate.openSockets == 2)
+        #expect(t.cuts.withLockedValue { $0 } == [.socketCap, .socketCap])
+    }
+
+    /// A cut connection leaves the count as its descriptor closes, not when its handlers are
+    /// removed a loop turn later (`run`), and leaves it once.
+    @Test func aCutConnectionLeavesTheOpenCountAtOnceAndOnce() throws {
+        let h = Harness(cap: 2)
+        let first = try #require(try h.accept())
+        _ = try #require(try h.accept())
+        _ = try #require(try h.accept())
+        #expect(!first.isActive)
+        #expect(h.gate.openSockets == 2, "before the loop's next turn")
+        h.loop.run()
+        #expect(h.gate.openSockets == 2)
+        h.loop.advanceTime(by: Self.timeout)
+        #expect(h.gate.openSockets == 0, "header timeouts leave at once too")
+        h.loop.run()
+        #expect(h.gate.openSockets == 0 && h.registry.openCount == 0)
+        #expect(h.cutReasons == [.socketCap, .headerTimeout, .headerTimeout])
+    }
+
+    /// A socket counts from its accept on the listener's loop, before its own loop admits it,
+    /// and leaves the in-flight count by its admission, its refusal, or its close before either.
+    @Test func anAcceptedSocketCountsFromItsAcceptUntilItIsAdmittedOrClosed() throws {
+        let t = TwoLoops(cap: 10)
+        let admitted = t.accepted(on: t.loopB)
+        let dropped = t.accepted(on: t.loopB)
+        #expect(t.gate.openSockets == 2)
+        #expect(try t.admit(admitted))
+        #expect(t.gate.openSockets == 2, "admitted: counted by its loop now, once")
+        _ = try? dropped.close().wait()     // its setup failed: NIO closed it
+        t.loopB.run()
+        #expect(t.gate.openSockets == 1)
+        _ = try? admitted.close().wait()
+        t.loopB.run()
+        #expect(t.gate.openSockets == 0)
+    }
+
+    /// Sockets accepted past the cap and still waiting for their own loop are room to make:
+    /// the loop that admits first cuts for them too (one cut per loop at most per admission),
+    /// so a loop slow to set its sockets up does not let them pile up past the cap.
+    @Test func atTheCapSocketsWaitingForTheirLoopAreMadeRoomForByTheFirstAdmission() throws {
+        let t = TwoLoops(cap: 4)
+        let residents = try (0..<4).map { _ in try t.accept(on: t.loopA) }
+        let waitingOnB = (0..<2).map { _ in t.accepted(on: t.loopB) }
+        let newcomer = t.accepted(on: t.loopA)
+        #expect(t.gate.openSockets == 7)
+        #expect(try t.admit(newcomer))
+        #expect(residents.filter(\.isActive).count == 2, "room for itself and one of those waiting")
+        #expect(t.gate.openSockets == 5)
+        // Loop B has no connection of its own to cut: loop A cuts one on its next turn, and
+        // until then the next admission does not cut for the same excess again.
+        #expect(try t.admit(waitingOnB[0]))
+        #expect(residents.filter(\.isActive).count == 2)
+        #expect(t.gate.openSockets == 5)
+        #expect(try t.admit(waitingOnB[1]), "its room is being made already")
+        t.loopA.run()
+        #expect(residents.filter(\.isActive).count == 1)
+        #expect(t.gate.openSockets == 4)
+        t.loopB.run()
+        #expect(t.gate.openSockets == 4)
+        #expect(t.cuts.withLockedValue { $0 } == [.socketCap, .socketCap, .socketCap])
+    }
+
+    /// A socket refused at the cap (every other one a client) leaves the count as it closes.
+    @Test func aRefusedSocketLeavesTheCount() throws {
+        let t = TwoLoops(cap: 1)
+        let client = try t.accept(on: t.loopA)
+        try t.completeHead(client)
+        let refused = t.accepted(on: t.loopB)
+        #expect(t.gate.openSockets == 2)
+        #expect(try !t.admit(refused))
+        #expect(!refused.isActive && client.isActive)
+        #expect(t.gate.openSockets == 1)
+        #expect(t.cuts.withLockedValue { $0 } == [.socketCap])
     }
 
     /// With no unfinished connection left, an idle keep-alive connection (its client simply

@@ -37,6 +37,9 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
     private var unfinished = ArrivalQueue<ClientConnectionTracker>()
     /// Wakes when the first waiting connection's time is up.
     private var timer: Scheduled<Void>?
+    /// Connections cut and already out of the open count, until their handlers are removed
+    /// (`closed`); the tracker is alive until then, so its identity is not reused meanwhile.
+    private var released = Set<ObjectIdentifier>()
     private let openAtomic = Atomic<Int>(0)
     private let unfinishedAtomic = Atomic<Int>(0)
     /// Uptime (ns) when the oldest unfinished connection was accepted; 0 when there is none.
@@ -95,11 +98,14 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
         startWaiting(tracker, since: eventLoop.now)
     }
 
-    /// The connection is gone.
+    /// The connection is gone (closed, or its handlers removed): it leaves the open count
+    /// once, however many of these it is told.
     func closed(_ tracker: ClientConnectionTracker) {
         stopWaiting(tracker)
         leaveUnfinished(tracker)
-        openAtomic.subtract(1, ordering: .relaxed)
+        if released.remove(ObjectIdentifier(tracker)) == nil {
+            openAtomic.subtract(1, ordering: .relaxed)
+        }
     }
 
     // MARK: Cuts
@@ -130,6 +136,12 @@ final class ClientSocketRegistry: @unchecked Sendable {  // unchecked: the queue
         leaveUnfinished(tracker)
         countCut(reason)
         tracker.cut(reason: reason)
+        // Its descriptor is closed now, on this turn: it leaves the open count at once, not
+        // when its handlers are removed a loop turn later (`closed`), or every connection the
+        // loop admits at the cap meanwhile would pass it by one.
+        if released.insert(ObjectIdentifier(tracker)).inserted {
+            openAtomic.subtract(1, ordering: .relaxed)
+        }
     }
 
     /// A reload's `header_timeout`, on this loop. Every connection waits the same time, so the
