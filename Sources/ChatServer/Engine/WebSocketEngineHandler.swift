@@ -87,10 +87,33 @@ final class WebSocketEngineHandler: ChannelInboundHandler, RemovableChannelHandl
 
     // MARK: Reading
 
+    /// Set while `channelRead` works through bytes. What it does can re-enter it: a `41` ends
+    /// the session, its room's pending batch is flushed to this channel, and NIO's flush may
+    /// read the socket and call `channelRead` again on this same handler while `reader` is
+    /// still mid-`read` (an exclusive access: a second one traps). So bytes that arrive
+    /// meanwhile wait in `reentrantInput`, and the outer call reads them, in order, after.
+    private var readingInput = false
+    private var reentrantInput = CircularBuffer<ByteBuffer>()
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
+        let bytes = unwrapInboundIn(data)
+        guard !readingInput else {
+            reentrantInput.append(bytes)
+            return
+        }
+        readingInput = true
+        defer { readingInput = false }
+        read(bytes, context: context)
+        while !closing, let next = reentrantInput.popFirst() {
+            read(next, context: context)
+        }
+        reentrantInput.removeAll()
+    }
+
+    private func read(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
         do {
-            try reader.read(unwrapInboundIn(data), allocator: context.channel.allocator) { frame in
+            try reader.read(bytes, allocator: context.channel.allocator) { frame in
                 if !closing { receive(frame, context: context) }
             }
         } catch WebSocketFrameReader.Failure.frameTooLarge {
