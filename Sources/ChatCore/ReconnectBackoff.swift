@@ -63,6 +63,15 @@ public struct ReconnectBackoff: Sendable {
     /// [0, min(`maxMs`, `perPeerMs` × `peers`)]. Nodes started together (a cluster's cold start, a mass restart, a reload
     /// every node takes at once) would otherwise all dial at the same instant, and each node would take N − 1
     /// handshakes in the same few milliseconds; the window grows with the cluster, so a small one still forms at once.
+    ///
+    /// Callers in other modules use this one: with the system's generator made here. Handing a
+    /// generator `inout` across the module boundary crashed ThreadSanitizer builds (a SEGV in its
+    /// access instrumentation, at the first mesh start of every node); `nextDelayMs()` does the same.
+    public static func firstDialDelayMs(peers: Int, perPeerMs: Int = 10, maxMs: Int = 1000) -> Int {
+        var generator = SystemRandomNumberGenerator()
+        return firstDialDelayMs(peers: peers, perPeerMs: perPeerMs, maxMs: maxMs, using: &generator)
+    }
+
     public static func firstDialDelayMs<R: RandomNumberGenerator>(peers: Int, perPeerMs: Int = 10, maxMs: Int = 1000,
                                                                   using generator: inout R) -> Int {
         let window = min(maxMs, perPeerMs * max(0, peers))

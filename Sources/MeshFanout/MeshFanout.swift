@@ -316,8 +316,7 @@ public final class MeshFanout: Fanout, @unchecked Sendable {
     /// each node then takes N − 1 handshakes at once, and past 64 accepted ones it closes some
     /// (`accept`), which are redialed and churn (docs/SCALE.md).
     func scheduleFirstDial(_ peer: PeerState) {
-        var generator = SystemRandomNumberGenerator()
-        let delay = ReconnectBackoff.firstDialDelayMs(peers: peers.count, using: &generator)
+        let delay = ReconnectBackoff.firstDialDelayMs(peers: peers.count)
         scheduleDial(peer, in: .milliseconds(Int64(delay)))
     }
 
