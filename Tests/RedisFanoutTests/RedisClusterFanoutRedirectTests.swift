@@ -21,14 +21,18 @@ import Testing
         var port: Int { channel.localAddress!.port! }
         var address: HostPort { HostPort(host: "127.0.0.1", port: port) }
 
-        init(group: any EventLoopGroup, answer: @escaping @Sendable ([String]) -> [RESPValue]) throws {
+        /// `refuseSubscribe` gives the reply to an SSUBSCRIBE of a channel instead of its
+        /// confirmation (a MOVED), or nil to confirm it.
+        init(group: any EventLoopGroup, refuseSubscribe: (@Sendable (String) -> RESPValue?)? = nil,
+             answer: @escaping @Sendable ([String]) -> [RESPValue]) throws {
             self.answer = answer
             let commands = self.commands
             channel = try ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { child in
                     child.eventLoop.makeCompletedFuture {
-                        try child.pipeline.syncOperations.addHandler(FakeNodeHandler(commands: commands, answer: answer))
+                        try child.pipeline.syncOperations.addHandler(FakeNodeHandler(commands: commands, answer: answer,
+                                                                                     refuseSubscribe: refuseSubscribe))
                     }
                 }
                 .bind(host: "127.0.0.1", port: 0).wait()
@@ -51,15 +55,18 @@ import Testing
         typealias OutboundOut = ByteBuffer
         let commands: NIOLockedValueBox<[[String]]>
         let answer: @Sendable ([String]) -> [RESPValue]
+        let refuseSubscribe: (@Sendable (String) -> RESPValue?)?
         var inbound = ByteBuffer()
         var subscribed = false
         var context: ChannelHandlerContext?
         var channels: Set<String> = []
         static let subscribers = NIOLockedValueBox<[ObjectIdentifier: FakeNodeHandler]>([:])
 
-        init(commands: NIOLockedValueBox<[[String]]>, answer: @escaping @Sendable ([String]) -> [RESPValue]) {
+        init(commands: NIOLockedValueBox<[[String]]>, answer: @escaping @Sendable ([String]) -> [RESPValue],
+             refuseSubscribe: (@Sendable (String) -> RESPValue?)?) {
             self.commands = commands
             self.answer = answer
+            self.refuseSubscribe = refuseSubscribe
         }
 
         static func push(_ value: RESPValue, channel: String, on loop: any EventLoop) {
@@ -95,6 +102,10 @@ import Testing
                 switch command.first?.uppercased() {
                 case "SSUBSCRIBE":
                     subscribed = true
+                    if let refusal = refuseSubscribe?(command[1]) {
+                        RESPEncoder.writeValue(refusal, into: &out)
+                        continue
+                    }
                     channels.insert(command[1])
                     RESPEncoder.writeValue(.array([bulk("ssubscribe"), bulk(command[1]), .integer(1)]), into: &out)
                 case "SUNSUBSCRIBE":
@@ -264,6 +275,56 @@ import Testing
         try fanout.drain(deadline: .now() + .milliseconds(300)).wait()
         #expect(ContinuousClock.now - start >= .milliseconds(250))
         #expect(fanout.health.statusLine?.hasPrefix("redis cluster:") == true)
+    }
+
+    @Test func aMovedLoopOnSsubscribeIsBoundedLoggedOnceAndTheSaysWaitForTheSlotToComeBack() throws {
+        // Both nodes' maps say A owns every slot, yet A answers SSUBSCRIBE with MOVED to B and
+        // B with MOVED to A, until `looping` is cleared.
+        let ports = NIOLockedValueBox<(a: Int, b: Int)>((0, 0))
+        let looping = NIOLockedValueBox(true)
+        let map: @Sendable ([String]) -> [RESPValue] = { command in
+            switch command.first?.uppercased() {
+            case "CLUSTER":
+                return [RedisClusterFanoutRedirectTests.allSlots(at: HostPort(host: "127.0.0.1", port: ports.withLockedValue { $0.a }))]
+            default: return [.integer(1)]
+            }
+        }
+        let nodeA = try FakeNode(group: group, refuseSubscribe: { channel in
+            looping.withLockedValue { $0 }
+                ? .error("MOVED \(RedisHashSlot.of(channel)) 127.0.0.1:\(ports.withLockedValue { $0.b })") : nil
+        }, answer: map)
+        defer { nodeA.close() }
+        let nodeB = try FakeNode(group: group, refuseSubscribe: { channel in
+            looping.withLockedValue { $0 }
+                ? .error("MOVED \(RedisHashSlot.of(channel)) 127.0.0.1:\(ports.withLockedValue { $0.a })") : nil
+        }, answer: map)
+        defer { nodeB.close() }
+        ports.withLockedValue { $0 = (nodeA.port, nodeB.port) }
+        let fanout = makeFanout(seeds: [nodeA.address])
+        try fanout.start(FanoutStartContext())
+        defer { _ = try? fanout.stop().wait() }
+        #expect(eventually { fanout.health.isReady })
+        fanout.subscribe(room: "loop")
+        fanout.publish(say("loop", "x"))
+        #expect(eventually { log.contains("redis MOVED loop on SSUBSCRIBE") })
+        // Several paused rounds (the test's pause is ~30 ms): each is at most maxRedirects + 1
+        // SSUBSCRIBEs, one warning in all, "redis slot moved" once at info, the rest at debug.
+        let start = ContinuousClock.now
+        #expect(eventually { log.all.filter { $0.contains("redis MOVED loop on SSUBSCRIBE again") }.count >= 3 })
+        let elapsed = Double((ContinuousClock.now - start).components.attoseconds) / 1e18
+            + Double((ContinuousClock.now - start).components.seconds)
+        let subscribes = nodeA.sent("SSUBSCRIBE").count + nodeB.sent("SSUBSCRIBE").count
+        let rounds = elapsed / 0.030 + 5 // at most one round per pause, plus the first ones
+        #expect(Double(subscribes) <= rounds * Double(RedisClusterFanout.maxRedirects + 1), "\(subscribes) in \(elapsed) s")
+        #expect(log.all.filter { $0.hasPrefix("warning") && $0.contains("MOVED loop") }.count == 1)
+        #expect(log.all.filter { $0.hasPrefix("info") && $0.contains("redis slot moved") }.count == 1)
+        // The say waited: no SPUBLISH while the room was not subscribed anywhere.
+        #expect(nodeA.sent("SPUBLISH").isEmpty && nodeB.sent("SPUBLISH").isEmpty)
+        // The slot given back: the room subscribes and the say goes out, once.
+        looping.withLockedValue { $0 = false }
+        #expect(eventually { nodeA.sent("SPUBLISH").count + nodeB.sent("SPUBLISH").count == 1 })
+        try fanout.drain(deadline: .now() + .seconds(2)).wait()
+        #expect(nodeA.sent("SPUBLISH").count + nodeB.sent("SPUBLISH").count == 1)
     }
 
     @Test func anUnsolicitedSunsubscribeMovesTheRoomToItsNewOwner() throws {

@@ -36,6 +36,10 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
     /// `RedisClusterFanout.publishGrace`, shorter only in tests; also how long a slot caught
     /// in a MOVED loop pauses.
     private let publishGrace: TimeAmount
+    /// How long a slot whose SSUBSCRIBE is caught in a MOVED loop pauses (plus up to a
+    /// quarter of it at random, so the nodes do not retry in step): about a second, shorter
+    /// when the grace is (tests).
+    private var loopPause: TimeAmount { min(publishGrace, .seconds(1)) }
 
     /// Cap of every redial backoff; the grace below is longer, so every node is back on a
     /// shard (or has read a moved slot's new owner) before anyone publishes there.
@@ -57,6 +61,19 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
     /// Slots whose says wait until the deadline: their owner changed (the grace), or a MOVED
     /// loop paused them.
     private var slotHolds: [Int: NIODeadline] = [:]
+    /// MOVED replies each slot's SSUBSCRIBEs followed since one of its channels was last
+    /// confirmed: past `maxRedirects` the slot is caught in a MOVED loop (subscriber side).
+    private var subscribeRedirects: [Int: Int] = [:]
+    /// Slots whose rooms are not SSUBSCRIBEd again before the deadline (a MOVED loop paused
+    /// them; following every MOVED at once would ping-pong between the two nodes).
+    private var subscribePauses: [Int: NIODeadline] = [:]
+    /// Slots whose MOVED loop was logged at warning level; again only once one of their
+    /// channels is confirmed (the loop ended) and a new loop starts.
+    private var loggedSubscribeLoops: Set<Int> = []
+    /// When "redis slot moved" was last logged at info level per slot: at most once per
+    /// `movedLogInterval`, the others at debug, so a MOVED storm cannot flood the log.
+    private var movedLoggedAt: [Int: NIODeadline] = [:]
+    static let movedLogInterval = TimeAmount.seconds(5)
     private var shards: [HostPort: RedisShardLinks] = [:]
     private var outbox = RedisClusterOutbox()
     private var nextSequence: UInt64 = 0
@@ -335,7 +352,8 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
             for (address, links) in shards where address != owner && links.subscribed.contains(channel) {
                 unsubscribe(channel, on: links)
             }
-            if let owner, let links = shards[owner], links.subscriberUp, !links.subscribed.contains(channel) {
+            if let owner, let links = shards[owner], links.subscriberUp, !links.subscribed.contains(channel),
+               maySubscribe(slot: slot(ofChannel: channel)) {
                 subscribe(channel, on: links)
             }
         }
@@ -426,7 +444,7 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
             var rooms = 0
             for room in localRooms {
                 let channel = channelPrefix + room
-                if owner(slot(ofChannel: channel)) == links.address {
+                if owner(slot(ofChannel: channel)) == links.address, maySubscribe(slot: slot(ofChannel: channel)) {
                     subscribe(channel, on: links)
                     rooms += 1
                 }
@@ -572,7 +590,14 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
     private func moved(slot: Int, to address: HostPort, from links: RedisShardLinks) {
         metrics.moved(links.address.description)
         if owner(slot) != address {
-            logger.info("redis slot moved", metadata: ["slot": "\(slot)", "from": "\(links.address)", "to": "\(address)"])
+            let now = eventLoop.now
+            let metadata: Logger.Metadata = ["slot": "\(slot)", "from": "\(links.address)", "to": "\(address)"]
+            if let last = movedLoggedAt[slot], now - last < Self.movedLogInterval {
+                logger.debug("redis slot moved", metadata: metadata)
+            } else {
+                movedLoggedAt[slot] = now
+                logger.info("redis slot moved", metadata: metadata)
+            }
             slotOverrides[slot] = address
             hold([slot], for: publishGrace)
             ensureLinks(address, ownsSlots: true)
@@ -582,12 +607,59 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         refresher?.request()
     }
 
+    /// A MOVED answering an SSUBSCRIBE: followed at once, like a publish's, up to
+    /// `maxRedirects` per slot; past that the slot is in a MOVED loop (two nodes that disagree
+    /// about it, each naming the other): its rooms are not subscribed again for a jittered
+    /// pause, the map is read meanwhile (rate-limited), and the loop is counted and logged
+    /// once. Its says wait in the outbox (they need the SSUBSCRIBE confirmed), within the
+    /// buffer bounds.
+    private func subscribeMoved(_ redirect: RedisRedirect, from links: RedisShardLinks) {
+        let slot = redirect.slot
+        // The refused channels are not subscribed here (the reply names the slot only).
+        for channel in links.subscribed where !links.confirmed.contains(channel) && self.slot(ofChannel: channel) == slot {
+            links.subscribed.remove(channel)
+        }
+        let redirects = (subscribeRedirects[slot] ?? 0) + 1
+        guard redirects > Self.maxRedirects else {
+            subscribeRedirects[slot] = redirects
+            return moved(slot: slot, to: redirect.address, from: links)
+        }
+        subscribeRedirects[slot] = 0
+        metrics.moved(links.address.description)
+        metrics.redirectLoops.increment()
+        let pauseMs = Int64(loopPause.nanoseconds / 1_000_000)
+        let pause = TimeAmount.milliseconds(pauseMs + Int64.random(in: 0...max(1, pauseMs / 4)))
+        let metadata: Logger.Metadata = [
+            "slot": "\(slot)", "shard": "\(links.address)", "moved_to": "\(redirect.address)",
+            "redirects": "\(redirects - 1)", "pause_ms": "\(pause.nanoseconds / 1_000_000)",
+        ]
+        if loggedSubscribeLoops.insert(slot).inserted {
+            logger.warning("redis MOVED loop on SSUBSCRIBE: the slot's rooms pause, their says wait and the topology is read again",
+                           metadata: metadata)
+        } else {
+            logger.debug("redis MOVED loop on SSUBSCRIBE again", metadata: metadata)
+        }
+        subscribePauses[slot] = eventLoop.now + pause
+        hold([slot], for: pause)
+        refresher?.request()
+        eventLoop.assumeIsolated().scheduleTask(in: pause) { [self] in
+            reconcileSubscriptions()
+            flushAll()
+        }
+    }
+
+    /// Whether rooms of `slot` may be SSUBSCRIBEd now (not paused by a MOVED loop).
+    private func maySubscribe(slot: Int) -> Bool {
+        guard let until = subscribePauses[slot] else { return true }
+        return until <= eventLoop.now
+    }
+
     private func subscriberReceived(_ value: RESPValue, on links: RedisShardLinks) {
         guard case .array(let parts?) = value, let kind = parts.first?.string else {
             if case .error(let text) = value {
                 if let redirect = RedisRedirect.parse(text, connectionHost: links.address.host), redirect.kind == .moved {
                     // An SSUBSCRIBE reached a node that no longer owns the slot.
-                    moved(slot: redirect.slot, to: redirect.address, from: links)
+                    subscribeMoved(redirect, from: links)
                 } else {
                     metrics.errors.increment()
                     logger.error("redis subscriber error", metadata: ["shard": "\(links.address)", "error": "\(clipped(text))"])
@@ -601,6 +673,9 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         case "ssubscribe" where parts.count == 3:
             if let channel = parts[1].string, links.subscribed.contains(channel) {
                 links.confirmed.insert(channel)
+                let slot = slot(ofChannel: channel)
+                subscribeRedirects[slot] = nil
+                loggedSubscribeLoops.remove(slot)
                 flushAll()
             }
         case "sunsubscribe" where parts.count == 3:
@@ -690,6 +765,8 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
             settleDrainsIfAnswered()
         }
         slotHolds = slotHolds.filter { $0.value > now }
+        subscribePauses = subscribePauses.filter { $0.value > now }
+        movedLoggedAt = movedLoggedAt.filter { now - $0.value < Self.movedLogInterval }
         let allUp = topology.map { $0.shards.allSatisfy { shards[$0.primary]?.subscriberUp == true } } ?? false
         if !allUp || now - lastRefreshOK > Self.quietRefreshInterval { refresher?.request() }
         metrics.buffered.record(outbox.queuedCount)
@@ -737,7 +814,8 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         onLoop { [self] in
             guard localRooms.insert(room).inserted else { return }
             let channel = channelPrefix + room
-            guard let links = ownerLinks(slot(ofChannel: channel)), links.subscriberUp else { return }
+            guard let links = ownerLinks(slot(ofChannel: channel)), links.subscriberUp,
+                  maySubscribe(slot: slot(ofChannel: channel)) else { return }
             subscribe(channel, on: links, flush: true)
         }
     }
