@@ -47,6 +47,11 @@ import Testing
             FakeNodeHandler.push(value, channel: channel, on: self.channel.eventLoop)
         }
 
+        /// Closes every connection a client has open to this node (the node keeps listening).
+        func dropConnections() {
+            FakeNodeHandler.closeConnections(toPort: port)
+        }
+
         func close() { try? channel.close().wait() }
     }
 
@@ -77,6 +82,17 @@ import Testing
                     var out = context.channel.allocator.buffer(capacity: 64)
                     RESPEncoder.writeValue(value, into: &out)
                     context.writeAndFlush(NIOAny(out), promise: nil)
+                }
+            }
+        }
+
+        static func closeConnections(toPort port: Int) {
+            let handlers = subscribers.withLockedValue { Array($0.values) }
+            for handler in handlers {
+                guard let loop = handler.context?.eventLoop else { continue }
+                loop.execute {
+                    guard let context = handler.context, context.channel.localAddress?.port == port else { return }
+                    context.close(promise: nil)
                 }
             }
         }
@@ -325,6 +341,49 @@ import Testing
         #expect(eventually { nodeA.sent("SPUBLISH").count + nodeB.sent("SPUBLISH").count == 1 })
         try fanout.drain(deadline: .now() + .seconds(2)).wait()
         #expect(nodeA.sent("SPUBLISH").count + nodeB.sent("SPUBLISH").count == 1)
+    }
+
+    @Test func anAcknowledgedSayWhoseEchoNeverCameIsSentAgainAfterTheShardConnectionsAreLost() throws {
+        // The node acknowledges every SPUBLISH but echoes only what the test pushes: as a
+        // primary killed after its reply and before writing the message to its subscribers.
+        let address = NIOLockedValueBox<HostPort?>(nil)
+        let node = try FakeNode(group: group) { command in
+            switch command.first?.uppercased() {
+            case "CLUSTER": [RedisClusterFanoutRedirectTests.allSlots(at: address.withLockedValue { $0! })]
+            default: [.integer(1)]
+            }
+        }
+        defer { node.close() }
+        address.withLockedValue { $0 = node.address }
+        let fanout = makeFanout(seeds: [node.address])
+        try fanout.start(FanoutStartContext())
+        defer { _ = try? fanout.stop().wait() }
+        #expect(eventually { fanout.health.isReady })
+        fanout.subscribe(room: "lobby")
+        #expect(eventually { node.sent("SSUBSCRIBE").count == 1 })
+        let one = say("lobby", "one"), two = say("lobby", "two"), gone = say("empty", "nobody here")
+        fanout.publish(one)
+        #expect(eventually { node.sent("SPUBLISH").count == 1 })
+        node.push(.array([bulk("smessage"), bulk("lobby"), bulk(one.eventJSON)]), toSubscribersOf: "lobby")
+        fanout.publish(two)
+        fanout.publish(gone) // a room without local members: no echo to wait for
+        #expect(eventually { node.sent("SPUBLISH").count == 3 })
+        try fanout.drain(deadline: .now() + .seconds(2)).wait() // all three acknowledged
+        Thread.sleep(forTimeInterval: 0.1) // the echo of "one" is in
+        node.dropConnections()
+        // Back on the node: "two" (acknowledged, never echoed) goes again; "one" and the say
+        // to the room without members do not.
+        #expect(eventually { node.sent("SPUBLISH").count == 4 })
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(node.sent("SPUBLISH").map { $0[2] } == [one.eventJSON, two.eventJSON, gone.eventJSON, two.eventJSON])
+        #expect(log.contains("before the echo of acknowledged says"))
+        // Echoed this time: a second loss sends nothing again.
+        node.push(.array([bulk("smessage"), bulk("lobby"), bulk(two.eventJSON)]), toSubscribersOf: "lobby")
+        Thread.sleep(forTimeInterval: 0.1)
+        node.dropConnections()
+        #expect(eventually { fanout.health.isReady && node.sent("SSUBSCRIBE").count == 3 })
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(node.sent("SPUBLISH").count == 4)
     }
 
     @Test func anUnsolicitedSunsubscribeMovesTheRoomToItsNewOwner() throws {

@@ -466,6 +466,12 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         guard let links = links(of: link) else { return }
         switch link.role {
         case .subscriber:
+            let resend = links.echoesLost(channel: nil)
+            if !stopping && !resend.isEmpty {
+                logger.info("redis shard subscriber lost before the echo of acknowledged says: they are sent again",
+                            metadata: ["shard": "\(links.address)", "says": "\(resend.count)"])
+                outbox.requeue(resend, owner: owner)
+            }
             links.subscriberLost()
         case .publisher:
             // SPUBLISHes without a reply may not have reached Redis: they go again, first.
@@ -531,12 +537,17 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         case .publish(var publish):
             guard case .error(let text) = value else {
                 outbox.answered(publish, owner: owner)
+                if let again = links.acknowledged(publish) {
+                    // Its echo can no longer come (the subscriber went first): sent again.
+                    outbox.requeue([again], owner: owner)
+                }
                 metrics.published.increment()
                 links.retryBackoff.reset()
                 links.loggedRetry = false
                 if problem?.hasPrefix("redis cluster answered") == true { problem = nil }
                 break
             }
+            links.forgetEcho(publish)
             let kind = RedisClusterErrorKind.classify(text)
             switch kind {
             case .moved, .ask:
@@ -648,6 +659,21 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         }
     }
 
+    /// The echoes `links` awaited for `channel` cannot come any more: the acknowledged says go
+    /// again (ahead of the room's later ones) while the room has local members; else they are
+    /// done, as a say to a room without local members is at its reply.
+    private func echoesLost(channel: String, on links: RedisShardLinks) {
+        guard localRooms.contains(String(channel.dropFirst(channelPrefix.count))), !stopping else {
+            return links.releaseEchoes(channel: channel)
+        }
+        let resend = links.echoesLost(channel: channel)
+        guard !resend.isEmpty else { return }
+        logger.info("redis room unsubscribed before the echo of acknowledged says: they are sent again",
+                    metadata: ["shard": "\(links.address)", "says": "\(resend.count)"])
+        outbox.requeue(resend, owner: owner)
+        flushAll()
+    }
+
     /// Whether rooms of `slot` may be SSUBSCRIBEd now (not paused by a MOVED loop).
     private func maySubscribe(slot: Int) -> Bool {
         guard let until = subscribePauses[slot] else { return true }
@@ -669,7 +695,10 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         }
         switch kind {
         case "smessage" where parts.count == 3:
-            if let channel = parts[1].string, let payload = parts[2].bytes { deliver(channel: channel, payload: payload) }
+            if let channel = parts[1].string, let payload = parts[2].bytes {
+                links.heardEcho(channel: channel, payload: payload)
+                deliver(channel: channel, payload: payload)
+            }
         case "ssubscribe" where parts.count == 3:
             if let channel = parts[1].string, links.subscribed.contains(channel) {
                 links.confirmed.insert(channel)
@@ -680,6 +709,8 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
             }
         case "sunsubscribe" where parts.count == 3:
             guard let channel = parts[1].string else { return }
+            // Echoes of this channel come before this push: those still awaited never will.
+            echoesLost(channel: channel, on: links)
             if let owed = links.unsubscribesOwed[channel], owed > 0 {
                 links.unsubscribesOwed[channel] = owed > 1 ? owed - 1 : nil
                 return
@@ -735,6 +766,11 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
             }
             publisher.send(["SPUBLISH", .string(publish.channel), .string(publish.payload)], flush: false)
             links.awaitingReply.append(.publish(publish))
+            // This node is subscribed here to its room: the say counts as delivered once its
+            // echo comes back, not at the reply (see `RedisShardLinks.awaitingEcho`).
+            if publish.askTarget == nil, localRooms.contains(publish.room), ownerLinks(publish.slot) === links {
+                links.expectEcho(publish, limit: bufferMessages)
+            }
             wrote = true
         }
         if wrote {
@@ -758,6 +794,7 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
                 if link.role == .publisher { links.awaitingReply.append(.ping) }
             }
         }
+        for links in shards.values { links.releaseEchoes(enqueuedBefore: (now - bufferTime).uptimeNanoseconds) }
         let dropped = outbox.dropWaiting(enqueuedBefore: (now - bufferTime).uptimeNanoseconds)
         if dropped > 0 {
             metrics.dropped.increment(by: Int64(dropped))
@@ -824,7 +861,10 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
         onLoop { [self] in
             guard localRooms.remove(room) != nil else { return }
             let channel = channelPrefix + room
-            for links in shards.values where links.subscribed.contains(channel) { unsubscribe(channel, on: links) }
+            for links in shards.values {
+                links.releaseEchoes(channel: channel)
+                if links.subscribed.contains(channel) { unsubscribe(channel, on: links) }
+            }
         }
     }
 

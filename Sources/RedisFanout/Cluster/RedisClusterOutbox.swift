@@ -95,6 +95,16 @@ struct RedisClusterOutbox {
         }
     }
 
+    /// Acknowledged says whose echo never came (the shard's subscriber or subscription was
+    /// lost first): they wait again, each ahead of the later says of its slot.
+    mutating func requeue(_ says: [RedisClusterPublish], owner: Owner) {
+        guard !says.isEmpty else { return }
+        queuedCount += says.count
+        for (target, group) in Self.grouped(says.sorted { $0.sequence < $1.sequence }, owner: owner) {
+            merge(group, into: target)
+        }
+    }
+
     /// After the slot map changed: every queued say moves to the queue of its slot's owner now.
     mutating func reroute(owner: Owner) {
         var moving: [RedisClusterPublish] = []
