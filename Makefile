@@ -29,9 +29,10 @@ run: build
 # products and tests is AddressSanitizer-instrumented (our targets; Package.swift,
 # CHATMESH_SANITIZE), side by side with the test dependencies (apt, venv); then the unit tests;
 # then, side by side, the real-server suites with real clients (integration in three parts,
-# browser) while the ThreadSanitizer rebuild of our modules takes only the CPU they leave idle
-# (SCHED_IDLE); once it is built, its unit and server suites and the network-namespace fault
-# suite. Any
+# browser) while the ThreadSanitizer rebuild of the node takes only the CPU they leave idle
+# (SCHED_IDLE); once it is built, its server suites and the network-namespace fault suite. (The
+# unit tests under ThreadSanitizer are `make sanitize-thread`'s: rebuilding every test target
+# for them would not fit CI's time.) Any
 # sanitizer report fails the step that caused it (scripts/sanitized.sh). Every step is recorded
 # (scripts/test-stage.sh) and the summary printed last names the steps that failed and what in
 # them (scripts/test-summary.sh): side by side, a failure can be pages above the end.
@@ -45,7 +46,7 @@ test-steps:
 	$(STAGE) asan-unit $(SANITIZED) address $(SWIFT) test --skip-build
 	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN)
 	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target asan-integration-core asan-integration-security asan-browser \
-		tsan-integration-a tsan-integration-b tsan-unit asan-integration-redis-cluster asan-faults TSAN_NICE="chrt --idle 0" \
+		tsan-integration-a tsan-integration-b asan-integration-redis-cluster asan-faults TSAN_NICE="chrt --idle 0" \
 		FAULTS_AFTER=tsan-build
 
 build-tests:
@@ -55,11 +56,12 @@ build-tests:
 # so switching recompiles our modules (~2 min) and never the dependencies. `make test` runs both
 # of these; a plain `make build` / `make run` afterwards recompiles our modules uninstrumented.
 #   address: every suite (unit, integration, browser); LeakSanitizer off (scripts/sanitized.sh).
-#   thread: the unit tests but the seeded fuzz loops (single-threaded decoders on random bytes:
-#   nothing for a race detector there, and ~90 s more), and the integration suites that keep
+#   thread: in `make test`, the integration suites that keep
 #   both event loops, the mesh, Redis and the bench client busy at once, since a race shows
 #   only where two threads really touch the same memory (the recovery failover among them:
-#   sessions on every loop hop to the recovery store's loop and back).
+#   sessions on every loop hop to the recovery store's loop and back); `make sanitize-thread`
+#   also runs the unit tests under it, but the seeded fuzz loops (single-threaded decoders on
+#   random bytes: nothing for a race detector there, and ~90 s more).
 SANITIZED := scripts/sanitized.sh
 STAGE := scripts/test-stage.sh
 # Steps run side by side in the last part of `make test`: four suites at once leave room for
@@ -81,7 +83,7 @@ sanitize-address: build-deps test-deps
 	@$(MAKE) --no-print-directory asan-integration asan-browser
 
 sanitize-thread: build-deps test-deps
-	@$(MAKE) --no-print-directory tsan-build-and-unit tsan-integration
+	@$(MAKE) --no-print-directory tsan-unit tsan-integration
 
 # The pieces. The ASan suites run the copy in $(ASAN_BIN): `make test` rebuilds .build/debug for
 # ThreadSanitizer meanwhile.
@@ -121,10 +123,13 @@ asan-browser:
 
 tsan-build-and-unit: tsan-unit
 
+# The node alone (what the ThreadSanitizer server suites run): building the test targets too
+# would double this build, which is the longest part of `make test`.
 tsan-build:
-	$(TSAN_NICE) $(STAGE) $@ $(SANITIZED) thread $(SWIFT) build --build-tests
+	$(TSAN_NICE) $(STAGE) $@ $(SANITIZED) thread $(SWIFT) build
 
-tsan-unit: tsan-build
+tsan-unit:
+	$(TSAN_NICE) $(STAGE) tsan-build-tests $(SANITIZED) thread $(SWIFT) build --build-tests
 	$(TSAN_NICE) $(STAGE) $@ $(SANITIZED) thread $(SWIFT) test --skip-build --skip '$(TSAN_SKIP)'
 
 # In two halves side by side: they wait on sockets and timers far more than they compute.
