@@ -176,7 +176,7 @@ def test_sharded_three_senders_on_three_shards_complete_and_in_order(env):
     try:
         wait_until(lambda: all(len(numbered(r, s)) >= per_sender
                                for s, rs in receivers.items() for r in rs),
-                   timeout=20, interval=0.05, what="every say at every receiver")
+                   timeout=60, interval=0.05, what="every say at every receiver")
     finally:
         counts = {s: [len(numbered(r, s)) for r in rs] for s, rs in receivers.items()}
         record_figure("redis cluster", f"sharded load: 3 rooms on 3 shards, 500 says each, "

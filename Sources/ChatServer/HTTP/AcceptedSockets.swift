@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import Synchronization
 
@@ -7,9 +8,11 @@ import Synchronization
 /// whose setup fails before admission is closed by NIO and must not stay counted.
 ///
 /// The accept (listener's loop) and the admission (the socket's loop) run on different loops,
-/// hence a lock; it is taken twice per connection, never per request.
+/// hence a lock; it is taken twice per connection, never per request. NIO's lock, not
+/// `Synchronization.Mutex`: ThreadSanitizer does not see the Mutex's futex and reported a race
+/// between the accept and the admission on every ThreadSanitizer run.
 final class AcceptedSockets: Sendable {
-    private let waiting = Mutex(Set<ObjectIdentifier>())
+    private let waiting = NIOLockedValueBox(Set<ObjectIdentifier>())
     private let countAtomic = Atomic<Int>(0)
 
     /// Sockets accepted and not yet admitted (from any thread).
@@ -18,7 +21,7 @@ final class AcceptedSockets: Sendable {
     /// On the listener's loop, as `accept` returns `channel`.
     func insert(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
-        waiting.withLock { _ = $0.insert(id) }
+        waiting.withLockedValue { _ = $0.insert(id) }
         countAtomic.add(1, ordering: .relaxed)
         // The closure holds the channel, so its identity is not reused until it has left.
         channel.closeFuture.whenComplete { _ in self.remove(channel) }
@@ -27,7 +30,7 @@ final class AcceptedSockets: Sendable {
     /// The socket was admitted or refused, or is closed.
     func remove(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
-        guard waiting.withLock({ $0.remove(id) }) != nil else { return }
+        guard waiting.withLockedValue({ $0.remove(id) }) != nil else { return }
         countAtomic.subtract(1, ordering: .relaxed)
     }
 }
