@@ -1,4 +1,5 @@
 import ChatCore
+import Logging
 import NIOCore
 import SocketIO
 
@@ -13,5 +14,21 @@ enum RedisChatPayload {
               value["data"]?.isObject == true
         else { return nil }
         return ChatBroadcast(room: room, eventJSON: JSONWriter.string(value).utf8)
+    }
+
+    /// A message on `channel`: its room's broadcast, counted as received, or nil when the
+    /// channel is not one of ours (another `channel_prefix`) or the payload is not chat JSON
+    /// (counted as rejected and logged).
+    static func broadcast(channel: String, payload: ByteBuffer, channelPrefix: String,
+                          metrics: RedisMetrics, logger: Logger) -> ChatBroadcast? {
+        guard channel.hasPrefix(channelPrefix) else { return nil }
+        let room = String(channel.dropFirst(channelPrefix.count))
+        metrics.received.increment()
+        guard let broadcast = broadcast(room: room, payload: payload) else {
+            metrics.rejectedPayloads.increment()
+            logger.warning("ignoring a Redis message that is not chat JSON", metadata: ["channel": "\(channel.prefix(128))"])
+            return nil
+        }
+        return broadcast
     }
 }

@@ -329,14 +329,8 @@ public final class RedisFanout: Fanout, RedisLinkOwner, @unchecked Sendable {
     /// A message from Redis may come from any publisher: it is delivered only if it is the
     /// original JSON shape, re-serialized exactly as the Node server's emit would send it.
     private func deliver(channel: String, payload: ByteBuffer) {
-        guard channel.hasPrefix(channelPrefix) else { return }
-        let room = String(channel.dropFirst(channelPrefix.count))
-        metrics.received.increment()
-        guard let broadcast = RedisChatPayload.broadcast(room: room, payload: payload) else {
-            metrics.rejectedPayloads.increment()
-            logger.warning("ignoring a Redis message that is not chat JSON", metadata: ["channel": "\(channel.prefix(128))"])
-            return
-        }
+        guard let broadcast = RedisChatPayload.broadcast(channel: channel, payload: payload, channelPrefix: channelPrefix,
+                                                         metrics: metrics, logger: logger) else { return }
         delivery?.deliverLocally(broadcast)
     }
 

@@ -729,14 +729,8 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
     }
 
     private func deliver(channel: String, payload: ByteBuffer) {
-        guard channel.hasPrefix(channelPrefix) else { return }
-        let room = String(channel.dropFirst(channelPrefix.count))
-        metrics.received.increment()
-        guard let broadcast = RedisChatPayload.broadcast(room: room, payload: payload) else {
-            metrics.rejectedPayloads.increment()
-            logger.warning("ignoring a Redis message that is not chat JSON", metadata: ["channel": "\(channel.prefix(128))"])
-            return
-        }
+        guard let broadcast = RedisChatPayload.broadcast(channel: channel, payload: payload, channelPrefix: channelPrefix,
+                                                         metrics: metrics, logger: logger) else { return }
         delivery?.deliverLocally(broadcast)
     }
 
