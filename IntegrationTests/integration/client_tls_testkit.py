@@ -15,11 +15,17 @@ Used by test_client_tls.py and IntegrationTests/browser/test_page_tls.py.
 from __future__ import annotations
 
 import os
+import selectors
+import socket
+import ssl
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import requests
+import websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -168,15 +174,81 @@ def ca_session(ca: Path) -> requests.Session:
     return session
 
 
+class SerializedTLSSocket:
+    """An ssl.SSLSocket whose reads and writes never run at once, for python-engineio's sync
+    client, which reads a WebSocket on one thread while it writes on another. OpenSSL's SSL
+    object is not safe for that, and now and then the CONNECT it wrote was lost and the client
+    gave up with "Unexpected connection error" (python-engineio #461, python-socketio #1568).
+    The socket underneath is non-blocking, so no call waits for the network holding the lock:
+    a read waits for the socket outside it, in slices, and keeps the blocking socket's timeout."""
+
+    SLICE_S = 0.25  # a wait outside the lock; short, so a close from another thread is seen
+
+    def __init__(self, sock: ssl.SSLSocket):
+        self._sock = sock
+        self._timeout = sock.gettimeout()
+        self._lock = threading.Lock()
+        sock.settimeout(0)
+
+    def gettimeout(self):
+        return self._timeout
+
+    def settimeout(self, timeout) -> None:
+        self._timeout = timeout
+
+    def recv(self, bufsize: int) -> bytes:
+        return self._locked(lambda: self._sock.recv(bufsize), selectors.EVENT_READ)
+
+    def send(self, data) -> int:
+        return self._locked(lambda: self._sock.send(data), selectors.EVENT_WRITE)
+
+    def _locked(self, call, blocked_on: int):
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            with self._lock:
+                try:
+                    return call()
+                except ssl.SSLWantReadError:
+                    event = selectors.EVENT_READ
+                except ssl.SSLWantWriteError:
+                    event = selectors.EVENT_WRITE
+                except BlockingIOError:
+                    event = blocked_on
+            wait = self.SLICE_S
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("timed out")
+                wait = min(wait, left)
+            with selectors.DefaultSelector() as sel:
+                sel.register(self._sock.fileno(), event)
+                sel.select(wait)
+
+    def __getattr__(self, name):
+        # fileno, shutdown, close, setsockopt, ...: the socket's own.
+        return getattr(self._sock, name)
+
+
+class SerializedTLSWebSocket(websocket.WebSocket):
+    """websocket-client's WebSocket over a SerializedTLSSocket once its handshake is done."""
+
+    def connect(self, url, **options):
+        super().connect(url, **options)
+        if isinstance(self.sock, ssl.SSLSocket):
+            self.sock = SerializedTLSSocket(self.sock)
+
+
 class TLSRecordingClient(RecordingClient):
     """harness.clients.RecordingClient over https:// and wss://: its python-socketio client
     gets a requests session that verifies against `ca`, which python-engineio uses for
-    long-polling and hands to websocket-client (ca_certs) for the WebSocket."""
+    long-polling and hands to websocket-client (ca_certs) for the WebSocket, whose reads and
+    writes it serializes (SerializedTLSSocket)."""
 
     def __init__(self, node, roomid: str | None, ca: Path, transports=None):
         super().__init__(node, roomid, transports=transports)
         self.sio = in_order_client(reconnection=False, logger=False, engineio_logger=False,
-                                   http_session=ca_session(ca))
+                                   http_session=ca_session(ca),
+                                   websocket_extra_options={"class_": SerializedTLSWebSocket})
         self.sio.on("*", self._on_any)
         self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("disconnect", self._on_disconnect)
