@@ -7,7 +7,7 @@ PYTEST := .venv/bin/pytest
 
 .PHONY: all build build-tests run test unit-test integration-test browser-test build-deps test-deps clean install bench bench-scale scale-test fuzz fuzz-check \
 	sanitize sanitize-address sanitize-thread asan-integration asan-integration-core asan-integration-security asan-integration-redis-cluster asan-faults asan-browser \
-	tsan-build-and-unit tsan-build tsan-unit tsan-integration tsan-integration-a tsan-integration-b test-steps
+	tsan-build-and-unit tsan-build tsan-unit tsan-integration tsan-integration-a tsan-integration-b test-steps asan-unit
 
 all: build
 
@@ -39,15 +39,17 @@ run: build
 # them (scripts/test-summary.sh): side by side, a failure can be pages above the end.
 test: build-deps
 	@rm -rf .build/test-logs
-	@$(MAKE) --no-print-directory test-steps; status=$$?; scripts/test-summary.sh || status=1; exit $$status
+	@$(MAKE) --no-print-directory test-steps; status=$$?; scripts/test-summary.sh $(TEST_STEPS) || status=1; exit $$status
 
+# Every step `make test` records (scripts/test-stage.sh), for the summary to name any not run.
+TEST_STEPS := build-address fuzz-check asan-unit asan-integration-core asan-integration-security asan-browser \
+	tsan-build tsan-integration-a tsan-integration-b asan-faults asan-integration-redis-cluster
 test-steps:
 	@$(MAKE) --no-print-directory -j2 build-tests test-deps SANITIZE=address
 	@$(MAKE) --no-print-directory fuzz-check
-	$(STAGE) asan-unit $(SANITIZED) address $(SWIFT) test --skip-build
-	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN)
-	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target asan-integration-core asan-integration-security asan-browser \
-		tsan-integration-a tsan-integration-b asan-integration-redis-cluster asan-faults TSAN_NICE="chrt --idle 0" \
+	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN) && cp $(UNIT_BUNDLE) $(ASAN_UNIT)
+	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target asan-unit asan-integration-core asan-integration-security \
+		asan-browser tsan-integration-a tsan-integration-b asan-integration-redis-cluster asan-faults TSAN_NICE="chrt --idle 0" \
 		FAULTS_AFTER=tsan-build REDIS_CLUSTER_AFTER="asan-integration-core asan-integration-security asan-browser tsan-build" \
 		ASAN_SKIP="$(TSAN_SUITES_A) $(TSAN_SUITES_B)"
 
@@ -66,10 +68,16 @@ build-tests:
 #   random bytes: nothing for a race detector there, and ~90 s more).
 SANITIZED := scripts/sanitized.sh
 STAGE := scripts/test-stage.sh
-# Steps run side by side in the last part of `make test`: four suites at once leave room for
-# the ThreadSanitizer build, which only takes the CPU they leave idle.
-TEST_JOBS ?= 5
+# Steps run side by side in the last part of `make test`: the unit tests and four suites at
+# once leave room for the ThreadSanitizer build, which only takes the CPU they leave idle.
+TEST_JOBS ?= 6
 ASAN_BIN := .build/sanitizer/chatmesh-address
+# The unit tests (all swift-testing) run from a copy of their bundle, as `swift test` runs it:
+# beside the suites, while `swift build` holds .build's lock for the ThreadSanitizer rebuild.
+UNIT_BUNDLE := .build/debug/chatmeshPackageTests.xctest
+ASAN_UNIT := .build/sanitizer/chatmeshPackageTests-address.xctest
+asan-unit:
+	$(STAGE) $@ $(SANITIZED) address $(ASAN_UNIT) --testing-library swift-testing
 TSAN_SKIP := RESPFuzzTests|MeshFrameFuzzTests|RobustnessTests
 TSAN_SUITES_A := IntegrationTests/integration/test_churn.py IntegrationTests/integration/test_transports.py IntegrationTests/integration/test_drain.py \
 	IntegrationTests/integration/test_recovery_mesh_failover.py
@@ -80,9 +88,8 @@ sanitize: sanitize-address sanitize-thread
 
 sanitize-address: build-deps test-deps
 	@$(MAKE) --no-print-directory build-tests SANITIZE=address
-	$(SANITIZED) address $(SWIFT) test --skip-build
-	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN)
-	@$(MAKE) --no-print-directory asan-integration asan-browser
+	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN) && cp $(UNIT_BUNDLE) $(ASAN_UNIT)
+	@$(MAKE) --no-print-directory asan-unit asan-integration asan-browser
 
 sanitize-thread: build-deps test-deps
 	@$(MAKE) --no-print-directory tsan-unit tsan-integration
@@ -115,22 +122,18 @@ asan-integration-core:
 # In `make test` (REDIS_CLUSTER_AFTER) it waits for the other ASan suites and the TSan build:
 # beside four of them its delivery and failover bounds measured the starved machine.
 asan-integration-redis-cluster: | $(REDIS_CLUSTER_AFTER)
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(MEASURED_NICE) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(REDIS_CLUSTER_SUITES)
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(REDIS_CLUSTER_SUITES)
 
 asan-integration-security:
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider \
 		$(filter-out $(ASAN_SKIP),$(SECURITY_SUITES))
 
 # In `make test` the fault suite waits for the ThreadSanitizer build (FAULTS_AFTER), which ends
-# when the other ASan suites leave the CPU, and then runs beside the ThreadSanitizer suites, at
-# a higher priority than they (MEASURED_NICE, root only): its latency bounds (a p99 within 2x
-# while a client never reads, with a bench client that is cut if it stalls for a second) are for
-# a node and a client that the suites beside them do not starve. CI once saw a run without the
-# slow client lose four of its nine bench clients that way. So do the Redis Cluster suites'
-# failover bounds.
-MEASURED_NICE := $(shell nice -n -5 true 2>/dev/null && echo nice -n -5)
+# when the other ASan suites leave the CPU: its latency bounds (a p99 within 2x while a client
+# never reads) are for a node that is not starved by four other suites. (Its load generator
+# runs at nice -5 beside the ThreadSanitizer suites; the whole suite at nice -5 starved them.)
 asan-faults: | $(FAULTS_AFTER)
-	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(MEASURED_NICE) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(FAULT_SUITE)
+	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(FAULT_SUITE)
 
 asan-browser:
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/browser

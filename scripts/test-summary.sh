@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: scripts/test-summary.sh
+# Usage: scripts/test-summary.sh [STEP...]
 # Printed last by `make test`: one line per step (how it ended, when it started and how long
 # it took, counted from the first step), then, for each step that failed, the lines that say
 # what failed (pytest's FAILED/ERROR lines, Swift Testing's and XCTest's failures, sanitizer
@@ -31,6 +31,15 @@ for log in "$logs"/*.log; do
         failed+=("$name")
     fi
 done
+# Steps named on the command line that never started: `make -k` skips a step that waits for
+# one that failed (the Redis Cluster suites wait for the other ASan suites).
+notrun=0
+for name in "$@"; do
+    if [ ! -e "$logs/$name.log" ]; then
+        printf '  %-28s not run (a step it waits for failed)\n' "$name"
+        notrun=1
+    fi
+done
 for name in "${failed[@]}"; do
     echo "==== what failed in $name (whole output: .build/test-logs/$name.log) ===="
     grep -E '^(FAILED|ERROR) |^E +[A-Za-z]*(Error|assert)|✘|error: |: error:|sanitizer report|WARNING: ThreadSanitizer|ERROR: AddressSanitizer|^[0-9]+ (failed|passed)|[0-9]+ failed' \
@@ -38,4 +47,4 @@ for name in "${failed[@]}"; do
     echo "  last lines:"
     tail -n 6 "$logs/$name.log" | sed 's/^/  | /'
 done
-[ ${#failed[@]} -eq 0 ]
+[ ${#failed[@]} -eq 0 ] && [ $notrun -eq 0 ]

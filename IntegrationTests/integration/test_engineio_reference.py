@@ -33,6 +33,9 @@ def _open_polling_session(node) -> str:
     return json.loads(r.text[1:])["sid"]
 
 
+# pingTimeout 2000 here, not 200: this case checks that answered pings keep the session, and a
+# busy CI machine once took over 200 ms between this client's GET and its POST (a 400).
+@pytest.mark.chatmesh(engineio={"ping_interval": 300, "ping_timeout": 2000, "connect_timeout": 1000})
 def test_polling_ping_pong_packets(node):
     """heartbeat / HTTP long-polling / "should send ping/pong packets" (the control case)."""
     sid = _open_polling_session(node)
