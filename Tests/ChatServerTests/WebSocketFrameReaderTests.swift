@@ -17,7 +17,10 @@ struct WebSocketFrameReaderTests {
             bytes += [UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
         } else {
             bytes.append(maskBit | 127)
-            bytes += (0..<8).reversed().map { UInt8((UInt64(payload.count) >> (8 * UInt64($0))) & 0xFF) }
+            let length = UInt64(payload.count)
+            for shift in stride(from: 56, through: 0, by: -8) {
+                bytes.append(UInt8(truncatingIfNeeded: length >> UInt64(shift)))
+            }
         }
         guard let key else { return bytes + payload }
         return bytes + key + payload.enumerated().map { $0.element ^ key[$0.offset % 4] }
