@@ -87,7 +87,11 @@ public final class RedisFanout: Fanout, RedisLinkOwner, @unchecked Sendable {
     private let drainWaiters: DrainWaiters
 
     static let heartbeatInterval = TimeAmount.seconds(1)
-    static let silenceLimit = TimeAmount.seconds(3)
+    /// A link that answered nothing for this long is closed and dialed again (a closed socket is
+    /// seen at once; this is for one that went quiet). 10 s, not 3: on a saturated 2-core machine
+    /// a live Redis and a busy node took over 3 s to get a PONG read (the publisher, idle once its
+    /// PUBLISHes were answered, hears only PONGs), and the reset resent answered PUBLISHes twice.
+    static let silenceLimit = TimeAmount.seconds(10)
     /// A late heartbeat (the loop was busy) does not judge silence: see `HeartbeatPunctuality`.
     private var heartbeatPunctuality = HeartbeatPunctuality(interval: RedisFanout.heartbeatInterval)
 

@@ -49,7 +49,11 @@ public final class RedisClusterFanout: Fanout, RedisLinkOwner, @unchecked Sendab
     /// MOVED replies one say may follow before it goes back to waiting (a MOVED loop).
     static let maxRedirects = 5
     static let heartbeatInterval = TimeAmount.seconds(1)
-    static let silenceLimit = TimeAmount.seconds(3)
+    /// A link that answered nothing for this long is closed and dialed again (a closed socket is
+    /// seen at once; this is for one that went quiet). 10 s, not 3: on a saturated 2-core machine
+    /// a live Redis and a busy node took over 3 s to get a PONG read (the publisher, idle once its
+    /// PUBLISHes were answered, hears only PONGs), and the reset resent answered PUBLISHes twice.
+    static let silenceLimit = TimeAmount.seconds(10)
     /// The map is read this often even when nothing seems wrong (a shard added and empty yet).
     static let quietRefreshInterval = TimeAmount.seconds(15)
 
