@@ -33,9 +33,11 @@ def _open_polling_session(node) -> str:
     return json.loads(r.text[1:])["sid"]
 
 
-# pingTimeout 2000 here, not 200: this case checks that answered pings keep the session, and a
-# busy CI machine once took over 200 ms between this client's GET and its POST (a 400).
-@pytest.mark.chatmesh(engineio={"ping_interval": 300, "ping_timeout": 2000, "connect_timeout": 1000})
+# pingTimeout 2 s and connectTimeout 10 s here, not 200 ms and 1 s: this case checks that
+# answered pings keep the session, and on a busy CI machine this client once took over 200 ms
+# between its GET and its POST (a 400), and once over 1 s for its three rounds (the session,
+# which never sends a Socket.IO CONNECT, was closed: `1`).
+@pytest.mark.chatmesh(engineio={"ping_interval": 300, "ping_timeout": 2000, "connect_timeout": 10000})
 def test_polling_ping_pong_packets(node):
     """heartbeat / HTTP long-polling / "should send ping/pong packets" (the control case)."""
     sid = _open_polling_session(node)
