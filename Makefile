@@ -50,7 +50,7 @@ test-steps:
 	@mkdir -p $(dir $(ASAN_BIN)) && cp $(BIN) $(ASAN_BIN) && cp $(UNIT_BUNDLE) $(ASAN_UNIT)
 	@$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target asan-unit asan-integration-core asan-integration-security \
 		asan-browser tsan-integration-a tsan-integration-b asan-integration-redis-cluster asan-faults TSAN_NICE="chrt --idle 0" \
-		FAULTS_AFTER=tsan-build REDIS_CLUSTER_AFTER="asan-integration-core asan-integration-security asan-browser tsan-build" \
+		FAULTS_AFTER=tsan-build REDIS_CLUSTER_AFTER="asan-integration-core asan-integration-security asan-browser tsan-build asan-faults" \
 		ASAN_SKIP="$(TSAN_SUITES_A) $(TSAN_SUITES_B)"
 
 build-tests:
@@ -119,8 +119,10 @@ asan-integration-core:
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider IntegrationTests/integration \
 		--ignore=$(FAULT_SUITE) $(addprefix --ignore=,$(SECURITY_SUITES) $(REDIS_CLUSTER_SUITES) $(ASAN_SKIP))
 
-# In `make test` (REDIS_CLUSTER_AFTER) it waits for the other ASan suites and the TSan build:
-# beside four of them its delivery and failover bounds measured the starved machine.
+# In `make test` (REDIS_CLUSTER_AFTER) it waits for the other ASan suites, the TSan build and
+# the fault suite: beside four of them its delivery and failover bounds measured the starved
+# machine, and twice beside the fault suite every receiver on one node stopped near 85 of 500
+# says in test_sharded_three_senders_on_three_shards (cause not found yet; never alone).
 asan-integration-redis-cluster: | $(REDIS_CLUSTER_AFTER)
 	CHATMESH_BIN=$(CURDIR)/$(ASAN_BIN) $(STAGE) $@ $(SANITIZED) address $(PYTEST) -q -p no:cacheprovider $(REDIS_CLUSTER_SUITES)
 
