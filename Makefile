@@ -27,10 +27,11 @@ run: build
 
 # Every test, under the sanitizers (`make sanitize`, overlapped to fit CI's time): the build of
 # products and tests is AddressSanitizer-instrumented (our targets; Package.swift,
-# CHATMESH_SANITIZE), side by side with the test dependencies (apt, venv); then the unit tests;
-# then, side by side, the real-server suites with real clients (integration in three parts,
+# CHATMESH_SANITIZE), side by side with the test dependencies (apt, venv); then, side by side,
+# the unit tests and the real-server suites with real clients (integration in three parts,
 # browser) while the ThreadSanitizer rebuild of the node takes only the CPU they leave idle
-# (SCHED_IDLE); once it is built, its server suites and the network-namespace fault suite. Each
+# (SCHED_IDLE); once it is built, its server suites and the network-namespace fault suite; last
+# the Redis Cluster suites. Each
 # integration suite runs once, under one sanitizer (ASAN_SKIP: the ThreadSanitizer ones are not
 # run under ASan too), and the unit tests under ThreadSanitizer are `make sanitize-thread`'s:
 # both sanitizers for everything would not fit CI's time. Any
