@@ -170,6 +170,14 @@ import Testing
         .array([.array([.integer(0), .integer(16383), .array([bulk(address.host), .integer(Int64(address.port)), bulk("id")])])])
     }
 
+    /// A fake node's answers: every slot at `owner` (read at each `CLUSTER`, so a test moves the
+    /// slots by setting it) and `:1` to everything else.
+    static func ownerAnswers(_ owner: NIOLockedValueBox<HostPort?>) -> @Sendable ([String]) -> [RESPValue] {
+        { command in
+            command.first?.uppercased() == "CLUSTER" ? [allSlots(at: owner.withLockedValue { $0! })] : [.integer(1)]
+        }
+    }
+
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let log = LogLines()
 
@@ -217,12 +225,7 @@ import Testing
 
     @Test func aMovedSayGoesToTheNamedNodeAndItsRoomSubscribesThere() throws {
         let owner = NIOLockedValueBox<HostPort?>(nil)
-        let nodeB = try FakeNode(group: group) { command in
-            switch command.first?.uppercased() {
-            case "CLUSTER": [RedisClusterFanoutRedirectTests.allSlots(at: owner.withLockedValue { $0! })]
-            default: [.integer(1)]
-            }
-        }
+        let nodeB = try FakeNode(group: group, answer: Self.ownerAnswers(owner))
         defer { nodeB.close() }
         let nodeA = try FakeNode(group: group) { command in
             switch command.first?.uppercased() {
@@ -347,12 +350,7 @@ import Testing
         // The node acknowledges every SPUBLISH but echoes only what the test pushes: as a
         // primary killed after its reply and before writing the message to its subscribers.
         let address = NIOLockedValueBox<HostPort?>(nil)
-        let node = try FakeNode(group: group) { command in
-            switch command.first?.uppercased() {
-            case "CLUSTER": [RedisClusterFanoutRedirectTests.allSlots(at: address.withLockedValue { $0! })]
-            default: [.integer(1)]
-            }
-        }
+        let node = try FakeNode(group: group, answer: Self.ownerAnswers(address))
         defer { node.close() }
         address.withLockedValue { $0 = node.address }
         let fanout = makeFanout(seeds: [node.address])
@@ -388,12 +386,9 @@ import Testing
 
     @Test func anUnsolicitedSunsubscribeMovesTheRoomToItsNewOwner() throws {
         let owner = NIOLockedValueBox<HostPort?>(nil)
-        let answer: @Sendable ([String]) -> [RESPValue] = { command in
-            command.first?.uppercased() == "CLUSTER" ? [RedisClusterFanoutRedirectTests.allSlots(at: owner.withLockedValue { $0! })] : [.integer(1)]
-        }
-        let nodeA = try FakeNode(group: group, answer: answer)
+        let nodeA = try FakeNode(group: group, answer: Self.ownerAnswers(owner))
         defer { nodeA.close() }
-        let nodeB = try FakeNode(group: group, answer: answer)
+        let nodeB = try FakeNode(group: group, answer: Self.ownerAnswers(owner))
         defer { nodeB.close() }
         owner.withLockedValue { $0 = nodeA.address }
         let fanout = makeFanout(seeds: [nodeA.address, nodeB.address])
